@@ -1,0 +1,32 @@
+"""Datasets held in memory as uint8 tensors, looked up by name in DATASETS (= conf/dataset/<name>.yaml).
+
+``load_dataset(cfg.dataset, data_dir)`` returns a DataBundle; ``tensors.TensorLoader`` batches, normalises
+and augments its splits on the training device.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from compressbench.data.split import Augment, DataBundle, Split
+from compressbench.registry import Registry
+
+DatasetFn = Callable[[Mapping[str, Any], Path], DataBundle]
+
+DATASETS: Registry[DatasetFn] = Registry("dataset")
+
+
+def load_dataset(cfg: Mapping[str, Any], data_dir: str | Path) -> DataBundle:
+    """Load the dataset that the ``dataset`` config node names (key ``name``) from/into ``data_dir``."""
+    name = cfg.get("name")
+    if not name:
+        raise ValueError(f"the dataset config needs a 'name' (one of {', '.join(DATASETS.names())}), "
+                         "e.g. dataset=digits on the command line")
+    return DATASETS.get(str(name))(cfg, Path(data_dir))
+
+
+# Imported for their registrations (after DATASETS exists: they import it from here).
+from compressbench.data import cifar, digits, image_folder, mnist, svhn, synthetic  # noqa: E402, F401
+
+__all__ = ["DATASETS", "Augment", "DataBundle", "Split", "load_dataset"]

@@ -1,0 +1,219 @@
+"""The one training engine: ``train_one_epoch``, ``evaluate`` and ``fit``, shared by train, finetune and distill.
+
+``fit`` takes a ``criterion(logits, targets, inputs)`` so distillation can add its teacher terms without a
+second loop.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compressbench.atomic import atomic_torch_save
+from compressbench.results import write_csv
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+    from compressbench.stages.train import TrainConfig
+
+Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+class Diverged(RuntimeError):
+    """The loss became non-finite; the model holds the weights of the last good epoch."""
+
+
+@dataclass
+class Precision:
+    """Autocast dtype and grad scaler for one device (AMP on CUDA: bf16 where supported, else fp16)."""
+
+    device_type: str
+    dtype: torch.dtype | None = None
+    scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def for_device(cls, device: torch.device, amp: str) -> Precision:
+        if amp == "off" or (amp == "auto" and device.type != "cuda"):
+            return cls(device.type)
+        if amp == "bf16" or (amp == "auto" and torch.cuda.is_bf16_supported()):
+            return cls(device.type, torch.bfloat16)
+        return cls(device.type, torch.float16, torch.amp.GradScaler(device.type))
+
+    def autocast(self) -> AbstractContextManager:
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
+    def criterion(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+
+    return criterion
+
+
+def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, criterion: Criterion, *,
+                    precision: Precision, scheduler: Any = None, grad_clip: float | None = None,
+                    progress: Any = None) -> dict[str, float]:
+    """One pass over ``batches``; raises Diverged on a non-finite loss. Returns loss, accuracy, images/s."""
+    model.train()
+    device = next(model.parameters()).device
+    # Sums stay on the device; a host sync per step would stall a GPU, so there we check every few steps.
+    check_every = 1 if device.type == "cpu" else 25
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    start = time.perf_counter()
+    for step, (x, y) in enumerate(batches):
+        with precision.autocast():
+            logits = model(x)
+            loss = criterion(logits, y, x)
+        optimizer.zero_grad(set_to_none=True)
+        if precision.scaler is not None:
+            precision.scaler.scale(loss).backward()
+            if grad_clip:
+                precision.scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            precision.scaler.step(optimizer)
+            precision.scaler.update()
+        else:
+            loss.backward()
+            if grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        loss_sum += loss.detach() * len(y)
+        correct += (logits.detach().argmax(1) == y).sum()
+        seen += len(y)
+        if step % check_every == 0 and not math.isfinite(loss_sum.item()):
+            raise Diverged(f"{loss.item()} at step {step + 1}")
+        if progress is not None:
+            progress.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    total = loss_sum.item()
+    if not math.isfinite(total):
+        raise Diverged(f"mean {total / max(seen, 1)}")
+    return {"train_loss": total / max(seen, 1), "train_acc": 100.0 * correct.item() / max(seen, 1),
+            "seconds": seconds, "images_per_s": seen / seconds if seconds > 0 else float("nan")}
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches, *, precision: Precision | None = None,
+             topk: tuple[int, ...] = (1, 5)) -> dict[str, float]:
+    """Mean loss and top-k accuracies (percent) of ``model`` over ``batches``."""
+    model.eval()
+    autocast = precision.autocast() if precision is not None else nullcontext()
+    loss_sum, seen = 0.0, 0
+    hits = dict.fromkeys(topk, 0)
+    with autocast:
+        for x, y in batches:
+            logits = model(x).float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+            ranked = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices
+            for k in topk:
+                hits[k] += (ranked[:, :k] == y[:, None]).any(1).sum().item()
+            seen += len(y)
+    if not seen:  # an empty split (val_fraction=0) has no accuracy, not a zero one
+        return {"loss": float("nan"), **{f"top{k}": float("nan") for k in topk}}
+    out = {"loss": loss_sum / seen}
+    out.update({f"top{k}": 100.0 * hits[k] / seen for k in topk})
+    return out
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    """A per-step LambdaLR: linear warm-up, then cosine / multistep / constant."""
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    milestones = [int(m * steps_per_epoch) for m in cfg.milestones]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.scheduler == "cosine":
+            progress = (step - warmup) / max(total - warmup, 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        if cfg.scheduler == "multistep":
+            return cfg.gamma ** sum(step >= m for m in milestones)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterion | None = None) -> nn.Module:
+    """Train ``model`` for ``cfg.epochs``, evaluating on val each epoch; return the best (or last) weights.
+
+    Writes ``history.csv`` and checkpoints (``best.pt``, ``last.pt``) into the stage directory after every
+    epoch, atomically, so a crash loses at most the epoch in flight.
+    """
+    criterion = criterion or cross_entropy(cfg.label_smoothing)
+    train_batches = ctx.train_loader(cfg.batch_size, augment=cfg.augment)
+    val_batches = ctx.eval_loader("val")
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg, len(train_batches))
+    precision = ctx.precision
+    stage_dir = ctx.stage_dir
+    history: list[dict[str, Any]] = []
+    best_acc, best_state, best_epoch = -1.0, _snapshot(model), -1
+    last_good = best_state
+    epochs = ctx.progress(range(cfg.epochs), desc=f"{ctx.stage_name} epochs", unit="epoch")
+    for epoch in epochs:
+        train_batches.set_epoch(epoch)
+        bar = ctx.progress(total=len(train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                           leave=False)
+        try:
+            stats = train_one_epoch(model, train_batches, optimizer, criterion, precision=precision,
+                                    scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar)
+        except Diverged as e:
+            model.load_state_dict(last_good)
+            ctx.record(diverged_epoch=epoch + 1)
+            raise Diverged(f"non-finite loss in epoch {epoch + 1} ({e}); the model keeps the weights it had "
+                           f"before that epoch. Lower {ctx.stage_name}.lr or set {ctx.stage_name}.grad_clip") from None
+        finally:
+            bar.close()
+        val = evaluate(model, val_batches, precision=precision, topk=(1,))
+        row = {"stage": ctx.stage_name, "epoch": epoch + 1, **stats, "val_loss": val["loss"],
+               "val_acc": val["top1"], "lr": optimizer.param_groups[0]["lr"]}
+        history.append(row)
+        epochs.set_postfix(loss=f"{stats['train_loss']:.3f}", val_acc=f"{val['top1']:.1f}")
+        last_good = _snapshot(model)
+        # Without a val split (val_fraction=0) there is nothing to select on: the last epoch is kept.
+        if val["top1"] > best_acc or math.isnan(val["top1"]):
+            best_acc, best_state, best_epoch = val["top1"], last_good, epoch + 1
+            atomic_torch_save(best_state, stage_dir / "best.pt")
+        atomic_torch_save({"epoch": epoch + 1, "model": last_good, "optimizer": optimizer.state_dict(),
+                           "scheduler": scheduler.state_dict(), "history": history}, stage_dir / "last.pt")
+        write_csv(stage_dir / "history.csv", history)
+    if cfg.epochs and cfg.keep == "best":
+        model.load_state_dict(best_state)
+    if cfg.epochs:
+        ctx.record(best_epoch=best_epoch if cfg.keep == "best" else cfg.epochs,
+                   train_images_per_s=history[-1]["images_per_s"])
+    ctx.history.extend(history)
+    return model

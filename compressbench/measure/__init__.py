@@ -1,0 +1,86 @@
+"""``measure(model, ctx)``: the one measurement that runs after every stage (DESIGN.md §6)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from compressbench.measure.accuracy import accuracy_metrics
+from compressbench.measure.flops import count_macs
+from compressbench.measure.latency import num_threads, time_model
+from compressbench.measure.size import size_metrics
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+
+
+def device_of(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def runtime_of(model: nn.Module) -> str:
+    """The runtime that executes the artifact; stages that change it set ``model.compressbench_runtime``."""
+    return getattr(model, "compressbench_runtime", "eager")
+
+
+def measure(model: nn.Module, ctx: RunContext) -> dict[str, Any]:
+    """Accuracy, size, MACs and latency of ``model``; ratios against ``ctx.reference`` when there is one."""
+    model.eval()
+    device = device_of(model)
+    metrics: dict[str, Any] = {"device": _device_name(device), "runtime": runtime_of(model)}
+    metrics.update(accuracy_metrics(model, ctx, device))
+    metrics.update(size_metrics(model))
+    metrics["macs"], metrics["effective_macs"] = count_macs(model, ctx.example_batch(1, device))
+    metrics.update(latency_metrics(model, ctx, device))
+    ref = ctx.reference
+    if ref is not None and ref.metrics is not None:
+        metrics["compression_ratio"] = ref.metrics["size_bytes"] / metrics["size_bytes"]
+        metrics["reference_stage"] = ref.stage
+    return metrics
+
+
+def latency_metrics(model: nn.Module, ctx: RunContext, device: torch.device) -> dict[str, Any]:
+    """Batch-1 latency (p50/p95) and batch-B throughput, each timed interleaved with the reference model."""
+    cfg = ctx.plan.measure
+    if not cfg.latency:
+        return {}
+    reference = ctx.reference.model if ctx.reference is not None else None
+    if reference is not None and device_of(reference) != device:
+        reference = _copy_to(reference, device)
+    one, batch = ctx.example_batch(1, device), ctx.example_batch(cfg.batch_size, device)
+    on_cpu = device.type == "cpu"
+
+    def timed(x: torch.Tensor, threads: int | None, iters: int):
+        with num_threads(threads if on_cpu else None) as used:
+            timing = time_model(lambda: model(x), device, warmup=cfg.warmup, iters=iters, rounds=cfg.rounds,
+                                reference=(lambda: reference(x)) if reference is not None else None)
+        return timing, used
+
+    latency, threads = timed(one, cfg.threads, cfg.iters)
+    throughput, throughput_threads = timed(batch, cfg.throughput_threads, max(2, cfg.iters // 4))
+    return {
+        "latency_ms_p50": latency.p50,
+        "latency_ms_p95": latency.p95,
+        "throughput_ips": cfg.batch_size / (throughput.p50 / 1e3),
+        "speedup": latency.speedup,
+        "speedup_iqr": latency.speedup_iqr,
+        "throughput_speedup": throughput.speedup,
+        "threads": threads,
+        "throughput_threads": throughput_threads,
+        "batch_size": cfg.batch_size,
+    }
+
+
+def _copy_to(model: nn.Module, device: torch.device) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).to(device).eval()
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return device.type

@@ -1,0 +1,105 @@
+"""Latency and throughput, timed the way DESIGN.md §6 asks.
+
+A speedup is never the ratio of two numbers taken at different times: the reference and the candidate are
+timed in the same process, interleaved in rounds (A B, then B A, ...), and the speedup is the median of the
+per-round ratios, with its interquartile range as the spread. Thread count is fixed while timing.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+
+Call = Callable[[], object]
+
+
+@contextmanager
+def num_threads(n: int | None) -> Iterator[int]:
+    """Run the body with ``n`` intra-op threads (None keeps the current number); yields the number used."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_calls(call: Call, iters: int, device: torch.device) -> list[float]:
+    """Wall milliseconds of each of ``iters`` calls (synchronised on CUDA so the GPU work is inside)."""
+    samples = []
+    for _ in range(iters):
+        _sync(device)
+        start = time.perf_counter()
+        call()
+        _sync(device)
+        samples.append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+@dataclass
+class Timing:
+    """Samples of one candidate, and when timed against a reference, the per-round speedups."""
+
+    samples_ms: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)
+
+    @property
+    def p50(self) -> float:
+        return quantile(self.samples_ms, 0.5)
+
+    @property
+    def p95(self) -> float:
+        return quantile(self.samples_ms, 0.95)
+
+    @property
+    def speedup(self) -> float | None:
+        return statistics.median(self.ratios) if self.ratios else None
+
+    @property
+    def speedup_iqr(self) -> float | None:
+        return quantile(self.ratios, 0.75) - quantile(self.ratios, 0.25) if self.ratios else None
+
+
+@torch.no_grad()
+def time_model(candidate: Call, device: torch.device, *, warmup: int, iters: int, rounds: int,
+               reference: Call | None = None) -> Timing:
+    """Time ``candidate``; with a ``reference``, interleave the two and collect per-round speedups."""
+    for _ in range(warmup):
+        candidate()
+        if reference is not None:
+            reference()
+    timing = Timing()
+    for r in range(rounds):
+        if reference is None:
+            timing.samples_ms += time_calls(candidate, iters, device)
+            continue
+        # Alternate which goes first so a drift within the round (turbo, a neighbour's job) cancels out.
+        if r % 2 == 0:
+            ref = time_calls(reference, iters, device)
+            cand = time_calls(candidate, iters, device)
+        else:
+            cand = time_calls(candidate, iters, device)
+            ref = time_calls(reference, iters, device)
+        timing.samples_ms += cand
+        timing.ratios.append(statistics.median(ref) / statistics.median(cand))
+    return timing

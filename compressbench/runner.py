@@ -1,0 +1,203 @@
+"""``run(cfg)``: validate, load data, walk the chain (cache → stage → measure → row), report."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import subprocess
+import time
+import traceback
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from compressbench import __version__
+from compressbench.atomic import atomic_write_text
+from compressbench.cache import StageCache, stage_key
+from compressbench.config import Plan, RuntimeConfig, resolve_path, to_dict, validate
+from compressbench.context import Reference, RunContext
+from compressbench.data import load_dataset
+from compressbench.engine import Diverged
+from compressbench.measure import measure
+from compressbench.models import build_model
+from compressbench.report import print_table, write_report
+from compressbench.results import write_csv, write_results
+from compressbench.stages import STAGES
+
+
+class RunFailed(RuntimeError):
+    """A stage failed or diverged; its row (status, error) is in results.csv and the chain stopped there."""
+
+
+def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Run the chain in ``cfg``, writing everything under ``run_dir``; return the results rows.
+
+    ``status.json`` in ``run_dir`` says how the job ended (ok / failed / interrupted, with the error), so a
+    sweep summary lists jobs that failed before writing a single row.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_status(run_dir, "running", overrides)
+    try:
+        rows = _run(cfg, run_dir, overrides)
+    except BaseException as e:
+        status = "failed" if isinstance(e, Exception) else "interrupted"
+        write_status(run_dir, status, overrides, error=f"{type(e).__name__}: {e}")
+        raise
+    write_status(run_dir, "ok", overrides)
+    return rows
+
+
+def write_status(run_dir: Path, status: str, overrides: Any, error: str | None = None) -> None:
+    atomic_write_text(run_dir / "status.json", json.dumps(
+        {"status": status, "overrides": " ".join(overrides), "error": error,
+         "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
+
+
+def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]:
+    plan = validate(cfg)  # every config error surfaces here, before any data or compute
+    apply_runtime(plan.runtime)
+    data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir))
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(run_dir / "split.json", json.dumps(data.split_info, indent=1))
+    ctx = RunContext(cfg, plan, run_dir, data)
+    cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
+    keys = chain_keys(cfg, plan)
+    identity = {"run_id": keys[-1][:12], "experiment": plan.name, "model": cfg.model.name,
+                "dataset": cfg.dataset.name, "seed": plan.runtime.seed, "torch_version": torch.__version__,
+                "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
+                "precision": ctx.precision.name,
+                "num_classes": data.num_classes}
+
+    seed_everything(int(keys[0][:8], 16))  # the initial weights are part of the cached prefix: fix them
+    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(ctx.device)
+    rows: list[dict[str, Any]] = []
+    failure = None
+    for index, name in enumerate(ctx.progress(plan.chain, desc="stages", unit="stage")):
+        model, row = run_stage(model, index, name, keys[index + 1], ctx, cache)
+        rows.append({**identity, **row})
+        write_results(run_dir / "results.csv", rows)
+        if row["status"] != "ok":
+            not_run = plan.chain[index + 1:]
+            failure = (f"stage '{name}' {row['status']}: {row['error']}"
+                       + (f"; not run: {', '.join(not_run)}" if not_run else ""))
+            break
+    print_table(rows)
+    write_report(run_dir)
+    if failure:
+        raise RunFailed(f"{failure}. Rows so far are in {run_dir / 'results.csv'}")
+    return rows
+
+
+def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext,
+              cache: StageCache) -> tuple[nn.Module, dict[str, Any]]:
+    """Run (or load from the cache) one stage, measure its model, and build its results row."""
+    scfg = ctx.plan.stages[name]
+    spec = STAGES.get(scfg.stage)
+    ctx.begin_stage(index, name, seed=int(key[:8], 16))
+    seed_everything(ctx.stage_seed)
+    status, error, hit = "ok", None, False
+    start = time.perf_counter()
+    try:
+        with (cache if spec.cacheable else StageCache(None)).hold(key) as entry:
+            cached = entry.load(ctx.device)
+            if cached is not None:
+                model, hit = cached.model, True
+                ctx.info.update(cached.info)
+                ctx.history = cached.history
+                if cached.history:
+                    write_csv(ctx.stage_dir / "history.csv", cached.history)
+            else:
+                model = spec.fn(model, scfg, ctx)
+                entry.save(model, ctx.info, ctx.history)
+    except Diverged as e:
+        status, error = "diverged", str(e)
+    except Exception as e:  # noqa: BLE001 — the row records it and the run raises RunFailed afterwards
+        status, error = "failed", f"{type(e).__name__}: {e}"
+        atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
+    wall = time.perf_counter() - start
+
+    metrics: dict[str, Any] = {}
+    if status != "failed":  # a diverged stage keeps its last good weights: measure those
+        try:
+            metrics = measure(model, ctx)
+        except Exception as e:  # noqa: BLE001
+            status, error = "failed", f"measurement failed: {type(e).__name__}: {e}"
+            atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
+    if name == ctx.plan.reference and status == "ok":
+        ctx.reference = Reference(name, copy.deepcopy(model).eval(), metrics)
+        # The reference against itself: ratios are 1 by definition, not a measurement.
+        metrics.update(compression_ratio=1.0, reference_stage=name,
+                       **({"speedup": 1.0, "throughput_speedup": 1.0, "speedup_iqr": 0.0}
+                          if "latency_ms_p50" in metrics else {}))
+    row = {"stage_index": index, "stage": name, "kind": scfg.stage, "method": getattr(scfg, "method", None),
+           "status": status, **metrics, **ctx.info, "wall_s": wall, "cache_hit": hit, "stage_key": key[:16],
+           "stage_params": json.dumps(to_dict(scfg), sort_keys=True), "error": error}
+    return model, row
+
+
+def chain_keys(cfg: DictConfig, plan: Plan) -> list[str]:
+    """Cache keys: [initial model, after stage 1, ...]. They depend on configs only, so are known up front."""
+    dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download",)}
+    keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, seed=plan.runtime.seed)]
+    for name in plan.chain:
+        keys.append(stage_key(keys[-1], stage=to_dict(plan.stages[name])))
+    return keys
+
+
+def apply_runtime(runtime: RuntimeConfig) -> None:
+    if runtime.threads is not None:
+        torch.set_num_threads(runtime.threads)
+    if runtime.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@cache
+def git_sha() -> str:
+    """Short commit of the compressbench checkout (``+dirty`` with local changes); empty when installed."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return ""
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return sha + ("+dirty" if sha and dirty else "")
+
+
+@cache
+def machine() -> str:
+    """CPU model and core count, e.g. 'Intel Xeon ... (2 cores)'; the GPU is named in the device column."""
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        import platform
+
+        name = platform.processor() or platform.machine()
+    return f"{name} ({os.cpu_count()} cores)"
+
+
+__all__ = ["run", "RunFailed", "__version__"]

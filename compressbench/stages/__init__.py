@@ -1,0 +1,46 @@
+"""The STAGES registry. A stage is a plain function ``stage(model, cfg, ctx) -> nn.Module``.
+
+``register_stage(kind, config)`` adds the function under ``kind`` and stores its typed config in Hydra's
+ConfigStore as ``stage/<kind>``, so YAML can place it anywhere: ``- stage@finetune: train``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hydra.core.config_store import ConfigStore
+
+from compressbench.config import StageConfig
+from compressbench.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from compressbench.context import RunContext
+
+StageFn = Callable[["nn.Module", StageConfig, "RunContext"], "nn.Module"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    fn: StageFn
+    config: type[StageConfig]
+    cacheable: bool = True  # its output model can be pickled into the stage cache
+
+
+STAGES: Registry[StageSpec] = Registry("stage")
+
+
+def register_stage(kind: str, config: type[StageConfig], cacheable: bool = True) -> Callable[[StageFn], StageFn]:
+    """Decorator registering a stage function and its config dataclass under ``kind``."""
+
+    def add(fn: StageFn) -> StageFn:
+        STAGES.register(kind)(StageSpec(fn, config, cacheable))
+        ConfigStore.instance().store(group="stage", name=kind, node=config)
+        return fn
+
+    return add
+
+
+from compressbench.stages import train as _train  # noqa: E402,F401  (registers "train")

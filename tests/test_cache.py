@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from compressbench.cache import StageCache, stage_key
+
+CPU = torch.device("cpu")
+
+
+def test_keys_depend_on_everything_that_changes_the_result():
+    base = stage_key("prev", stage={"stage": "train", "epochs": 3, "lr": 0.1})
+    assert base == stage_key("prev", stage={"lr": 0.1, "epochs": 3, "stage": "train"})  # order-free
+    assert base != stage_key("prev", stage={"stage": "train", "epochs": 4, "lr": 0.1})
+    assert base != stage_key("other", stage={"stage": "train", "epochs": 3, "lr": 0.1})
+
+
+def test_save_then_load_round_trips_model_info_and_history(tmp_path: Path):
+    cache = StageCache(tmp_path)
+    model = nn.Linear(3, 2)
+    with cache.hold("k" * 64) as entry:
+        assert entry.load(CPU) is None
+        entry.save(model, {"best_epoch": 2}, [{"epoch": 1, "val_acc": 50.0}])
+    with cache.hold("k" * 64) as entry:
+        hit = entry.load(CPU)
+    assert hit is not None and hit.info == {"best_epoch": 2} and hit.history[0]["val_acc"] == 50.0
+    assert torch.equal(hit.model.weight, model.weight)
+
+
+def test_half_written_entry_is_recomputed(tmp_path: Path):
+    cache = StageCache(tmp_path)
+    with cache.hold("a" * 64) as entry:
+        entry.save(nn.Linear(2, 2), {}, [])
+    (tmp_path / "aa" / ("a" * 64) / "DONE").unlink()  # the writer died before the marker
+    with cache.hold("a" * 64) as entry:
+        assert entry.load(CPU) is None
+
+
+def test_corrupt_entry_is_reported_and_never_loaded(tmp_path: Path, capsys):
+    cache = StageCache(tmp_path)
+    with cache.hold("b" * 64) as entry:
+        entry.save(nn.Linear(50, 50), {}, [])
+    artifact = tmp_path / "bb" / ("b" * 64) / "model.pt"
+    artifact.write_bytes(artifact.read_bytes()[:-100])  # truncated
+    with cache.hold("b" * 64) as entry:
+        assert entry.load(CPU) is None
+    assert "damaged" in capsys.readouterr().out
+
+
+def test_disabled_cache_stores_nothing(tmp_path: Path):
+    cache = StageCache(None)
+    with cache.hold("c" * 64) as entry:
+        entry.save(nn.Linear(2, 2), {}, [])
+        assert entry.load(CPU) is None
+
+
+def test_parallel_processes_compute_a_shared_stage_once(tmp_path: Path):
+    script = textwrap.dedent(f"""
+        import time, torch
+        from compressbench.cache import StageCache
+        cache = StageCache({str(tmp_path / 'cache')!r})
+        with cache.hold("d" * 64) as entry:
+            if entry.load(torch.device("cpu")) is None:
+                with open({str(tmp_path / 'computed.log')!r}, "a") as f:
+                    f.write("computed\\n")
+                time.sleep(1.0)
+                entry.save(torch.nn.Linear(2, 2), {{}}, [])
+                print("miss")
+            else:
+                print("hit")
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs == ["hit", "miss"]
+    assert (tmp_path / "computed.log").read_text().count("computed") == 1
