@@ -77,6 +77,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
 
     seed_everything(int(keys[0][:8], 16))  # the initial weights are part of the cached prefix: fix them
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(ctx.device)
+    if ctx.channels_last:  # the loader hands channels-last batches on CUDA; matching weights keep cuDNN fast
+        model = model.to(memory_format=torch.channels_last)
     rows: list[dict[str, Any]] = []
     failure = None
     for index, name in enumerate(ctx.progress(plan.chain, desc="stages", unit="stage")):
