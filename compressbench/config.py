@@ -117,7 +117,7 @@ class Plan:
     runtime: RuntimeConfig
     measure: MeasureConfig
     reference: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
+    analyses: dict[str, StageConfig] = field(default_factory=dict)  # name → config with an ``after`` stage
 
 
 def typed(schema: type, node: Any, key: str) -> Any:
@@ -161,8 +161,18 @@ def validate(cfg: DictConfig) -> Plan:
         reference = next((n for n in chain if stages[n].stage == "train"), None)
     check(reference is None or reference in stages, "measure.reference", reference,
           f"one of the chain's stages: {', '.join(chain)}")
+    analyses: dict[str, StageConfig] = {}
+    for name in cfg.get("analyses") or []:
+        node = cfg.get(name)
+        check(isinstance(node, (dict, DictConfig)) and "stage" in node, f"analyses[{name}]", name,
+              "each analysis needs a config node with a 'stage' kind (e.g. +analysis=sensitivity adds one)")
+        analysis = typed(STAGES.get(node.stage).config, node, name)
+        after = getattr(analysis, "after", None) or reference
+        check(after in stages, f"{name}.after", after, f"one of the chain's stages: {', '.join(chain)}")
+        analysis.after = after  # type: ignore[attr-defined]
+        analyses[name] = analysis
     return Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
-                measure=measure, reference=reference)
+                measure=measure, reference=reference, analyses=analyses)
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

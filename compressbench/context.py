@@ -50,32 +50,33 @@ class RunContext:
         self.stage_name = ""
         self.stage_index = -1
         self.stage_seed = plan.runtime.seed
+        self._stage_dir = run_dir / "stages"
         self.history: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
         self._eval_loaders: dict[tuple, TensorLoader] = {}
 
-    def begin_stage(self, index: int, name: str, seed: int) -> None:
+    def begin_stage(self, index: int, name: str, seed: int, directory: Path | None = None) -> None:
         self.stage_index, self.stage_name, self.stage_seed = index, name, seed
         self.history, self.info = [], {}
+        self._stage_dir = directory or self.run_dir / "stages" / f"{index:02d}_{name}"
 
     @property
     def stage_dir(self) -> Path:
         """Where the current stage writes its files (checkpoints, history)."""
-        path = self.run_dir / "stages" / f"{self.stage_index:02d}_{self.stage_name}"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        self._stage_dir.mkdir(parents=True, exist_ok=True)
+        return self._stage_dir
 
     def record(self, **fields: Any) -> None:
         """Add stage-specific fields to this stage's results row (and to its cache entry)."""
         self.info.update(fields)
 
-    def train_loader(self, batch_size: int, augment: bool = True) -> TensorLoader:
+    def train_loader(self, batch_size: int, augment: bool = True, return_index: bool = False) -> TensorLoader:
         split = self.data.train
         return TensorLoader(split, batch_size, mean=self.data.mean, std=self.data.std, shuffle=True,
                             augment=self.data.augment if augment else None,
                             # A last batch of one sample breaks BatchNorm in train mode; drop the ragged end.
                             drop_last=len(split) > batch_size, device=self.device, seed=self.stage_seed,
-                            channels_last=self.channels_last)
+                            channels_last=self.channels_last, return_index=return_index)
 
     def eval_loader(self, split: str, device: torch.device | None = None,
                     batch_size: int | None = None) -> TensorLoader:

@@ -1,7 +1,9 @@
 """The one training engine: ``train_one_epoch``, ``evaluate`` and ``fit``, shared by train, finetune and distill.
 
-``fit`` takes a ``criterion(logits, targets, inputs)`` so distillation can add its teacher terms without a
-second loop.
+``fit`` takes a ``criterion(logits, targets, inputs, index)`` (``index``: the samples' positions in the split
+when the loader gives them, else None) so distillation can add its teacher terms without a second loop, and
+``callbacks`` so pruning schedules can act between optimizer steps. Every train stage keeps the zeros a model
+comes in with (``KeepSparsity``), so pruned weights stay pruned through finetuning.
 """
 from __future__ import annotations
 
@@ -23,8 +25,46 @@ if TYPE_CHECKING:
     from compressbench.context import RunContext
     from compressbench.stages.train import TrainConfig
 
-Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+Batches = Iterable[tuple[torch.Tensor, ...]]  # (inputs, targets) or (inputs, targets, sample index)
+
+
+class Callback:
+    """Hooks into ``fit``; override what you need. ``step`` counts optimizer steps from 0 across epochs."""
+
+    def on_train_begin(self, model: nn.Module, steps_per_epoch: int, epochs: int) -> None:
+        pass
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        pass
+
+    def on_epoch_end(self, model: nn.Module, epoch: int) -> None:
+        pass
+
+
+class KeepSparsity(Callback):
+    """Re-zero, after every optimizer step, the conv/linear weights that were exactly zero at the start.
+
+    A trained dense model has no exact zeros, so this only acts on pruned models; re-zeroing the weight (not
+    only its gradient) also undoes what momentum and weight decay would otherwise grow back.
+    """
+
+    def __init__(self) -> None:
+        self.masks: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def on_train_begin(self, model: nn.Module, steps_per_epoch: int, epochs: int) -> None:
+        self.masks = []
+        for m in model.modules():
+            w = getattr(m, "weight", None)
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)) and isinstance(w, torch.Tensor):
+                mask = w.detach() != 0
+                if not bool(mask.all()):
+                    self.masks.append((w, mask))
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, step: int) -> None:
+        for w, mask in self.masks:
+            w.mul_(mask)
 
 
 class Diverged(RuntimeError):
@@ -58,7 +98,8 @@ class Precision:
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
-    def criterion(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    def criterion(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor,
+                  index: torch.Tensor | None = None) -> torch.Tensor:
         return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
 
     return criterion
@@ -66,7 +107,8 @@ def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
 
 def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, criterion: Criterion, *,
                     precision: Precision, scheduler: Any = None, grad_clip: float | None = None,
-                    progress: Any = None) -> dict[str, float]:
+                    progress: Any = None, callbacks: tuple[Callback, ...] = (), first_step: int = 0
+                    ) -> dict[str, float]:
     """One pass over ``batches``; raises Diverged on a non-finite loss. Returns loss, accuracy, images/s."""
     model.train()
     device = next(model.parameters()).device
@@ -76,10 +118,10 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     start = time.perf_counter()
-    for step, (x, y) in enumerate(batches):
+    for step, (x, y, *index) in enumerate(batches):
         with precision.autocast():
             logits = model(x)
-            loss = criterion(logits, y, x)
+            loss = criterion(logits, y, x, index[0] if index else None)
         optimizer.zero_grad(set_to_none=True)
         if precision.scaler is not None:
             precision.scaler.scale(loss).backward()
@@ -95,6 +137,8 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        for cb in callbacks:
+            cb.after_step(model, first_step + step)
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
@@ -121,7 +165,7 @@ def evaluate(model: nn.Module, batches: Batches, *, precision: Precision | None 
     loss_sum, seen = 0.0, 0
     hits = dict.fromkeys(topk, 0)
     with autocast:
-        for x, y in batches:
+        for x, y, *_ in batches:
             logits = model(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             ranked = logits.topk(min(max(topk), logits.shape[1]), dim=1).indices
@@ -166,14 +210,15 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterion | None = None) -> nn.Module:
+def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterion | None = None,
+        callbacks: tuple[Callback, ...] = (), return_index: bool = False) -> nn.Module:
     """Train ``model`` for ``cfg.epochs``, evaluating on val each epoch; return the best (or last) weights.
 
     Writes ``history.csv`` and checkpoints (``best.pt``, ``last.pt``) into the stage directory after every
     epoch, atomically, so a crash loses at most the epoch in flight.
     """
     criterion = criterion or cross_entropy(cfg.label_smoothing)
-    train_batches = ctx.train_loader(cfg.batch_size, augment=cfg.augment)
+    train_batches = ctx.train_loader(cfg.batch_size, augment=cfg.augment, return_index=return_index)
     val_batches = ctx.eval_loader("val")
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(train_batches))
@@ -182,6 +227,9 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
     history: list[dict[str, Any]] = []
     best_acc, best_state, best_epoch = -1.0, _snapshot(model), -1
     last_good = best_state
+    callbacks = (KeepSparsity(), *callbacks) if cfg.keep_sparsity else tuple(callbacks)
+    for cb in callbacks:
+        cb.on_train_begin(model, len(train_batches), cfg.epochs)
     epochs = ctx.progress(range(cfg.epochs), desc=f"{ctx.stage_name} epochs", unit="epoch")
     for epoch in epochs:
         train_batches.set_epoch(epoch)
@@ -189,7 +237,8 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
                            leave=False)
         try:
             stats = train_one_epoch(model, train_batches, optimizer, criterion, precision=precision,
-                                    scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar)
+                                    scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
+                                    callbacks=callbacks, first_step=epoch * len(train_batches))
         except Diverged as e:
             model.load_state_dict(last_good)
             ctx.record(diverged_epoch=epoch + 1)
@@ -197,6 +246,8 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
                            f"before that epoch. Lower {ctx.stage_name}.lr or set {ctx.stage_name}.grad_clip") from None
         finally:
             bar.close()
+        for cb in callbacks:
+            cb.on_epoch_end(model, epoch)
         val = evaluate(model, val_batches, precision=precision, topk=(1,))
         row = {"stage": ctx.stage_name, "epoch": epoch + 1, **stats, "val_loss": val["loss"],
                "val_acc": val["top1"], "lr": optimizer.param_groups[0]["lr"]}

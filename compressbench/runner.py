@@ -90,11 +90,30 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
             failure = (f"stage '{name}' {row['status']}: {row['error']}"
                        + (f"; not run: {', '.join(not_run)}" if not_run else ""))
             break
+        for analysis in (a for a, acfg in plan.analyses.items() if acfg.after == name):
+            failure = run_analysis(model, index, analysis, ctx) or failure
     print_table(rows)
     write_report(run_dir)
     if failure:
         raise RunFailed(f"{failure}. Rows so far are in {run_dir / 'results.csv'}")
     return rows
+
+
+def run_analysis(model: nn.Module, index: int, name: str, ctx: RunContext) -> str | None:
+    """Run a side study on a copy of ``model``; its files go to ``analysis/<name>/``. Returns an error or None.
+
+    An analysis adds no results row and changes nothing down the chain; a failing one does not stop the
+    chain, but the run ends as failed and says why.
+    """
+    acfg = ctx.plan.analyses[name]
+    ctx.begin_stage(index, name, seed=ctx.stage_seed, directory=ctx.run_dir / "analysis" / name)
+    seed_everything(ctx.stage_seed)
+    try:
+        STAGES.get(acfg.stage).fn(copy.deepcopy(model), acfg, ctx)
+    except Exception as e:  # noqa: BLE001
+        atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
+        return f"analysis '{name}' failed: {type(e).__name__}: {e}"
+    return None
 
 
 def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext,

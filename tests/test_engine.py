@@ -67,3 +67,38 @@ def test_training_lowers_the_loss_and_nan_raises_diverged():
 def test_precision_is_fp32_on_cpu_unless_asked():
     assert Precision.for_device(torch.device("cpu"), "auto").dtype is None
     assert Precision.for_device(torch.device("cpu"), "bf16").dtype == torch.bfloat16
+
+
+def test_keep_sparsity_holds_zeros_through_training():
+    from compressbench.engine import KeepSparsity
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))
+    with torch.no_grad():
+        model[0].weight[:, :3] = 0
+    zeros = model[0].weight == 0
+    opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=1e-3)
+    keep = KeepSparsity()
+    keep.on_train_begin(model, 4, 3)
+    x, y = torch.randn(64, 5), torch.randint(0, 2, (64,))
+    for _ in range(3):
+        train_one_epoch(model, [(x[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)], opt, cross_entropy(),
+                        precision=Precision("cpu"), callbacks=(keep,))
+    assert bool((model[0].weight[zeros] == 0).all())
+    assert bool((model[0].weight[~zeros] != 0).all())  # the rest trained
+    assert len(keep.masks) == 1  # the dense layer is left alone
+
+
+def test_criterion_receives_sample_index_when_the_loader_gives_it():
+    seen = []
+
+    def criterion(logits, targets, inputs, index):
+        seen.append(index)
+        return logits.sum() * 0
+
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    batches = [(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), torch.tensor([4, 5, 6]))]
+    train_one_epoch(model, batches, opt, criterion, precision=Precision("cpu"))
+    train_one_epoch(model, [batches[0][:2]], opt, criterion, precision=Precision("cpu"))
+    assert seen[0].tolist() == [4, 5, 6] and seen[1] is None

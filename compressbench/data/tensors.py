@@ -39,12 +39,14 @@ class TensorLoader:
         seed: with the epoch, fixes every random choice.
         rank, world_size: this process's share of each epoch.
         channels_last: return batches in channels-last memory format.
+        return_index: yield ``(x, y, index)`` with each sample's index into ``split`` (for per-sample caches
+            such as precomputed teacher logits).
     """
 
     def __init__(self, split: Split, batch_size: int, *, mean: Sequence[float], std: Sequence[float],
                  shuffle: bool = False, augment: Augment | None = None, drop_last: bool = False,
                  device: str | torch.device = "cpu", seed: int = 0, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, return_index: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size}: must be >= 1")
         if not 0 <= rank < world_size:
@@ -60,6 +62,7 @@ class TensorLoader:
         self.augment = augment if augment is not None and augment.active else None
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.channels_last = channels_last
+        self.return_index = return_index
         self.epoch = 0
         # (x / 255 - mean) / std == x * scale + shift: one multiply-add per pixel.
         std_t = torch.tensor(std, dtype=torch.float32)
@@ -106,7 +109,7 @@ class TensorLoader:
         flip = torch.rand(total, generator=gen) < 0.5 if self.augment.flip else torch.zeros(total, dtype=torch.bool)
         return order[shard], (oy[shard], ox[shard], flip[shard])
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         idx, aug = self._plan()
         count = len(self) * self.batch_size if self.drop_last else len(idx)
         contiguous = not self.shuffle and self.world_size == 1
@@ -115,14 +118,14 @@ class TensorLoader:
             aug = tuple(a.to(self.device) for a in aug)
         for start in range(0, count, self.batch_size):
             stop = min(start + self.batch_size, count)
+            b = idx[start:stop]
             if contiguous:  # evaluation order: a view, no gather
                 x, y = self.images[start:stop], self.labels[start:stop]
             else:
-                b = idx[start:stop]
                 x, y = self.images.index_select(0, b), self.labels.index_select(0, b)
             if aug is not None:
                 x = self._crop_flip(x, *(a[start:stop] for a in aug))
-            yield self._normalise(x), y
+            yield (self._normalise(x), y, b) if self.return_index else (self._normalise(x), y)
 
     def _crop_flip(self, x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """Random crop of the zero-padded batch (and mirror) as one gather: no Python loop over samples."""

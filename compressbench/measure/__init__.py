@@ -47,9 +47,7 @@ def latency_metrics(model: nn.Module, ctx: RunContext, device: torch.device) -> 
     cfg = ctx.plan.measure
     if not cfg.latency:
         return {}
-    reference = ctx.reference.model if ctx.reference is not None else None
-    if reference is not None and device_of(reference) != device:
-        reference = _copy_to(reference, device)
+    reference = same_runtime_reference(model, ctx, device)
     one, batch = ctx.example_batch(1, device), ctx.example_batch(cfg.batch_size, device)
     on_cpu = device.type == "cpu"
 
@@ -72,6 +70,22 @@ def latency_metrics(model: nn.Module, ctx: RunContext, device: torch.device) -> 
         "throughput_threads": throughput_threads,
         "batch_size": cfg.batch_size,
     }
+
+
+def same_runtime_reference(model: nn.Module, ctx: RunContext, device: torch.device) -> nn.Module | None:
+    """The reference model, run the way ``model`` runs, so a speedup compares like with like.
+
+    A stage whose artifact runs elsewhere (ONNX Runtime, compiled code) gives its model a
+    ``compressbench_reference(fp32_model) -> callable`` that builds the fp32 reference in that same runtime;
+    otherwise the reference runs eagerly on the candidate's device.
+    """
+    if ctx.reference is None:
+        return None
+    reference = ctx.reference.model
+    if device_of(reference) != device:
+        reference = _copy_to(reference, device)
+    convert = getattr(model, "compressbench_reference", None)
+    return convert(reference) if callable(convert) else reference
 
 
 def _copy_to(model: nn.Module, device: torch.device) -> nn.Module:

@@ -32,6 +32,7 @@ class TrainConfig(StageConfig):
     grad_clip: float | None = None  # max global grad norm; None = off
     augment: bool = True  # the dataset's batch-wise augmentation (crop/flip)
     keep: str = "best"  # which weights go on down the chain: best (by val accuracy) | last
+    keep_sparsity: bool = True  # weights that are exactly zero at the start stay zero (pruned models)
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "epochs", self.epochs, ">= 0")
