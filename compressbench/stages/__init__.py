@@ -1,7 +1,8 @@
 """The STAGES registry. A stage is a plain function ``stage(model, cfg, ctx) -> nn.Module``.
 
 ``register_stage(kind, config)`` adds the function under ``kind`` and stores its typed config in Hydra's
-ConfigStore as ``stage/<kind>``, so YAML can place it anywhere: ``- stage@finetune: train``.
+ConfigStore as ``stage/<kind>``, so YAML can place it anywhere: ``- stage@finetune: train``. Every module in
+this package is imported on first use, so a new stage is one new file.
 """
 from __future__ import annotations
 
@@ -43,4 +44,13 @@ def register_stage(kind: str, config: type[StageConfig], cacheable: bool = True)
     return add
 
 
-from compressbench.stages import train as _train  # noqa: E402,F401  (registers "train")
+def _import_all() -> None:
+    """Import every module of this package once, so each registers its stage kinds (no list to keep)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_all()
