@@ -1,10 +1,11 @@
 """The wheel ships every subpackage and the configs (pyproject lists packages by hand; see its comment)."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 ROOT = Path(__file__).resolve().parents[1]
 
