@@ -32,7 +32,7 @@ def stage_key(previous: str, **parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -59,7 +59,7 @@ class Entry:
             return None
         try:
             meta = json.loads((self.path / "meta.json").read_text())
-            if _sha256(self.path / "model.pt") != meta["sha256"]:
+            if file_sha256(self.path / "model.pt") != meta["sha256"]:
                 raise ValueError("model.pt does not match the checksum in meta.json (truncated or edited)")
             # Our own entries, verified by checksum, are the one place full unpickling is allowed.
             model = torch.load(self.path / "model.pt", map_location=device, weights_only=False)
@@ -74,7 +74,8 @@ class Entry:
             return
         (self.path / "DONE").unlink(missing_ok=True)
         atomic_torch_save(model, self.path / "model.pt")
-        meta = {"key": self.key, "sha256": _sha256(self.path / "model.pt"), "info": info, "history": history,
+        meta = {"key": self.key, "sha256": file_sha256(self.path / "model.pt"), "info": info,
+                "history": history,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_version": torch.__version__,
                 "compressbench_version": __version__}
         atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=1, default=str))

@@ -51,12 +51,17 @@ class RunContext:
         self.stage_index = -1
         self.stage_seed = plan.runtime.seed
         self._stage_dir = run_dir / "stages"
+        self.stage_key = ""
+        self.resume_file: Path | None = None
         self.history: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
         self._eval_loaders: dict[tuple, TensorLoader] = {}
 
-    def begin_stage(self, index: int, name: str, seed: int, directory: Path | None = None) -> None:
+    def begin_stage(self, index: int, name: str, seed: int, directory: Path | None = None, key: str = "",
+                    resume_file: Path | None = None) -> None:
+        """Start stage ``name``; ``key`` is its cache key and ``resume_file`` where its training state goes."""
         self.stage_index, self.stage_name, self.stage_seed = index, name, seed
+        self.stage_key, self.resume_file = key, resume_file
         self.history, self.info = [], {}
         self._stage_dir = directory or self.run_dir / "stages" / f"{index:02d}_{name}"
 

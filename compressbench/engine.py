@@ -210,12 +210,34 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def _load_resume(ctx: RunContext) -> dict[str, Any] | None:
+    """The resumable state of this stage from an interrupted earlier run, if it is ours and intact."""
+    path = ctx.resume_file
+    if path is None or not path.is_file():
+        return None
+    try:
+        # Written by fit() below into our cache entry or run dir (never a user's file).
+        state = torch.load(path, map_location=ctx.device, weights_only=False)
+    except Exception as e:  # noqa: BLE001 — a damaged checkpoint means: start the stage afresh
+        print(f"[compressbench] not resuming {ctx.stage_name}: {path} is unreadable ({e}); starting afresh",
+              flush=True)
+        return None
+    if state.get("key") != ctx.stage_key:
+        print(f"[compressbench] not resuming {ctx.stage_name} from {path}: it was made with a different config "
+              f"or earlier stages (stage key {str(state.get('key'))[:12]} != {ctx.stage_key[:12]}); starting "
+              f"afresh", flush=True)
+        return None
+    print(f"[compressbench] resuming {ctx.stage_name} after epoch {state['epoch']} from {path}", flush=True)
+    return state
+
+
 def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterion | None = None,
         callbacks: tuple[Callback, ...] = (), return_index: bool = False) -> nn.Module:
     """Train ``model`` for ``cfg.epochs``, evaluating on val each epoch; return the best (or last) weights.
 
-    Writes ``history.csv`` and checkpoints (``best.pt``, ``last.pt``) into the stage directory after every
-    epoch, atomically, so a crash loses at most the epoch in flight.
+    After every epoch, atomically: ``history.csv``, ``best.pt`` and ``last.pt`` into the stage directory, and
+    the full training state (weights, optimizer, scheduler, RNG, history) into ``ctx.resume_file``, from which
+    the same stage of a rerun resumes — so a crash loses at most the epoch in flight.
     """
     criterion = criterion or cross_entropy(cfg.label_smoothing)
     train_batches = ctx.train_loader(cfg.batch_size, augment=cfg.augment, return_index=return_index)
@@ -226,11 +248,25 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
     stage_dir = ctx.stage_dir
     history: list[dict[str, Any]] = []
     best_acc, best_state, best_epoch = -1.0, _snapshot(model), -1
-    last_good = best_state
     callbacks = (KeepSparsity(), *callbacks) if cfg.keep_sparsity else tuple(callbacks)
     for cb in callbacks:
         cb.on_train_begin(model, len(train_batches), cfg.epochs)
-    epochs = ctx.progress(range(cfg.epochs), desc=f"{ctx.stage_name} epochs", unit="epoch")
+    start = 0
+    resume = _load_resume(ctx)
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        if precision.scaler is not None and resume.get("scaler"):
+            precision.scaler.load_state_dict(resume["scaler"])
+        torch.set_rng_state(resume["rng"])
+        if resume.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(resume["cuda_rng"])
+        history, start = resume["history"], resume["epoch"]
+        best_acc, best_state, best_epoch = resume["best_acc"], resume["best_state"], resume["best_epoch"]
+    last_good = _snapshot(model)
+    epochs = ctx.progress(range(start, cfg.epochs), desc=f"{ctx.stage_name} epochs", unit="epoch",
+                          initial=start, total=cfg.epochs)
     for epoch in epochs:
         train_batches.set_epoch(epoch)
         bar = ctx.progress(total=len(train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
@@ -243,28 +279,35 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
             model.load_state_dict(last_good)
             ctx.record(diverged_epoch=epoch + 1)
             raise Diverged(f"non-finite loss in epoch {epoch + 1} ({e}); the model keeps the weights it had "
-                           f"before that epoch. Lower {ctx.stage_name}.lr or set {ctx.stage_name}.grad_clip") from None
+                           f"before that epoch. Lower {ctx.stage_name}.lr or set {ctx.stage_name}.grad_clip"
+                           ) from None
         finally:
             bar.close()
         for cb in callbacks:
             cb.on_epoch_end(model, epoch)
         val = evaluate(model, val_batches, precision=precision, topk=(1,))
-        row = {"stage": ctx.stage_name, "epoch": epoch + 1, **stats, "val_loss": val["loss"],
-               "val_acc": val["top1"], "lr": optimizer.param_groups[0]["lr"]}
-        history.append(row)
+        history.append({"stage": ctx.stage_name, "epoch": epoch + 1, **stats, "val_loss": val["loss"],
+                        "val_acc": val["top1"], "lr": optimizer.param_groups[0]["lr"]})
         epochs.set_postfix(loss=f"{stats['train_loss']:.3f}", val_acc=f"{val['top1']:.1f}")
         last_good = _snapshot(model)
         # Without a val split (val_fraction=0) there is nothing to select on: the last epoch is kept.
         if val["top1"] > best_acc or math.isnan(val["top1"]):
             best_acc, best_state, best_epoch = val["top1"], last_good, epoch + 1
             atomic_torch_save(best_state, stage_dir / "best.pt")
-        atomic_torch_save({"epoch": epoch + 1, "model": last_good, "optimizer": optimizer.state_dict(),
-                           "scheduler": scheduler.state_dict(), "history": history}, stage_dir / "last.pt")
+        atomic_torch_save(last_good, stage_dir / "last.pt")
+        if ctx.resume_file is not None:
+            atomic_torch_save({
+                "key": ctx.stage_key, "epoch": epoch + 1, "model": last_good, "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "history": history,
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "best_acc": best_acc, "best_state": best_state, "best_epoch": best_epoch,
+                "scaler": precision.scaler.state_dict() if precision.scaler is not None else None,
+            }, ctx.resume_file)
         write_csv(stage_dir / "history.csv", history)
     if cfg.epochs and cfg.keep == "best":
         model.load_state_dict(best_state)
     if cfg.epochs:
         ctx.record(best_epoch=best_epoch if cfg.keep == "best" else cfg.epochs,
-                   train_images_per_s=history[-1]["images_per_s"])
+                   train_images_per_s=history[-1]["images_per_s"], resumed_from_epoch=start or None)
     ctx.history.extend(history)
     return model

@@ -19,13 +19,15 @@ from torch import nn
 
 from compressbench import __version__
 from compressbench.atomic import atomic_write_text
-from compressbench.cache import StageCache, stage_key
+from compressbench.cache import StageCache, file_sha256, stage_key
+from compressbench.checkpoints import load_weights_
 from compressbench.config import Plan, RuntimeConfig, resolve_path, to_dict, validate
 from compressbench.context import Reference, RunContext
 from compressbench.data import load_dataset
 from compressbench.engine import Diverged
 from compressbench.measure import measure
 from compressbench.models import build_model
+from compressbench.preflight import ensure_writable, preflight
 from compressbench.report import print_table, write_report
 from compressbench.results import write_csv, write_results
 from compressbench.stages import STAGES
@@ -42,7 +44,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     sweep summary lists jobs that failed before writing a single row.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_writable(run_dir, "hydra.run.dir (or the sweep dir)")
     write_status(run_dir, "running", overrides)
     try:
         rows = _run(cfg, run_dir, overrides)
@@ -68,7 +70,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
     atomic_write_text(run_dir / "split.json", json.dumps(data.split_info, indent=1))
     ctx = RunContext(cfg, plan, run_dir, data)
     cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
-    keys = chain_keys(cfg, plan)
+    init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
+    keys = chain_keys(cfg, plan, init_from)
     identity = {"run_id": keys[-1][:12], "experiment": plan.name, "model": cfg.model.name,
                 "dataset": cfg.dataset.name, "seed": plan.runtime.seed, "torch_version": torch.__version__,
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
@@ -76,7 +79,11 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
                 "num_classes": data.num_classes}
 
     seed_everything(int(keys[0][:8], 16))  # the initial weights are part of the cached prefix: fix them
-    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size).to(ctx.device)
+    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
+    if init_from is not None:
+        load_weights_(model, init_from)
+    model = model.to(ctx.device)
+    preflight(run_dir, cache.root, sum(p.numel() for p in model.parameters()), len(plan.chain))
     if ctx.channels_last:  # the loader hands channels-last batches on CUDA; matching weights keep cuDNN fast
         model = model.to(memory_format=torch.channels_last)
     rows: list[dict[str, Any]] = []
@@ -121,12 +128,14 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
     """Run (or load from the cache) one stage, measure its model, and build its results row."""
     scfg = ctx.plan.stages[name]
     spec = STAGES.get(scfg.stage)
-    ctx.begin_stage(index, name, seed=int(key[:8], 16))
+    ctx.begin_stage(index, name, seed=int(key[:8], 16), key=key)
     seed_everything(ctx.stage_seed)
     status, error, hit = "ok", None, False
     start = time.perf_counter()
     try:
         with (cache if spec.cacheable else StageCache(None)).hold(key) as entry:
+            # An interrupted training stage resumes from here on the next run (engine.fit).
+            ctx.resume_file = (entry.path or ctx.stage_dir) / "resume.pt"
             cached = entry.load(ctx.device)
             if cached is not None:
                 model, hit = cached.model, True
@@ -137,6 +146,7 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
             else:
                 model = spec.fn(model, scfg, ctx)
                 entry.save(model, ctx.info, ctx.history)
+                ctx.resume_file.unlink(missing_ok=True)
     except Diverged as e:
         status, error = "diverged", str(e)
     except Exception as e:  # noqa: BLE001 — the row records it and the run raises RunFailed afterwards
@@ -163,10 +173,12 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
     return model, row
 
 
-def chain_keys(cfg: DictConfig, plan: Plan) -> list[str]:
-    """Cache keys: [initial model, after stage 1, ...]. They depend on configs only, so are known up front."""
+def chain_keys(cfg: DictConfig, plan: Plan, init_from: Path | None = None) -> list[str]:
+    """Cache keys: [initial model, after stage 1, ...]. They depend on configs (and the bytes of an
+    ``init_from`` file) only, so are known up front."""
     dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download",)}
-    keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, seed=plan.runtime.seed)]
+    init = file_sha256(init_from) if init_from is not None else None
+    keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, seed=plan.runtime.seed, init_from=init)]
     for name in plan.chain:
         keys.append(stage_key(keys[-1], stage=to_dict(plan.stages[name])))
     return keys
