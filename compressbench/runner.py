@@ -75,7 +75,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
     identity = {"run_id": keys[-1][:12], "experiment": plan.name, "model": cfg.model.name,
                 "dataset": cfg.dataset.name, "seed": plan.runtime.seed, "torch_version": torch.__version__,
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
-                "precision": ctx.precision.name,
+                "precision": ctx.precision.name, "train_threads": torch.get_num_threads(),
                 "num_classes": data.num_classes}
 
     seed_everything(int(keys[0][:8], 16))  # the initial weights are part of the cached prefix: fix them

@@ -1,23 +1,11 @@
 """The command line as a user runs it: ``python -m compressbench`` and ``python -m compressbench.report``."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
-FAST = ["dataset=synthetic", "train.epochs=1", "finetune.epochs=1", "train.batch_size=16", "finetune.batch_size=16", "measure.iters=2", "measure.rounds=2",
-        "measure.warmup=1", "runtime.progress=false"]
-
-
-def cli(tmp_path: Path, *args: str, module: str = "compressbench", timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COMPRESSBENCH_DATA_DIR": str(tmp_path / "data"),
-           "COMPRESSBENCH_CACHE_DIR": str(tmp_path / "cache"), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+from clihelp import FAST, cli
 
 
 def test_single_run_prints_a_table_and_writes_its_run_dir(tmp_path: Path):

@@ -58,7 +58,9 @@ def latency_metrics(model: nn.Module, ctx: RunContext, device: torch.device) -> 
         return timing, used
 
     latency, threads = timed(one, cfg.threads, cfg.iters)
-    throughput, throughput_threads = timed(batch, cfg.throughput_threads, max(2, cfg.iters // 4))
+    # Throughput may use the cores this job was given (all of them unless a parallel sweep split them).
+    throughput, throughput_threads = timed(batch, cfg.throughput_threads or ctx.plan.runtime.threads,
+                                           max(2, cfg.iters // 4))
     return {
         "latency_ms_p50": latency.p50,
         "latency_ms_p95": latency.p95,
