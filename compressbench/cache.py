@@ -88,6 +88,9 @@ class StageCache:
     def __init__(self, root: str | Path | None) -> None:
         self.root = Path(root) if root is not None else None
 
+    def path_of(self, key: str) -> Path | None:
+        return self.root / key[:2] / key if self.root is not None else None
+
     @contextmanager
     def hold(self, key: str) -> Iterator[Entry]:
         """Lock ``key`` for the body: a second process needing the same stage waits, then loads it."""
@@ -95,4 +98,4 @@ class StageCache:
             yield Entry(None, key)
             return
         with file_lock(self.root / "locks" / f"{key}.lock", what=f"stage cache entry {key[:12]}"):
-            yield Entry(self.root / key[:2] / key, key)
+            yield Entry(self.path_of(key), key)

@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from torch import nn
 from tqdm.auto import tqdm
 
+from compressbench import distributed
 from compressbench.config import Plan
 from compressbench.data import DataBundle
 from compressbench.data.tensors import TensorLoader
@@ -42,7 +43,8 @@ class RunContext:
         self.plan = plan
         self.run_dir = run_dir
         self.data = data
-        self.device = resolve_device(plan.runtime.device)
+        self.dist = distributed.from_env()
+        self.device = distributed.device_for(self.dist, resolve_device(plan.runtime.device))
         self.precision = Precision.for_device(self.device, plan.runtime.amp)
         cl = str(plan.runtime.channels_last).lower()
         self.channels_last = cl == "true" or (cl == "auto" and self.device.type == "cuda")
@@ -80,7 +82,8 @@ class RunContext:
         return TensorLoader(split, batch_size, mean=self.data.mean, std=self.data.std, shuffle=True,
                             augment=self.data.augment if augment else None,
                             # A last batch of one sample breaks BatchNorm in train mode; drop the ragged end.
-                            drop_last=len(split) > batch_size, device=self.device, seed=self.stage_seed,
+                            drop_last=len(split) > batch_size * self.dist.world_size, device=self.device,
+                            seed=self.stage_seed, rank=self.dist.rank, world_size=self.dist.world_size,
                             channels_last=self.channels_last, return_index=return_index)
 
     def eval_loader(self, split: str, device: torch.device | None = None,
@@ -102,4 +105,5 @@ class RunContext:
         return x[:n].contiguous()
 
     def progress(self, iterable: Any = None, **kwargs: Any) -> tqdm:
-        return tqdm(iterable, disable=not self.plan.runtime.progress, dynamic_ncols=True, **kwargs)
+        show = self.plan.runtime.progress and self.dist.is_main
+        return tqdm(iterable, disable=not show, dynamic_ncols=True, **kwargs)

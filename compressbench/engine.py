@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compressbench import distributed
 from compressbench.atomic import atomic_torch_save
 from compressbench.results import write_csv
 
@@ -112,8 +113,9 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     """One pass over ``batches``; raises Diverged on a non-finite loss. Returns loss, accuracy, images/s."""
     model.train()
     device = next(model.parameters()).device
-    # Sums stay on the device; a host sync per step would stall a GPU, so there we check every few steps.
-    check_every = 1 if device.type == "cpu" else 25
+    # Sums stay on the device; a host sync per step would stall a GPU, so there we check every few steps;
+    # under torchrun the check is a collective (all ranks stop together), so it is rarer there too.
+    check_every = 25 if device.type != "cpu" else 10 if torch.distributed.is_initialized() else 1
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
@@ -142,7 +144,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
-        if step % check_every == 0 and not math.isfinite(loss_sum.item()):
+        if step % check_every == 0 and distributed.any_rank(not math.isfinite(loss_sum.item()), device):
             raise Diverged(f"{loss.item()} at step {step + 1}")
         if progress is not None:
             progress.update(1)
@@ -150,7 +152,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     total = loss_sum.item()
-    if not math.isfinite(total):
+    if distributed.any_rank(not math.isfinite(total), device):
         raise Diverged(f"mean {total / max(seen, 1)}")
     return {"train_loss": total / max(seen, 1), "train_acc": 100.0 * correct.item() / max(seen, 1),
             "seconds": seconds, "images_per_s": seen / seconds if seconds > 0 else float("nan")}
@@ -265,6 +267,8 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
         history, start = resume["history"], resume["epoch"]
         best_acc, best_state, best_epoch = resume["best_acc"], resume["best_state"], resume["best_epoch"]
     last_good = _snapshot(model)
+    main = ctx.dist.is_main  # only rank 0 writes files; every rank trains
+    train_model = distributed.wrap(model, ctx.device)
     epochs = ctx.progress(range(start, cfg.epochs), desc=f"{ctx.stage_name} epochs", unit="epoch",
                           initial=start, total=cfg.epochs)
     for epoch in epochs:
@@ -272,7 +276,7 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
         bar = ctx.progress(total=len(train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                            leave=False)
         try:
-            stats = train_one_epoch(model, train_batches, optimizer, criterion, precision=precision,
+            stats = train_one_epoch(train_model, train_batches, optimizer, criterion, precision=precision,
                                     scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
                                     callbacks=callbacks, first_step=epoch * len(train_batches))
         except Diverged as e:
@@ -293,7 +297,10 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
         # Without a val split (val_fraction=0) there is nothing to select on: the last epoch is kept.
         if val["top1"] > best_acc or math.isnan(val["top1"]):
             best_acc, best_state, best_epoch = val["top1"], last_good, epoch + 1
-            atomic_torch_save(best_state, stage_dir / "best.pt")
+            if main:
+                atomic_torch_save(best_state, stage_dir / "best.pt")
+        if not main:
+            continue
         atomic_torch_save(last_good, stage_dir / "last.pt")
         if ctx.resume_file is not None:
             atomic_torch_save({

@@ -5,7 +5,9 @@ import copy
 import json
 import os
 import random
+import shutil
 import subprocess
+import tempfile
 import time
 import traceback
 from functools import cache
@@ -17,9 +19,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from compressbench import __version__
+from compressbench import __version__, distributed
 from compressbench.atomic import atomic_write_text
-from compressbench.cache import StageCache, file_sha256, stage_key
+from compressbench.cache import Entry, StageCache, file_sha256, stage_key
 from compressbench.checkpoints import load_weights_
 from compressbench.config import Plan, RuntimeConfig, resolve_path, to_dict, validate
 from compressbench.context import Reference, RunContext
@@ -30,7 +32,7 @@ from compressbench.models import build_model
 from compressbench.preflight import ensure_writable, preflight
 from compressbench.report import print_table, write_report
 from compressbench.results import write_csv, write_results
-from compressbench.stages import STAGES
+from compressbench.stages import STAGES, StageSpec
 
 
 class RunFailed(RuntimeError):
@@ -43,6 +45,13 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     ``status.json`` in ``run_dir`` says how the job ended (ok / failed / interrupted, with the error), so a
     sweep summary lists jobs that failed before writing a single row.
     """
+    if not distributed.from_env().is_main:
+        # Under torchrun rank 0 owns the run dir; the other ranks write their scratch elsewhere and drop it.
+        scratch = Path(tempfile.mkdtemp(prefix="compressbench-rank-"))
+        try:
+            return _run(cfg, scratch, overrides)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     run_dir = Path(run_dir)
     ensure_writable(run_dir, "hydra.run.dir (or the sweep dir)")
     write_status(run_dir, "running", overrides)
@@ -76,6 +85,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
                 "dataset": cfg.dataset.name, "seed": plan.runtime.seed, "torch_version": torch.__version__,
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
                 "precision": ctx.precision.name, "train_threads": torch.get_num_threads(),
+                "world_size": ctx.dist.world_size,
                 "num_classes": data.num_classes}
 
     seed_everything(int(keys[0][:8], 16))  # the initial weights are part of the cached prefix: fix them
@@ -83,24 +93,27 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
     if init_from is not None:
         load_weights_(model, init_from)
     model = model.to(ctx.device)
-    preflight(run_dir, cache.root, sum(p.numel() for p in model.parameters()), len(plan.chain))
+    if ctx.dist.is_main:
+        preflight(run_dir, cache.root, sum(p.numel() for p in model.parameters()), len(plan.chain))
     if ctx.channels_last:  # the loader hands channels-last batches on CUDA; matching weights keep cuDNN fast
         model = model.to(memory_format=torch.channels_last)
     rows: list[dict[str, Any]] = []
     failure = None
     for index, name in enumerate(ctx.progress(plan.chain, desc="stages", unit="stage")):
         model, row = run_stage(model, index, name, keys[index + 1], ctx, cache)
-        rows.append({**identity, **row})
-        write_results(run_dir / "results.csv", rows)
+        if ctx.dist.is_main:
+            rows.append({**identity, **row})
+            write_results(run_dir / "results.csv", rows)
         if row["status"] != "ok":
             not_run = plan.chain[index + 1:]
             failure = (f"stage '{name}' {row['status']}: {row['error']}"
                        + (f"; not run: {', '.join(not_run)}" if not_run else ""))
             break
-        for analysis in (a for a, acfg in plan.analyses.items() if acfg.after == name):
+        for analysis in (a for a, acfg in plan.analyses.items() if acfg.after == name and ctx.dist.is_main):
             failure = run_analysis(model, index, analysis, ctx) or failure
-    print_table(rows)
-    write_report(run_dir)
+    if ctx.dist.is_main:
+        print_table(rows)
+        write_report(run_dir)
     if failure:
         raise RunFailed(f"{failure}. Rows so far are in {run_dir / 'results.csv'}")
     return rows
@@ -133,25 +146,16 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
     status, error, hit = "ok", None, False
     start = time.perf_counter()
     try:
-        with (cache if spec.cacheable else StageCache(None)).hold(key) as entry:
-            # An interrupted training stage resumes from here on the next run (engine.fit).
-            ctx.resume_file = (entry.path or ctx.stage_dir) / "resume.pt"
-            cached = entry.load(ctx.device)
-            if cached is not None:
-                model, hit = cached.model, True
-                ctx.info.update(cached.info)
-                ctx.history = cached.history
-                if cached.history:
-                    write_csv(ctx.stage_dir / "history.csv", cached.history)
-            else:
-                model = spec.fn(model, scfg, ctx)
-                entry.save(model, ctx.info, ctx.history)
-                ctx.resume_file.unlink(missing_ok=True)
+        model, hit = produce(model, spec, scfg, key, ctx, cache if spec.cacheable else StageCache(None))
     except Diverged as e:
         status, error = "diverged", str(e)
     except Exception as e:  # noqa: BLE001 — the row records it and the run raises RunFailed afterwards
         status, error = "failed", f"{type(e).__name__}: {e}"
         atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
+    if ctx.dist.enabled:  # rank 0's outcome decides for all, so every rank stops (or goes on) together
+        status, error = distributed.broadcast((status, error))
+        if not ctx.dist.is_main:
+            return model, {"status": status, "error": error}
     wall = time.perf_counter() - start
 
     metrics: dict[str, Any] = {}
@@ -171,6 +175,65 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
            "status": status, **metrics, **ctx.info, "wall_s": wall, "cache_hit": hit, "stage_key": key[:16],
            "stage_params": json.dumps(to_dict(scfg), sort_keys=True), "error": error}
     return model, row
+
+
+def produce(model: nn.Module, spec: StageSpec, scfg: Any, key: str, ctx: RunContext,
+            cache: StageCache) -> tuple[nn.Module, bool]:
+    """The stage's output model, from the cache or computed (then stored); and whether it was a cache hit.
+
+    Under torchrun, rank 0 looks the entry up (holding its lock) and tells the others; a training stage then
+    runs on every rank, anything else on rank 0 alone, whose model the others receive if a later stage
+    trains it.
+    """
+    dist = ctx.dist
+    if not dist.is_main:
+        hit = distributed.broadcast(None)
+        if hit:
+            cached = Entry(cache.path_of(key), key).load(ctx.device)
+            assert cached is not None, "rank 0 found this cache entry complete"
+            return cached.model, True
+        if spec.distributed:
+            ctx.resume_file = cache.path_of(key) / "resume.pt" if cache.root is not None else None
+            return spec.fn(model, scfg, ctx), False
+        return _receive_model(model, ctx), False
+    with cache.hold(key) as entry:
+        cached = entry.load(ctx.device)
+        if dist.enabled:
+            distributed.broadcast(cached is not None)
+        if cached is not None:
+            ctx.info.update(cached.info)
+            ctx.history = cached.history
+            if cached.history:
+                write_csv(ctx.stage_dir / "history.csv", cached.history)
+            return cached.model, True
+        # An interrupted training stage resumes from here on the next run (engine.fit); across ranks only
+        # through the cache, the one place every rank can read.
+        ctx.resume_file = (entry.path or (None if dist.enabled else ctx.stage_dir))
+        ctx.resume_file = ctx.resume_file / "resume.pt" if ctx.resume_file is not None else None
+        model = spec.fn(model, scfg, ctx)
+        entry.save(model, ctx.info, ctx.history)
+        if ctx.resume_file is not None:
+            ctx.resume_file.unlink(missing_ok=True)
+    if dist.enabled and not spec.distributed:
+        _send_model(model, ctx)
+    return model, False
+
+
+def _later_training(ctx: RunContext) -> bool:
+    chain = ctx.plan.chain
+    return any(STAGES.get(ctx.plan.stages[n].stage).distributed for n in chain[ctx.stage_index + 1:])
+
+
+def _send_model(model: nn.Module, ctx: RunContext) -> None:
+    """Rank 0 hands a compression stage's model to the other ranks when a later stage trains it."""
+    if _later_training(ctx):
+        distributed.broadcast(copy.deepcopy(model).cpu())
+
+
+def _receive_model(model: nn.Module, ctx: RunContext) -> nn.Module:
+    if not _later_training(ctx):
+        return model  # nothing on this rank uses it again
+    return distributed.broadcast(None).to(ctx.device)
 
 
 def chain_keys(cfg: DictConfig, plan: Plan, init_from: Path | None = None) -> list[str]:

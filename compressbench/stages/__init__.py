@@ -28,16 +28,22 @@ class StageSpec:
     fn: StageFn
     config: type[StageConfig]
     cacheable: bool = True  # its output model can be pickled into the stage cache
+    distributed: bool = False  # runs on every rank under torchrun (training); else on rank 0 only
 
 
 STAGES: Registry[StageSpec] = Registry("stage")
 
 
-def register_stage(kind: str, config: type[StageConfig], cacheable: bool = True) -> Callable[[StageFn], StageFn]:
-    """Decorator registering a stage function and its config dataclass under ``kind``."""
+def register_stage(kind: str, config: type[StageConfig], cacheable: bool = True,
+                   distributed: bool = False) -> Callable[[StageFn], StageFn]:
+    """Decorator registering a stage function and its config dataclass under ``kind``.
+
+    ``distributed=True`` for stages that train through ``engine.fit``: under torchrun they run on every rank
+    with DistributedDataParallel. Other stages run on rank 0 while the other ranks wait.
+    """
 
     def add(fn: StageFn) -> StageFn:
-        STAGES.register(kind)(StageSpec(fn, config, cacheable))
+        STAGES.register(kind)(StageSpec(fn, config, cacheable, distributed))
         ConfigStore.instance().store(group="stage", name=kind, node=config)
         return fn
 

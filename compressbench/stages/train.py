@@ -52,7 +52,7 @@ class TrainConfig(StageConfig):
         check(self.keep in {"best", "last"}, "keep", self.keep, "best or last")
 
 
-@register_stage("train", TrainConfig)
+@register_stage("train", TrainConfig, distributed=True)
 def train(model: nn.Module, cfg: TrainConfig, ctx: RunContext) -> nn.Module:
     """Train (or finetune) ``model`` on the dataset's train split; model selection on val."""
     return fit(model, cfg, ctx)

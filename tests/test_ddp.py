@@ -1,0 +1,33 @@
+"""``torchrun --nproc_per_node=2 -m compressbench``: data-parallel training on CPU with gloo."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+COMMON = ["train.epochs=15", "finetune.epochs=2", "measure.iters=2", "measure.rounds=2", "runtime.progress=false"]
+
+
+def launch(tmp_path: Path, prefix: list[str], out: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COMPRESSBENCH_DATA_DIR": str(tmp_path / "data"),
+           "COMPRESSBENCH_CACHE_DIR": str(tmp_path / f"cache_{out}")}
+    return subprocess.run([*prefix, "-m", "compressbench", *COMMON, f"hydra.run.dir={tmp_path / out}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_two_ranks_give_one_row_per_stage_and_the_accuracy_of_one(tmp_path: Path):
+    ddp = launch(tmp_path, [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
+                 "ddp")
+    assert ddp.returncode == 0, ddp.stderr[-4000:]
+    single = launch(tmp_path, [sys.executable], "single")
+    assert single.returncode == 0, single.stderr[-3000:]
+    two, one = pd.read_csv(tmp_path / "ddp/results.csv"), pd.read_csv(tmp_path / "single/results.csv")
+    assert list(two["stage"]) == ["train", "finetune"] and set(two["status"]) == {"ok"}  # rank 0's rows only
+    assert abs(two["test_acc"].iloc[-1] - one["test_acc"].iloc[-1]) < 5.0
+    history = pd.read_csv(tmp_path / "ddp/stages/00_train/history.csv")
+    assert len(history) == len(pd.read_csv(tmp_path / "single/stages/00_train/history.csv"))
+    assert set(two["world_size"]) == {2} and set(one["world_size"]) == {1}
+    assert len(list((tmp_path / "cache_ddp").rglob("DONE"))) == 2  # one entry per stage, written by rank 0
