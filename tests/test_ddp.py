@@ -11,16 +11,17 @@ import pandas as pd
 COMMON = ["train.epochs=15", "finetune.epochs=2", "measure.iters=2", "measure.rounds=2", "runtime.progress=false"]
 
 
-def launch(tmp_path: Path, prefix: list[str], out: str) -> subprocess.CompletedProcess:
+def launch(tmp_path: Path, prefix: list[str], out: str, *extra: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "COMPRESSBENCH_DATA_DIR": str(tmp_path / "data"),
            "COMPRESSBENCH_CACHE_DIR": str(tmp_path / f"cache_{out}")}
-    return subprocess.run([*prefix, "-m", "compressbench", *COMMON, f"hydra.run.dir={tmp_path / out}"],
+    return subprocess.run([*prefix, "-m", "compressbench", *COMMON, *extra, f"hydra.run.dir={tmp_path / out}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_two_ranks_give_one_row_per_stage_and_the_accuracy_of_one(tmp_path: Path):
+    # batch_size is per rank: half of the default 64 keeps the global batch, hence the number of steps, equal.
     ddp = launch(tmp_path, [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"],
-                 "ddp")
+                 "ddp", "train.batch_size=32", "finetune.batch_size=32")
     assert ddp.returncode == 0, ddp.stderr[-4000:]
     single = launch(tmp_path, [sys.executable], "single")
     assert single.returncode == 0, single.stderr[-3000:]
