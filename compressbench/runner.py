@@ -86,7 +86,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
                 "precision": ctx.precision.name, "train_threads": torch.get_num_threads(),
                 "world_size": ctx.dist.world_size,
-                "num_classes": data.num_classes}
+                "num_classes": data.num_classes, "started": time.strftime("%Y-%m-%d %H:%M")}
 
     seed_everything(int(keys[0][:8], 16))  # the initial weights are part of the cached prefix: fix them
     model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
