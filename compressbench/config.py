@@ -123,6 +123,8 @@ class Plan:
 def typed(schema: type, node: Any, key: str) -> Any:
     """Merge ``node`` into the dataclass ``schema`` and instantiate it (runs its ``__post_init__`` checks)."""
     try:
+        if isinstance(node, DictConfig):  # resolve ${...} against the whole config before detaching the node
+            node = OmegaConf.to_container(node, resolve=True)
         merged = OmegaConf.merge(OmegaConf.structured(schema), node if node is not None else {})
         return OmegaConf.to_object(merged)
     except BadValue as e:
@@ -171,8 +173,13 @@ def validate(cfg: DictConfig) -> Plan:
         check(after in stages, f"{name}.after", after, f"one of the chain's stages: {', '.join(chain)}")
         analysis.after = after  # type: ignore[attr-defined]
         analyses[name] = analysis
-    return Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
+    plan = Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
                 measure=measure, reference=reference, analyses=analyses)
+    for name, scfg in plan.stages.items():  # checks that need the whole chain (e.g. a distill teacher's stage)
+        check_plan = getattr(scfg, "check_plan", None)
+        if callable(check_plan):
+            check_plan(name, cfg, plan)
+    return plan
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -103,6 +103,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
         model, row = run_stage(model, index, name, keys[index + 1], ctx, cache)
         if ctx.dist.is_main:
             rows.append({**identity, **row})
+            identity["model"] = row.get("model", identity["model"])  # after distill: the student goes on
             write_results(run_dir / "results.csv", rows)
         if row["status"] != "ok":
             not_run = plan.chain[index + 1:]
@@ -243,7 +244,10 @@ def chain_keys(cfg: DictConfig, plan: Plan, init_from: Path | None = None) -> li
     init = file_sha256(init_from) if init_from is not None else None
     keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, seed=plan.runtime.seed, init_from=init)]
     for name in plan.chain:
-        keys.append(stage_key(keys[-1], stage=to_dict(plan.stages[name])))
+        scfg = plan.stages[name]
+        # A stage that reads a file (a teacher checkpoint) salts its key with the file's content.
+        salt = scfg.cache_salt() if callable(getattr(scfg, "cache_salt", None)) else None
+        keys.append(stage_key(keys[-1], stage=to_dict(scfg), **({"salt": salt} if salt else {})))
     return keys
 
 

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from compressbench.config import ConfigError
-from compressbench.models import alexnet, densenet, lenet, resnet, resnet_cifar, vgg  # noqa: F401  (register)
+from compressbench.models import alexnet, densenet, lenet, resnet, resnet_cifar, small_cnn, vgg  # noqa: F401  (register)
 from compressbench.models._common import MODELS
 
 __all__ = ["MODELS", "build_model", "check_model_config", "model_options"]

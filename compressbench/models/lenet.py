@@ -1,9 +1,12 @@
 """LeNet-5 and LeNet-300-100 (LeCun et al. 1998), the small models of the pruning papers (Han et al. 2015)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
+from compressbench.config import check
 from compressbench.models._common import MODELS, check_args, init_weights
 
 
@@ -65,6 +68,23 @@ class LeNet300100(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class MLP(nn.Module):
+    """Flatten → (fc → ReLU → dropout) per hidden layer → fc(classes): Hinton et al.'s MNIST teacher is 1200-1200."""
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: int, hidden: Sequence[int],
+                 dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_channels * image_size * image_size
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        self.classifier = nn.Sequential(*layers, nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(x, 1))
+
+
 @MODELS.register("lenet5")
 def lenet5(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """LeNet-5; 61,706 parameters on 32x32x1 with 10 classes."""
@@ -77,3 +97,15 @@ def lenet300_100(num_classes: int, in_channels: int, image_size: int) -> nn.Modu
     """LeNet-300-100; 266,610 parameters on 28x28x1 with 10 classes."""
     check_args(num_classes, in_channels, image_size)
     return LeNet300100(num_classes, in_channels, image_size)
+
+
+@MODELS.register("mlp")
+def mlp(num_classes: int, in_channels: int, image_size: int, hidden: Sequence[int] = (1200, 1200),
+        dropout: float = 0.5) -> nn.Module:
+    """A fully connected net with ``hidden`` widths (default Hinton et al. 2015's 1200-1200 MNIST teacher)."""
+    check_args(num_classes, in_channels, image_size)
+    hidden = list(hidden)
+    check(len(hidden) >= 1 and all(isinstance(h, int) and h >= 1 for h in hidden), "model.hidden", hidden,
+          "a non-empty list of layer widths >= 1, e.g. [1200, 1200]")
+    check(0 <= dropout < 1, "model.dropout", dropout, "0 <= dropout < 1")
+    return MLP(num_classes, in_channels, image_size, hidden, dropout)

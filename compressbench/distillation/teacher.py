@@ -1,0 +1,173 @@
+"""Where a teacher comes from: the model entering the stage, an earlier stage of the chain, another experiment's
+cached stage, or a user's state_dict file.
+
+Earlier stages and other experiments are found in the stage cache by their keys (``runner.chain_keys``), so the
+runner needs to keep no models: a stage's model is in the cache once it has run. A user's file is loaded with
+``weights_only=True`` (``compressbench.checkpoints``); cache entries are our own files.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from compressbench.config import ConfigError, Plan, conf_dir, resolve_path, to_dict
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+    from compressbench.stages.distill import TeacherConfig
+
+
+@dataclass
+class Teacher:
+    model: nn.Module
+    source: str  # input:<stage> | stage:<stage> | experiment:<name>/<stage> | checkpoint:<path>
+    arch: str  # its model name (a distilled student's name after a distill stage)
+
+
+def input_model(cfg: DictConfig, plan: Plan, index: int) -> tuple[dict[str, Any], bool]:
+    """The model config of what enters ``plan.chain[index]``, and whether its layers are known exactly.
+
+    ``train`` keeps the architecture and ``distill`` swaps in its student; any other kind (pruning,
+    quantization) may rename or replace layers, so names checked on the config would not be reliable.
+    """
+    node, exact = to_dict(cfg.model), True
+    for name in plan.chain[:index]:
+        stage = plan.stages[name]
+        if stage.stage == "distill":
+            node, exact = {"name": stage.student, **stage.student_options}, True  # type: ignore[attr-defined]
+        elif stage.stage != "train":
+            exact = False
+    return node, exact
+
+
+def stage_key_of(cfg: DictConfig, plan: Plan, stage: str) -> str:
+    """The cache key of ``stage``'s output model in the chain ``plan`` of ``cfg``."""
+    from compressbench.runner import chain_keys  # the runner imports the stages: import it late
+
+    init = cfg.get("init_from")
+    keys = chain_keys(cfg, plan, resolve_path(init) if init else None)
+    return keys[plan.chain.index(stage) + 1]
+
+
+def load_cached_stage(cfg: DictConfig, plan: Plan, stage: str, device: torch.device) -> nn.Module | None:
+    """``stage``'s output model from the stage cache under ``cfg.paths.cache_dir``, or None if absent."""
+    from compressbench.cache import StageCache
+
+    with StageCache(resolve_path(cfg.paths.cache_dir)).hold(stage_key_of(cfg, plan, stage)) as entry:
+        hit = entry.load(device)
+    return hit.model if hit is not None else None
+
+
+def known_experiments() -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+
+
+def compose_experiment(name: str, overrides: Sequence[str]) -> tuple[DictConfig, Plan]:
+    """Compose ``+experiment=name`` with ``overrides`` the way the CLI does, and validate it.
+
+    Inside a running Hydra app (the CLI) Hydra is initialised with the user's search path (``--config-dir``),
+    so their own experiments are found too; elsewhere the packaged configs are used.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    from compressbench.config import validate
+
+    args = [f"+experiment={name}", *overrides]
+    try:
+        if GlobalHydra.instance().is_initialized():
+            cfg = compose("config", overrides=args)
+        else:
+            with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+                cfg = compose("config", overrides=args)
+    except HydraException as e:
+        raise ConfigError(f"distill.teacher.experiment={name!r} with overrides {list(overrides)} does not "
+                          f"compose: {str(e).splitlines()[0]}; packaged experiments: "
+                          f"{', '.join(known_experiments())}") from None
+    return cfg, validate(cfg)
+
+
+def experiment_stage(spec: TeacherConfig, plan: Plan) -> str:
+    """The teacher stage of another experiment: ``teacher.stage``, else that experiment's reference stage."""
+    stage = spec.stage or plan.reference
+    if stage is None or stage not in plan.chain:
+        raise ConfigError(f"distill.teacher.stage={stage!r} is not a stage of experiment '{spec.experiment}'; "
+                          f"its chain: {', '.join(plan.chain)}")
+    return stage
+
+
+def check_same_data(ours: DictConfig, theirs: DictConfig, name: str) -> None:
+    """The teacher must have been trained on this dataset and split: its val/test images must be ours too."""
+    def split(node: DictConfig) -> dict[str, Any]:
+        return {k: v for k, v in to_dict(node).items() if k not in ("download", "augment")}
+
+    if split(ours) != split(theirs):
+        raise ConfigError(f"distill.teacher.experiment={name!r} uses dataset {split(theirs)}, this run "
+                          f"{split(ours)}; a teacher must be trained on the same data and splits (else it "
+                          f"has seen this run's test images). Match them with distill.teacher.overrides")
+
+
+def resolve_teacher(spec: TeacherConfig, incoming: nn.Module, ctx: RunContext) -> Teacher:
+    """The teacher ``spec`` names, on ``ctx.device``, in eval mode."""
+    if spec.path is not None:
+        teacher = _from_checkpoint(spec, ctx)
+    elif spec.experiment is not None:
+        teacher = _from_experiment(spec, ctx)
+    elif spec.stage is not None:
+        teacher = _from_stage(spec.stage, ctx)
+    else:
+        index = ctx.stage_index
+        before = ctx.plan.chain[index - 1] if index > 0 else "initial model"
+        teacher = Teacher(incoming, f"input:{before}", input_model(ctx.cfg, ctx.plan, index)[0]["name"])
+    teacher.model.eval()
+    return teacher
+
+
+def _from_stage(stage: str, ctx: RunContext) -> Teacher:
+    if not ctx.plan.runtime.cache:
+        raise ConfigError(f"distill.teacher.stage={stage!r} is read back from the stage cache, and "
+                          f"runtime.cache=false; set runtime.cache=true, or put this distill stage right after "
+                          f"'{stage}' and leave distill.teacher.stage unset (the incoming model is the teacher)")
+    model = load_cached_stage(ctx.cfg, ctx.plan, stage, ctx.device)
+    if model is None:
+        raise ConfigError(f"distill.teacher.stage={stage!r}: that stage's model is not in the stage cache "
+                          f"(its kind '{ctx.plan.stages[stage].stage}' may not be cacheable); put this distill "
+                          f"stage right after it and leave distill.teacher.stage unset")
+    arch = input_model(ctx.cfg, ctx.plan, ctx.plan.chain.index(stage) + 1)[0]["name"]
+    return Teacher(model, f"stage:{stage}", arch)
+
+
+def _from_experiment(spec: TeacherConfig, ctx: RunContext) -> Teacher:
+    assert spec.experiment is not None
+    cfg, plan = compose_experiment(spec.experiment, spec.overrides)
+    check_same_data(ctx.cfg.dataset, cfg.dataset, spec.experiment)
+    stage = experiment_stage(spec, plan)
+    cfg.paths.cache_dir = ctx.cfg.paths.cache_dir  # look in this run's cache, wherever that experiment's points
+    model = load_cached_stage(cfg, plan, stage, ctx.device)
+    if model is None:
+        command = " ".join(["python -m compressbench", f"+experiment={spec.experiment}", *spec.overrides,
+                            f"paths.cache_dir={resolve_path(ctx.cfg.paths.cache_dir)}"])
+        raise ConfigError(f"distill.teacher.experiment={spec.experiment!r}: its stage '{stage}' is not in the "
+                          f"stage cache at {resolve_path(ctx.cfg.paths.cache_dir)}; run that experiment first: "
+                          f"{command}")
+    arch = input_model(cfg, plan, plan.chain.index(stage) + 1)[0]["name"]
+    return Teacher(model, f"experiment:{spec.experiment}/{stage}", arch)
+
+
+def _from_checkpoint(spec: TeacherConfig, ctx: RunContext) -> Teacher:
+    from compressbench.checkpoints import load_weights_
+    from compressbench.models import build_model
+
+    assert spec.path is not None
+    node = {"name": spec.model} if spec.model else to_dict(ctx.cfg.model)
+    node.pop("pretrained", None)  # the file holds the weights; nothing to download
+    data = ctx.data
+    model = build_model(node, data.num_classes, data.in_channels, data.image_size)
+    load_weights_(model, resolve_path(spec.path))
+    return Teacher(model.to(ctx.device), f"checkpoint:{resolve_path(spec.path)}", node["name"])

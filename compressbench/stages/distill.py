@@ -1,0 +1,163 @@
+"""The ``distill`` stage kind: train a student architecture against a teacher (KD, FitNets, attention transfer).
+
+The stage returns the *student*, so later stages compress it. Its row measures the student (``model`` is the
+student's name) and records the teacher: ``teacher_model``, ``teacher_source``, ``teacher_params``,
+``teacher_test_acc`` and ``teacher_agreement`` (percent of test images where both pick the same class).
+``loss: []`` trains the same student on labels alone, from the same initial weights: the scratch baseline in
+one line (``scratch: {stage: distill, student: ..., loss: []}``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from compressbench.cache import stage_key
+from compressbench.config import BadValue, ConfigError, Plan, check
+from compressbench.distillation.features import describe_names
+from compressbench.distillation.plan import check_plan, static_layers, student_layers
+from compressbench.distillation.run import distill_student
+from compressbench.engine import Diverged, fit
+from compressbench.models import MODELS, build_model, check_model_config
+from compressbench.stages import register_stage
+from compressbench.stages.train import TrainConfig
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+
+LOSS_TERMS = ("kd", "fitnets", "at")
+
+
+@dataclass
+class TeacherConfig:
+    """Where the teacher comes from; all unset = the model entering the stage (e.g. the output of ``train``)."""
+
+    stage: str | None = None  # an earlier stage of this chain; with `experiment`, a stage of that experiment
+    experiment: str | None = None  # another experiment (conf/experiment/NAME.yaml), read from the stage cache
+    overrides: list[str] = field(default_factory=list)  # overrides that experiment was run with
+    path: str | None = None  # a state_dict file (loaded weights-only) ...
+    model: str | None = None  # ... of this architecture (default: this config's model)
+
+    def __post_init__(self) -> None:
+        check(self.path is None or (self.stage is None and self.experiment is None), "teacher.path", self.path,
+              "null when teacher.stage or teacher.experiment is set (one source)")
+        check(not self.overrides or self.experiment is not None, "teacher.overrides", self.overrides,
+              "empty unless teacher.experiment is set")
+        check(self.model is None or self.path is not None, "teacher.model", self.model,
+              "null unless teacher.path is set (it names the file's architecture)")
+        check(self.model is None or self.model in MODELS, "teacher.model", self.model,
+              f"a registered model: {', '.join(MODELS.names())}")
+
+
+@dataclass
+class DistillConfig(TrainConfig):
+    """Training options are the ``train`` kind's; these add the student, the teacher and the loss."""
+
+    stage: str = "distill"
+    student: str = ""  # a registered model name (required)
+    student_options: dict[str, Any] = field(default_factory=dict)  # its model options, e.g. {width: 8}
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    loss: list[str] = field(default_factory=lambda: ["kd"])  # terms: kd, at, fitnets; [] = labels only (scratch)
+    temperature: float = 4.0  # kd: softmax temperature T (> 0)
+    alpha: float = 0.9  # kd: (1 - alpha) * CE + alpha * T^2 * KL
+    beta: float = 1000.0  # at: + beta / 2 * sum over layer pairs (Zagoruyko & Komodakis use 1000)
+    at_layers: list[str] = field(default_factory=list)  # at: teacher layers, e.g. [layer1, layer2, layer3]
+    at_student_layers: list[str] | None = None  # at: the student's layers paired with them (null = same names)
+    hint_layer: str | None = None  # fitnets: the teacher's hint layer
+    guided_layer: str | None = None  # fitnets: the student's guided layer (null = same name)
+    hint_epochs: int = 5  # fitnets phase 1 (student up to the guided layer + regressor, hint loss only)
+    hint_lr: float | None = None  # fitnets phase 1 learning rate (null = lr)
+    cache_teacher_logits: bool = True  # kd without augmentation: teacher logits once for the whole train split
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.student in MODELS, "student", self.student, f"a registered model: {', '.join(MODELS.names())}")
+        try:
+            check_model_config({"name": self.student, **self.student_options})
+        except ConfigError as e:
+            raise BadValue("student_options", self.student_options, str(e)) from None
+        check(all(t in LOSS_TERMS for t in self.loss) and len(set(self.loss)) == len(self.loss), "loss",
+              self.loss, f"a list of distinct terms from {', '.join(LOSS_TERMS)} ([] trains on labels only)")
+        check(self.temperature > 0, "temperature", self.temperature, "> 0 (Hinton et al. use 2 to 20)")
+        check(0 <= self.alpha <= 1, "alpha", self.alpha, "0 <= alpha <= 1 (the weight of the KD term)")
+        check(self.beta >= 0, "beta", self.beta, ">= 0")
+        check("at" not in self.loss or bool(self.at_layers), "at_layers", self.at_layers,
+              "at least one teacher layer when 'at' is in loss, e.g. [layer1, layer2, layer3]")
+        check(self.at_student_layers is None or len(self.at_student_layers) == len(self.at_layers),
+              "at_student_layers", self.at_student_layers,
+              f"null or one name per at_layers entry ({self.at_layers})")
+        check("fitnets" not in self.loss or self.hint_layer is not None, "hint_layer", self.hint_layer,
+              "a teacher layer name when 'fitnets' is in loss, e.g. layer2")
+        check("fitnets" not in self.loss or self.hint_epochs >= 1, "hint_epochs", self.hint_epochs,
+              ">= 1 when 'fitnets' is in loss (phase 1 trains the student up to the guided layer)")
+        check(self.hint_lr is None or self.hint_lr > 0, "hint_lr", self.hint_lr, "null or > 0")
+        # Student layer names fail here, before any work; teacher names once the teacher is known.
+        valid = static_layers(self.student_node)
+        for key, name in student_layers(self):
+            check(name in valid, key, name, f"a layer of the student {self.student}: {sorted_names(valid)}")
+
+    @property
+    def method(self) -> str:
+        """The results' ``method`` column: the loss terms, or ``scratch`` for labels only."""
+        return "+".join(self.loss) or "scratch"
+
+    @property
+    def student_at_layers(self) -> list[str]:
+        return list(self.at_student_layers if self.at_student_layers is not None else self.at_layers)
+
+    @property
+    def student_node(self) -> dict[str, Any]:
+        return {"name": self.student, **self.student_options}
+
+    def check_plan(self, name: str, cfg: DictConfig, plan: Plan) -> None:
+        """Checks that need the whole chain (teacher stage order, other experiments, teacher layer names)."""
+        check_plan(self, name, cfg, plan)
+
+    def cache_salt(self) -> str | None:
+        """A teacher file's content is part of this stage's cache key: a replaced file is not a cache hit."""
+        if self.teacher.path is None:
+            return None
+        from compressbench.cache import file_sha256
+        from compressbench.config import resolve_path
+
+        path = resolve_path(self.teacher.path)
+        return file_sha256(path) if path.is_file() else None
+
+
+def sorted_names(names: set[str]) -> str:
+    return describe_names(sorted(names))
+
+
+def build_student(cfg: DistillConfig, ctx: RunContext) -> nn.Module:
+    """The student for this dataset. Its initial weights depend on the student config and the run's seed only,
+    so a scratch stage and a KD stage of one chain start from the same weights and differ by their loss."""
+    data = ctx.data
+    seed = int(stage_key("", student=cfg.student_node, seed=ctx.plan.runtime.seed)[:8], 16)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        student = build_model(cfg.student_node, data.num_classes, data.in_channels, data.image_size)
+    student = student.to(ctx.device)
+    return student.to(memory_format=torch.channels_last) if ctx.channels_last else student
+
+
+@register_stage("distill", DistillConfig, distributed=True)
+def distill(model: nn.Module, cfg: DistillConfig, ctx: RunContext) -> nn.Module:
+    """Train ``cfg.student`` against the teacher ``cfg.teacher`` names (default: ``model``); return the student."""
+    cfg.check_plan(ctx.stage_name, ctx.cfg, ctx.plan)  # cheap; config.validate may already have run it
+    student = build_student(cfg, ctx)
+    ctx.record(model=cfg.student, student=cfg.student)
+    if not cfg.loss:
+        return fit(student, cfg, ctx)
+    try:
+        return distill_student(student, model, cfg, ctx)
+    except Diverged as e:
+        raise Diverged(f"{e}. Distillation adds alpha T^2 KL (and beta/2 AT) to the loss: KD at a low "
+                       f"{ctx.stage_name}.temperature (now {cfg.temperature}) is a known source, as logits / T "
+                       f"overflow (already at T ~ 1e-3 under fp16 AMP), and a large {ctx.stage_name}.beta (now "
+                       f"{cfg.beta}) scales the AT gradients; raise the temperature (2 to 20) or lower beta"
+                       ) from None
+
+
