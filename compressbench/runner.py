@@ -93,6 +93,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
     if init_from is not None:
         load_weights_(model, init_from)
     model = model.to(ctx.device)
+    check_layer_names(model, plan)
     if ctx.dist.is_main:
         preflight(run_dir, cache.root, sum(p.numel() for p in model.parameters()), len(plan.chain))
     if ctx.channels_last:  # the loader hands channels-last batches on CUDA; matching weights keep cuDNN fast
@@ -176,6 +177,20 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
            "status": status, **metrics, **ctx.info, "wall_s": wall, "cache_hit": hit, "stage_key": key[:16],
            "stage_params": json.dumps(to_dict(scfg), sort_keys=True), "error": error}
     return model, row
+
+
+def check_layer_names(model: nn.Module, plan: Plan) -> None:
+    """Layer names in stage configs (``prune.ignore``, ...) checked on the built model before any training.
+
+    Stops at a stage that changes the architecture (a distill student): later names refer to another model.
+    """
+    for name in [*plan.chain, *plan.analyses]:
+        scfg = plan.stages.get(name) or plan.analyses[name]
+        if scfg.stage == "distill":
+            break
+        check = getattr(scfg, "check_model", None)
+        if callable(check):
+            check(model, name)
 
 
 def produce(model: nn.Module, spec: StageSpec, scfg: Any, key: str, ctx: RunContext,

@@ -13,6 +13,7 @@ from compressbench.config import conf_dir
 
 # Tiny and quick: synthetic data, LeNet-5, two short stages, light timing.
 FAST = [
+    "chain=[train,finetune]",  # the core's own tests; the default chain is tested by test_default_run.py
     "dataset=synthetic",
     "train.epochs=2",
     "train.batch_size=16",

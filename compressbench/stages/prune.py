@@ -1,0 +1,200 @@
+"""The ``prune`` stage kind: unstructured (magnitude, random) or structured (l1_filter, taylor) pruning on a
+one-shot, iterative or gradual (AGP) schedule, with the achieved ratios in every unit and a verified sparse
+encoding of the result (``encoded_bytes``). The methods live in ``compressbench.pruning``.
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from compressbench import distributed
+from compressbench.atomic import atomic_write_bytes
+from compressbench.config import BadValue, StageConfig, check
+from compressbench.engine import fit
+from compressbench.measure import device_of
+from compressbench.pruning import structured, unstructured
+from compressbench.pruning.encoding import encode_verified
+from compressbench.pruning.layers import Spec, check_selectors, classifier_name, prunable_layers
+from compressbench.pruning.schedules import SCHEDULES, GradualPruning, iterative_fractions
+from compressbench.pruning.stats import achieved, snapshot
+from compressbench.results import write_csv
+from compressbench.stages import register_stage
+from compressbench.stages.train import TrainConfig
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+
+# What `amount` is a fraction of, per method.
+UNITS = {"magnitude": "weights", "random": "weights", "l1_filter": "channels", "taylor": "channels"}
+
+
+@dataclass
+class RetrainConfig(TrainConfig):
+    """Training inside a prune stage: after each iterative round, or the run the AGP schedule prunes during.
+    Every ``train`` option applies; the defaults are a short finetune that keeps the last weights (the best
+    epoch by validation could be a less sparse one under AGP)."""
+
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float = 0.01
+    keep: str = "last"
+
+    def __post_init__(self) -> None:
+        try:
+            super().__post_init__()
+        except BadValue as e:
+            raise e.under("retrain") from None
+
+
+@dataclass
+class PruneConfig(StageConfig):
+    stage: str = "prune"
+    method: str = "magnitude"  # magnitude | random (zero weights) | l1_filter | taylor (remove channels)
+    amount: float = 0.5  # fraction of `amount_of` to prune: 0 <= amount < 1
+    amount_of: str | None = None  # weights | channels; null = the method's unit (it must match the method)
+    scope: str = "layer"  # layer: each layer loses `amount` | global: one ranking over all layers together
+    layer_amounts: dict[str, float] = field(default_factory=dict)  # layer/stage/pattern → amount; first match
+    ignore: list[str] = field(default_factory=list)  # layers never pruned (structured: the classifier never is)
+    schedule: str = "oneshot"  # oneshot | iterative (rounds of prune → retrain) | agp (gradual, in training)
+    rounds: int = 3  # iterative: prune → retrain rounds
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)  # iterative and agp training
+    agp_start: float = 0.0  # agp: fraction of the retraining steps before pruning starts
+    agp_end: float = 0.75  # agp: fraction of the steps where the final amount is reached
+    agp_frequency: int = 10  # agp: optimizer steps between pruning events
+    taylor_batches: int = 8  # taylor: training batches whose gradients rank the channels
+    taylor_batch_size: int = 64
+    encode: bool = True  # write the verified sparse encoding (weights.cbsp) and record encoded_bytes
+
+    def __post_init__(self) -> None:
+        check(self.method in UNITS, "method", self.method, f"one of {', '.join(UNITS)}")
+        unit = UNITS[self.method]
+        check(0 <= self.amount < 1, "amount", self.amount, f"a fraction 0 <= amount < 1 of the {unit} to prune")
+        check(self.amount_of in (None, unit), "amount_of", self.amount_of,
+              f"method {self.method} prunes {unit}: set amount_of={unit} (or leave it null); to prune "
+              f"{'channels use l1_filter or taylor' if unit == 'weights' else 'weights use magnitude or random'}")
+        self.amount_of = unit
+        check(self.scope in ("layer", "global"), "scope", self.scope, "layer or global")
+        for key, value in self.layer_amounts.items():
+            check(0 <= value < 1, f"layer_amounts.{key}", value, f"a fraction 0 <= amount < 1 of the {unit}")
+        check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        check(self.rounds >= 1, "rounds", self.rounds, ">= 1")
+        if self.schedule == "agp":
+            check(unit == "weights", "schedule", self.schedule, f"agp masks weights during training, so it "
+                  f"works with magnitude or random; for {self.method} use schedule=iterative")
+            check(self.retrain.epochs >= 1, "retrain.epochs", self.retrain.epochs, ">= 1 (agp prunes while training)")
+            check(self.retrain.keep == "last", "retrain.keep", self.retrain.keep,
+                  "last with schedule=agp (an earlier, less sparse epoch must not be kept)")
+        check(0 <= self.agp_start < self.agp_end <= 1, "agp_end", self.agp_end,
+              f"agp_start ({self.agp_start}) < agp_end <= 1, both fractions of the training steps")
+        check(self.agp_frequency >= 1, "agp_frequency", self.agp_frequency, ">= 1 optimizer steps")
+        check(self.taylor_batches >= 1, "taylor_batches", self.taylor_batches, ">= 1")
+        check(self.taylor_batch_size >= 1, "taylor_batch_size", self.taylor_batch_size, ">= 1")
+
+    def check_model(self, model: nn.Module, node: str = "prune") -> None:
+        """Fail, naming the key, when ``ignore`` or ``layer_amounts`` names a layer the model does not have."""
+        check_selectors(model, f"{node}.ignore", self.ignore)
+        check_selectors(model, f"{node}.layer_amounts", self.layer_amounts)
+
+    @property
+    def spec(self) -> Spec:
+        return Spec(self.amount, dict(self.layer_amounts), tuple(self.ignore), self.scope)
+
+
+@register_stage("prune", PruneConfig, distributed=True)
+def prune(model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> nn.Module:
+    """Prune ``model`` as ``cfg`` says; record what was achieved and the verified encoded size.
+
+    Registered as distributed because the iterative and agp schedules train (``engine.fit``): under torchrun
+    every rank runs it, makes the same pruning decisions (rank 0's Taylor scores are broadcast) and only rank 0
+    writes files.
+    """
+    cfg.check_model(model, ctx.stage_name)  # before any pruning: a wrong layer name costs nothing
+    example = ctx.example_batch(1, device_of(model))
+    classifier = classifier_name(model, example)
+    before = snapshot(model, example, classifier)
+    original = structured.out_channels(model)
+    generator = torch.Generator().manual_seed(ctx.stage_seed)
+    main = ctx.dist.is_main
+
+    def apply(m: nn.Module, fraction: float, round_: int = 0) -> Any:
+        if cfg.amount_of == "weights":
+            return unstructured.prune_weights_(m, cfg.spec, fraction, cfg.method, generator)
+        batches: Any = ()
+        if cfg.method == "taylor":
+            loader = ctx.train_loader(cfg.taylor_batch_size, augment=False)
+            loader.set_epoch(round_)
+            batches = itertools.islice(loader, cfg.taylor_batches)
+        return structured.prune_channels_(m, cfg.spec, example, classifier, method=cfg.method,
+                                          fraction=fraction, original=original, batches=batches,
+                                          agree=distributed.broadcast if ctx.dist.enabled else None)
+
+    if cfg.schedule == "oneshot":
+        apply(model, 1.0)
+    elif cfg.schedule == "iterative":
+        model = iterative(model, cfg, ctx, apply, lambda m: achieved(before, snapshot(m, example, classifier)))
+    else:
+        gradual = GradualPruning(apply, prunable_layers(model), cfg.agp_start, cfg.agp_end, cfg.agp_frequency)
+        model = fit(model, cfg.retrain, ctx, callbacks=(gradual,))
+        apply(model, 1.0)  # idempotent when the schedule reached its end (it always does); a guarantee
+        if main:
+            write_csv(ctx.stage_dir / "agp_events.csv",
+                      [{"step": s, "fraction_of_amount": f} for s, f in gradual.events])
+        ctx.record(agp_events=len(gradual.events))
+
+    ctx.record(amount=cfg.amount, amount_of=cfg.amount_of, scope=cfg.scope, schedule=cfg.schedule,
+               **achieved(before, snapshot(model, example, classifier)))
+    if main:
+        write_layer_table(model, original, ctx)
+    if cfg.encode and main:
+        encoded, ok = encode_verified(model.state_dict())
+        if not ok:  # an unverified size is never reported
+            raise RuntimeError("the sparse encoding did not decode back to the pruned weights; this is a bug in "
+                               "compressbench.pruning.encoding; set prune.encode=false to skip it meanwhile")
+        atomic_write_bytes(ctx.stage_dir / "weights.cbsp", encoded.data)
+        ctx.record(encoded_bytes=len(encoded.data), encode_verified=ok, encoded_dense_bytes=encoded.dense_bytes,
+                   encoded_layouts=" ".join(f"{k}:{v}" for k, v in sorted(encoded.layouts.items())))
+    return model
+
+
+def iterative(model: nn.Module, cfg: PruneConfig, ctx: RunContext, apply: Callable[..., Any],
+              progress: Callable[[nn.Module], dict[str, float]]) -> nn.Module:
+    """``cfg.rounds`` of prune → retrain; ``rounds.csv`` says what each round achieved.
+
+    Each round's training resumes from its own file (``resume_round<k>.pt`` beside the stage's
+    ``resume.pt``), so an interrupted stage replays the finished rounds' pruning (deterministic) and picks up
+    their trained weights instead of confusing one round's state with another's.
+    """
+    stage_resume, rounds = ctx.resume_file, []
+    round_files = []
+    try:
+        for k, fraction in enumerate(iterative_fractions(cfg.rounds)):
+            apply(model, fraction, k)
+            if stage_resume is not None:
+                ctx.resume_file = stage_resume.with_name(f"resume_round{k + 1}.pt")
+                round_files.append(ctx.resume_file)
+            model = fit(model, cfg.retrain, ctx)
+            rounds.append({"round": k + 1, "fraction_of_amount": fraction, **progress(model),
+                           "val_acc": ctx.history[-1]["val_acc"] if ctx.history and cfg.retrain.epochs else None})
+    finally:
+        ctx.resume_file = stage_resume
+    if ctx.dist.is_main:
+        write_csv(ctx.stage_dir / "rounds.csv", rounds)
+        for path in round_files:  # the stage is complete: its cache entry keeps the model, not these
+            path.unlink(missing_ok=True)
+    return model
+
+
+def write_layer_table(model: nn.Module, original: dict[str, int], ctx: RunContext) -> None:
+    """``layers.csv``: per conv/linear layer, output channels before/after and the weights left nonzero."""
+    rows = []
+    for name, m in prunable_layers(model).items():
+        w = m.weight.detach()
+        nonzero = int(torch.count_nonzero(w))
+        rows.append({"layer": name, "out_channels_before": original.get(name), "out_channels": int(w.shape[0]),
+                     "weights": w.numel(), "nonzero_weights": nonzero, "sparsity": 1 - nonzero / max(w.numel(), 1)})
+    write_csv(ctx.stage_dir / "layers.csv", rows)

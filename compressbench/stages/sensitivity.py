@@ -1,0 +1,73 @@
+"""The ``sensitivity`` stage kind: per-layer accuracy vs pruning amount, written to CSV and drawn.
+
+Mostly used as an analysis (``+analysis=sensitivity`` runs it on a copy of the model after the reference
+stage, or after ``sensitivity.after``; files go to ``<run dir>/analysis/sensitivity/``). In a chain it changes
+nothing: the model goes on as it came.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from compressbench.config import StageConfig, check
+from compressbench.engine import evaluate
+from compressbench.measure import device_of
+from compressbench.pruning.layers import check_selectors, classifier_name
+from compressbench.pruning.sensitivity import METHODS, scan
+from compressbench.results import write_csv
+from compressbench.stages import register_stage
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+
+
+@dataclass
+class SensitivityConfig(StageConfig):
+    stage: str = "sensitivity"
+    after: str | None = None  # as an analysis: the chain stage whose model is scanned (null = the reference)
+    methods: list[str] = field(default_factory=lambda: list(METHODS))  # magnitude and/or l1_filter
+    amounts: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    split: str = "val"  # where accuracy is measured: val (choosing per-layer amounts on test would leak) | test
+    ignore: list[str] = field(default_factory=list)  # layers not scanned
+    max_batches: int | None = None  # evaluate on this many batches of the split (null = all of it)
+
+    def __post_init__(self) -> None:
+        check(len(self.methods) > 0 and all(m in METHODS for m in self.methods), "methods", self.methods,
+              f"a non-empty list of {', '.join(METHODS)}")
+        check(len(self.amounts) > 0 and all(0 <= a < 1 for a in self.amounts), "amounts", self.amounts,
+              "a non-empty list of fractions 0 <= amount < 1")
+        check(self.split in ("val", "test"), "split", self.split, "val or test")
+        check(self.max_batches is None or self.max_batches >= 1, "max_batches", self.max_batches, "null or >= 1")
+
+    def check_model(self, model: nn.Module, node: str = "sensitivity") -> None:
+        check_selectors(model, f"{node}.ignore", self.ignore)
+
+
+@register_stage("sensitivity", SensitivityConfig)
+def sensitivity(model: nn.Module, cfg: SensitivityConfig, ctx: RunContext) -> nn.Module:
+    """Scan every layer at every amount; write ``sensitivity.csv`` and the figures into the stage folder."""
+    cfg.check_model(model, ctx.stage_name)
+    device = device_of(model)
+    example = ctx.example_batch(1, device)
+    loader = ctx.eval_loader(cfg.split, device=device)
+
+    def accuracy(m: nn.Module) -> dict[str, float]:
+        batches = itertools.islice(loader, cfg.max_batches) if cfg.max_batches else loader
+        return evaluate(m, batches, topk=(1,))
+
+    def progress(items):
+        items = list(items)
+        return ctx.progress(items, desc=f"{ctx.stage_name} layers", unit="layer", leave=False)
+
+    rows = scan(model, accuracy, cfg.methods, cfg.amounts, cfg.ignore, example, classifier_name(model, example),
+                progress)
+    write_csv(ctx.stage_dir / "sensitivity.csv", rows)
+    from compressbench.pruning.sensitivity_plots import draw  # matplotlib only when drawing
+
+    title = f"{ctx.cfg.model.name} on {ctx.cfg.dataset.name}, {cfg.split} split"
+    draw(rows, ctx.stage_dir, title)
+    ctx.record(sensitivity_points=len(rows))
+    return model
