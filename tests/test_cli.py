@@ -41,14 +41,17 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path: Path):
     assert "## Failed jobs" in md and "train.lr=1000000000000.0" in md
 
 
-def test_report_is_idempotent(tmp_path: Path):
+def test_report_is_idempotent(make_cfg, tmp_path: Path):
+    from compressbench.report import main as report_main
+    from compressbench.runner import run
+
     run_dir = tmp_path / "run"
-    assert cli(tmp_path, *FAST, f"hydra.run.dir={run_dir}").returncode == 0
-    first = cli(tmp_path, str(run_dir), module="compressbench.report")
-    assert first.returncode == 0, first.stderr
+    run(make_cfg(), run_dir)
+    assert report_main([str(run_dir), "--findings-dir", str(tmp_path / "findings")]) == 0
     before = (run_dir / "summary.csv").read_text()
-    assert cli(tmp_path, str(run_dir), module="compressbench.report").returncode == 0
+    assert report_main([str(run_dir), "--findings-dir", str(tmp_path / "findings")]) == 0
     assert (run_dir / "summary.csv").read_text() == before
+    assert (tmp_path / "findings" / "default" / "results.csv").is_file()
 
 
 def test_config_error_exits_nonzero_with_the_reason(tmp_path: Path):

@@ -116,7 +116,7 @@ WORKER = """
 import sys
 import compressbench
 compressbench.run(overrides=[
-    "chain=[train,finetune]", "dataset=synthetic", "train.epochs=1", "finetune.epochs=1", "measure.latency=false",
+    "chain=[train,finetune]", "dataset=synthetic", "train.epochs=1", "finetune.epochs=0", "measure.latency=false",
     "runtime.progress=false", f"runtime.seed={sys.argv[1]}", f"paths.cache_dir={sys.argv[2]}/cache",
 ], output_dir=f"{sys.argv[2]}/sweep/{sys.argv[1]}")
 from compressbench.report import write_report
