@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,11 +41,21 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# Training checkpoints duplicate the cached model; everything else a stage wrote (reports, exported files) is
+# kept with the entry and restored into the stage folder of a run that hits it.
+SKIP_FILES = ("best.pt", "last.pt", "resume*.pt", "error.txt")
+
+
 @dataclass
 class Hit:
     model: nn.Module
     info: dict[str, Any]
     history: list[dict[str, Any]]
+    files: Path | None = None
+
+    def restore_files(self, stage_dir: Path) -> None:
+        if self.files is not None and self.files.is_dir():
+            shutil.copytree(self.files, stage_dir, dirs_exist_ok=True)
 
 
 class Entry:
@@ -67,13 +78,18 @@ class Entry:
             print(f"[compressbench] cache entry {self.key[:12]} is damaged ({e}); recomputing it", flush=True)
             (self.path / "DONE").unlink(missing_ok=True)
             return None
-        return Hit(model, meta.get("info", {}), meta.get("history", []))
+        return Hit(model, meta.get("info", {}), meta.get("history", []), self.path / "files")
 
-    def save(self, model: nn.Module, info: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    def save(self, model: nn.Module, info: dict[str, Any], history: list[dict[str, Any]],
+             files: Path | None = None) -> None:
+        """Store the stage's output; ``files`` (its stage folder) is copied in, minus training checkpoints."""
         if self.path is None:
             return
         (self.path / "DONE").unlink(missing_ok=True)
         atomic_torch_save(model, self.path / "model.pt")
+        if files is not None and files.is_dir():
+            shutil.rmtree(self.path / "files", ignore_errors=True)
+            shutil.copytree(files, self.path / "files", ignore=shutil.ignore_patterns(*SKIP_FILES, ".tmp-*"))
         meta = {"key": self.key, "sha256": file_sha256(self.path / "model.pt"), "info": info,
                 "history": history,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_version": torch.__version__,

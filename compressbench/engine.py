@@ -72,6 +72,11 @@ class Diverged(RuntimeError):
     """The loss became non-finite; the model holds the weights of the last good epoch."""
 
 
+class Unsupported(RuntimeError):
+    """A stage cannot handle this model (an op, a layer, a combination); the message names it and what to try.
+    The runner records the stage with status ``unsupported`` and goes no further down the chain."""
+
+
 @dataclass
 class Precision:
     """Autocast dtype and grad scaler for one device (AMP on CUDA: bf16 where supported, else fp16)."""

@@ -26,7 +26,7 @@ from compressbench.checkpoints import load_weights_
 from compressbench.config import Plan, RuntimeConfig, resolve_path, to_dict, validate
 from compressbench.context import Reference, RunContext
 from compressbench.data import load_dataset
-from compressbench.engine import Diverged
+from compressbench.engine import Diverged, Unsupported
 from compressbench.measure import measure
 from compressbench.models import build_model
 from compressbench.preflight import ensure_writable, preflight
@@ -108,8 +108,12 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
             write_results(run_dir / "results.csv", rows)
         if row["status"] != "ok":
             not_run = plan.chain[index + 1:]
-            failure = (f"stage '{name}' {row['status']}: {row['error']}"
+            message = (f"stage '{name}' {row['status']}: {row['error']}"
                        + (f"; not run: {', '.join(not_run)}" if not_run else ""))
+            if row["status"] == "unsupported":  # a finding about this model, not a crash: the job succeeds
+                print(f"[compressbench] {message}", flush=True)
+            else:
+                failure = message
             break
         for analysis in (a for a, acfg in plan.analyses.items() if acfg.after == name and ctx.dist.is_main):
             failure = run_analysis(model, index, analysis, ctx) or failure
@@ -151,6 +155,8 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
         model, hit = produce(model, spec, scfg, key, ctx, cache if spec.cacheable else StageCache(None))
     except Diverged as e:
         status, error = "diverged", str(e)
+    except Unsupported as e:
+        status, error = "unsupported", f"Unsupported: {e}"
     except Exception as e:  # noqa: BLE001 — the row records it and the run raises RunFailed afterwards
         status, error = "failed", f"{type(e).__name__}: {e}"
         atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
@@ -161,7 +167,7 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
     wall = time.perf_counter() - start
 
     metrics: dict[str, Any] = {}
-    if status != "failed":  # a diverged stage keeps its last good weights: measure those
+    if status not in ("failed", "unsupported"):  # a diverged stage keeps its last good weights: measure those
         try:
             metrics = measure(model, ctx)
         except Exception as e:  # noqa: BLE001
@@ -219,6 +225,7 @@ def produce(model: nn.Module, spec: StageSpec, scfg: Any, key: str, ctx: RunCont
         if cached is not None:
             ctx.info.update(cached.info)
             ctx.history = cached.history
+            cached.restore_files(ctx.stage_dir)
             if cached.history:
                 write_csv(ctx.stage_dir / "history.csv", cached.history)
             return cached.model, True
@@ -227,7 +234,7 @@ def produce(model: nn.Module, spec: StageSpec, scfg: Any, key: str, ctx: RunCont
         ctx.resume_file = (entry.path or (None if dist.enabled else ctx.stage_dir))
         ctx.resume_file = ctx.resume_file / "resume.pt" if ctx.resume_file is not None else None
         model = spec.fn(model, scfg, ctx)
-        entry.save(model, ctx.info, ctx.history)
+        entry.save(model, ctx.info, ctx.history, files=ctx.stage_dir)
         if ctx.resume_file is not None:
             ctx.resume_file.unlink(missing_ok=True)
     if dist.enabled and not spec.distributed:

@@ -26,11 +26,11 @@ def test_two_ranks_give_one_row_per_stage_and_the_accuracy_of_one(tmp_path: Path
     single = launch(tmp_path, [sys.executable], "single")
     assert single.returncode == 0, single.stderr[-3000:]
     two, one = pd.read_csv(tmp_path / "ddp/results.csv"), pd.read_csv(tmp_path / "single/results.csv")
-    # The default chain: train on both ranks, prune (rank 0's model reaches the others), finetune on both.
-    assert list(two["stage"]) == ["train", "prune", "finetune"] and set(two["status"]) == {"ok"}  # rank 0's rows
-    assert two["sparsity"].iloc[-1] > 0.75  # the pruned zeros survived data-parallel finetuning
+    # The default chain: train on both ranks, prune, finetune on both, quantize on rank 0; rows from rank 0 only.
+    assert list(two["stage"]) == ["train", "prune", "finetune", "quantize"] and set(two["status"]) == {"ok"}
+    assert two["sparsity"].iloc[2] > 0.75  # the pruned zeros survived data-parallel finetuning
     assert abs(two["test_acc"].iloc[-1] - one["test_acc"].iloc[-1]) < 5.0
     history = pd.read_csv(tmp_path / "ddp/stages/00_train/history.csv")
     assert len(history) == len(pd.read_csv(tmp_path / "single/stages/00_train/history.csv"))
     assert set(two["world_size"]) == {2} and set(one["world_size"]) == {1}
-    assert len(list((tmp_path / "cache_ddp").rglob("DONE"))) == 3  # one entry per stage, written by rank 0
+    assert len(list((tmp_path / "cache_ddp").rglob("DONE"))) == 4  # one entry per stage, written by rank 0

@@ -45,8 +45,9 @@ def test_rerun_loads_every_stage_from_the_cache(make_cfg, tmp_path: Path):
     assert [r["cache_hit"] for r in second] == [True, True]
     assert [r["test_acc"] for r in first] == [r["test_acc"] for r in second]
     assert first[0]["run_id"] == second[0]["run_id"]
-    # History of a cached stage is restored for the plots.
+    # What a cached stage wrote (history for the plots, reports) is restored; its checkpoints are not copied.
     assert (tmp_path / "b" / "stages/00_train/history.csv").is_file()
+    assert not (tmp_path / "b" / "stages/00_train/last.pt").exists()
 
 
 def test_changing_a_later_stage_reuses_the_earlier_one(make_cfg, tmp_path: Path):

@@ -6,12 +6,29 @@ but did not remove). Physically removed channels reduce both.
 """
 from __future__ import annotations
 
+import inspect
 import math
 
 import torch
 from torch import nn
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _weight(m: nn.Module) -> torch.Tensor:
+    """The float weight of a layer; quantized layers keep it packed behind a ``weight()`` method."""
+    w = m.weight() if inspect.ismethod(m.weight) else m.weight
+    return w.dequantize() if w.is_quantized else w
+
+
+def _is_conv(m: nn.Module) -> bool:
+    """A float conv, or a quantized one (torch.ao's int8 convs share the attributes, not the class)."""
+    return isinstance(m, _CONV) or (inspect.ismethod(getattr(m, "weight", None))
+                                    and all(hasattr(m, a) for a in ("in_channels", "kernel_size", "groups")))
+
+
+def _is_linear(m: nn.Module) -> bool:
+    return isinstance(m, nn.Linear) or (inspect.ismethod(getattr(m, "weight", None)) and hasattr(m, "in_features"))
 
 
 def _live_fraction(weight: torch.Tensor, groups: int) -> float:
@@ -26,7 +43,14 @@ def _live_fraction(weight: torch.Tensor, groups: int) -> float:
 
 @torch.no_grad()
 def count_macs(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
-    """(macs, effective_macs) for one sample shaped like ``example`` (batch dimension included)."""
+    """(macs, effective_macs) for one sample shaped like ``example`` (batch dimension included).
+
+    A model that is not a torch graph of layers (an ONNX Runtime session, a compiled program) reports its own
+    counts through ``compressbench_macs(example)``.
+    """
+    own = getattr(model, "compressbench_macs", None)
+    if callable(own):
+        return own(example)
     totals = [0.0, 0.0]
     batch = example.shape[0]
 
@@ -34,18 +58,18 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
         per_out = (m.in_channels // m.groups) * math.prod(m.kernel_size)
         macs = out.numel() / batch * per_out
         totals[0] += macs
-        totals[1] += macs * _live_fraction(m.weight, m.groups)
+        totals[1] += macs * _live_fraction(_weight(m), m.groups)
 
     def linear_hook(m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
         macs = out.numel() / batch * m.in_features
         totals[0] += macs
-        totals[1] += macs * _live_fraction(m.weight.unsqueeze(-1), 1)
+        totals[1] += macs * _live_fraction(_weight(m).unsqueeze(-1), 1)
 
     handles = []
     for m in model.modules():
-        if isinstance(m, _CONV):
+        if _is_conv(m):
             handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
+        elif _is_linear(m):
             handles.append(m.register_forward_hook(linear_hook))
     was_training = model.training
     model.eval()

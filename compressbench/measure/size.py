@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import gzip
+import inspect
 import io
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -22,11 +24,30 @@ def serialize(model: nn.Module) -> bytes:
     return buf.getvalue()
 
 
+def _packed_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    """Weights and biases that quantized layers keep packed (their ``weight()``/``bias()`` are methods and
+    ``parameters()`` does not list them), dequantized."""
+    for m in model.modules():
+        for attr in ("weight", "bias"):
+            get = getattr(m, attr, None)
+            if inspect.ismethod(get):
+                t = get()
+                if isinstance(t, torch.Tensor):
+                    yield t.dequantize() if t.is_quantized else t
+
+
 def param_counts(model: nn.Module) -> tuple[int, int]:
-    """(parameters, nonzero parameters), counting shared tensors once."""
+    """(parameters, nonzero parameters), counting shared tensors once.
+
+    Quantized layers count their packed weights and biases; a model whose artifact is not a torch module (an
+    ONNX file, a compiled program) counts its own through ``compressbench_param_counts()``.
+    """
+    own = getattr(model, "compressbench_param_counts", None)
+    if callable(own):
+        return own()
     seen: set[int] = set()
     total = nonzero = 0
-    for p in model.parameters():
+    for p in (*model.parameters(), *_packed_tensors(model)):
         if id(p) in seen:
             continue
         seen.add(id(p))

@@ -1,0 +1,13 @@
+"""Quantization methods behind the ``quantize`` stage (``stages/quantize.py``).
+
+``methods`` turns an fp32 model into a quantized one per (method, backend); ``runtimes`` holds the modules that
+run the results (int8 eager, compiled PT2E, ONNX Runtime, fp16/bf16 casts) and tell ``measure`` their runtime,
+artifact and same-runtime fp32 reference; ``fakequant`` does low-bit weights with an honest packed encoding;
+``report`` writes the fallback report. Third-party APIs are reached through ``compressbench.adapters`` only.
+"""
+from __future__ import annotations
+
+from compressbench.engine import Unsupported  # the runner maps it to status ``unsupported``
+
+
+__all__ = ["Unsupported"]
