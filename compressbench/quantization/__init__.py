@@ -9,5 +9,4 @@ from __future__ import annotations
 
 from compressbench.engine import Unsupported  # the runner maps it to status ``unsupported``
 
-
 __all__ = ["Unsupported"]
