@@ -27,6 +27,12 @@ def run(experiment: str | None = None, overrides: list[str] | tuple[str, ...] = 
 
     overrides = [*([f"+experiment={experiment}"] if experiment else []), *overrides]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+        full = compose("config", overrides=overrides, return_hydra_config=True)
+        if str(full.hydra.mode) == "RunMode.MULTIRUN" or str(full.hydra.mode) == "MULTIRUN":
+            raise ValueError(f"experiment '{experiment}' is a sweep (hydra.mode: MULTIRUN); run it with the command "
+                             f"line (python -m compressbench +experiment={experiment}), or run one of its "
+                             f"branches here by passing its swept value, e.g. overrides=['chain=[train,int8]', "
+                             f"'hydra.mode=RUN']")
         cfg = compose("config", overrides=overrides)
     out = Path(output_dir) if output_dir else Path("outputs") / str(cfg.name) / time.strftime("%Y-%m-%d_%H-%M-%S")
     rows: list[dict[str, Any]] = runner.run(cfg, out, overrides)

@@ -12,7 +12,7 @@ from omegaconf import DictConfig, open_dict
 
 from compressbench import runner
 from compressbench.config import conf_dir
-from compressbench.report import write_report
+from compressbench.runner import report_best_effort
 
 
 def budget_threads(cfg: DictConfig, hc: Any) -> None:
@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> float | None:
         if hc.mode == RunMode.MULTIRUN:
             # Every job refreshes the sweep's summary: the last one to finish leaves it complete, even when
             # another job failed (Hydra skips on_multirun_end then).
-            write_report(Path(hc.sweep.dir))
+            report_best_effort(Path(hc.sweep.dir))
     return rows[-1].get("test_acc") if rows else None
 
 

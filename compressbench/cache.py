@@ -26,10 +26,14 @@ from compressbench import __version__
 from compressbench.atomic import atomic_torch_save, atomic_write_text
 from compressbench.locks import file_lock
 
+# Bump when a change makes earlier cache entries wrong (a fixed training bug, a new default), so they are not hit.
+CACHE_VERSION = 2
+
 
 def stage_key(previous: str, **parts: Any) -> str:
     """sha256 over the previous key and the JSON of ``parts`` (sorted, so dict order never matters)."""
-    blob = json.dumps({"previous": previous, "version": __version__, **parts}, sort_keys=True, default=str)
+    blob = json.dumps({"previous": previous, "version": __version__, "cache_version": CACHE_VERSION, **parts},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -89,7 +89,8 @@ class MeasureConfig:
     def __post_init__(self) -> None:
         for key in ("threads", "batch_size", "iters", "rounds", "eval_batch_size"):
             check(getattr(self, key) >= 1, f"{key}", getattr(self, key), ">= 1")
-        check(self.warmup >= 0, "warmup", self.warmup, ">= 0")
+        # At least one untimed call: compilation, autotuning and lazy initialisation stay out of the samples.
+        check(self.warmup >= 1, "warmup", self.warmup, ">= 1")
         check(self.throughput_threads is None or self.throughput_threads >= 1, "throughput_threads",
               self.throughput_threads, "null or >= 1")
 
@@ -156,6 +157,9 @@ def validate(cfg: DictConfig) -> Plan:
               f"(or '- stage@{name}: train' in the defaults); stage kinds: {', '.join(STAGES.names())}")
         spec = STAGES.get(node.stage)
         stages[name] = typed(spec.config, node, name)
+    init_from = cfg.get("init_from")
+    check(not init_from or resolve_path(init_from).is_file(), "init_from", init_from,
+          "the path of a state_dict file (torch.save(model.state_dict(), path)), or null for random init")
     runtime = typed(RuntimeConfig, cfg.get("runtime"), "runtime")
     measure = typed(MeasureConfig, cfg.get("measure"), "measure")
     reference = measure.reference

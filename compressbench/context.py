@@ -55,15 +55,18 @@ class RunContext:
         self._stage_dir = run_dir / "stages"
         self.stage_key = ""
         self.resume_file: Path | None = None
+        self.collective = False  # this stage runs on every torchrun rank (data-parallel training)
         self.history: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
         self._eval_loaders: dict[tuple, TensorLoader] = {}
 
     def begin_stage(self, index: int, name: str, seed: int, directory: Path | None = None, key: str = "",
-                    resume_file: Path | None = None) -> None:
-        """Start stage ``name``; ``key`` is its cache key and ``resume_file`` where its training state goes."""
+                    collective: bool = False) -> None:
+        """Start stage ``name``; ``key`` is its cache key; ``collective`` says every torchrun rank runs it.
+        The runner then sets ``resume_file``, where the stage's training state goes."""
         self.stage_index, self.stage_name, self.stage_seed = index, name, seed
-        self.stage_key, self.resume_file = key, resume_file
+        self.stage_key, self.resume_file = key, None
+        self.collective = collective and self.dist.enabled
         self.history, self.info = [], {}
         self._stage_dir = directory or self.run_dir / "stages" / f"{index:02d}_{name}"
 
@@ -79,11 +82,12 @@ class RunContext:
 
     def train_loader(self, batch_size: int, augment: bool = True, return_index: bool = False) -> TensorLoader:
         split = self.data.train
+        ranks = self.dist.world_size if self.collective else 1  # a stage on rank 0 alone sees the whole split
         return TensorLoader(split, batch_size, mean=self.data.mean, std=self.data.std, shuffle=True,
                             augment=self.data.augment if augment else None,
                             # A last batch of one sample breaks BatchNorm in train mode; drop the ragged end.
-                            drop_last=len(split) > batch_size * self.dist.world_size, device=self.device,
-                            seed=self.stage_seed, rank=self.dist.rank, world_size=self.dist.world_size,
+                            drop_last=len(split) > batch_size * ranks, device=self.device,
+                            seed=self.stage_seed, rank=self.dist.rank if self.collective else 0, world_size=ranks,
                             channels_last=self.channels_last, return_index=return_index)
 
     def eval_loader(self, split: str, device: torch.device | None = None,
@@ -102,7 +106,7 @@ class RunContext:
         x, _ = next(iter(self.eval_loader("test", device=device)))
         if len(x) < n:
             x = x.repeat((n + len(x) - 1) // len(x), 1, 1, 1)
-        return x[:n].contiguous()
+        return x[:n].clone()  # keeps the loader's memory format (channels-last on CUDA, like the model's weights)
 
     def progress(self, iterable: Any = None, **kwargs: Any) -> tqdm:
         show = self.plan.runtime.progress and self.dist.is_main

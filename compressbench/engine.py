@@ -93,6 +93,11 @@ class Precision:
             return cls(device.type, torch.bfloat16)
         return cls(device.type, torch.float16, torch.amp.GradScaler(device.type))
 
+    def fresh(self) -> Precision:
+        """The same precision with a new grad scaler (a new training starts at the initial loss scale)."""
+        scaler = torch.amp.GradScaler(self.device_type) if self.scaler is not None else None
+        return Precision(self.device_type, self.dtype, scaler)
+
     def autocast(self) -> AbstractContextManager:
         if self.dtype is None:
             return nullcontext()
@@ -113,14 +118,23 @@ def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
 
 def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, criterion: Criterion, *,
                     precision: Precision, scheduler: Any = None, grad_clip: float | None = None,
-                    progress: Any = None, callbacks: tuple[Callback, ...] = (), first_step: int = 0
-                    ) -> dict[str, float]:
-    """One pass over ``batches``; raises Diverged on a non-finite loss. Returns loss, accuracy, images/s."""
+                    progress: Any = None, callbacks: tuple[Callback, ...] = (), first_step: int = 0,
+                    collective: bool = False) -> dict[str, float]:
+    """One pass over ``batches``; raises Diverged on a non-finite loss. Returns loss, accuracy, images/s.
+
+    ``model`` may be a DistributedDataParallel wrapper; callbacks always get the model inside it (their
+    layer names are the user's). ``collective``: every rank runs this loop, so the divergence check is agreed.
+    """
     model.train()
+    inner = getattr(model, "module", model)
     device = next(model.parameters()).device
     # Sums stay on the device; a host sync per step would stall a GPU, so there we check every few steps;
     # under torchrun the check is a collective (all ranks stop together), so it is rarer there too.
-    check_every = 25 if device.type != "cpu" else 10 if torch.distributed.is_initialized() else 1
+    check_every = 25 if device.type != "cpu" else 10 if collective else 1
+
+    def bad(value: float) -> bool:
+        return distributed.any_rank(not math.isfinite(value), device) if collective else not math.isfinite(value)
+
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
@@ -145,11 +159,11 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
         if scheduler is not None:
             scheduler.step()
         for cb in callbacks:
-            cb.after_step(model, first_step + step)
+            cb.after_step(inner, first_step + step)
         loss_sum += loss.detach() * len(y)
         correct += (logits.detach().argmax(1) == y).sum()
         seen += len(y)
-        if step % check_every == 0 and distributed.any_rank(not math.isfinite(loss_sum.item()), device):
+        if step % check_every == 0 and bad(loss_sum.item()):
             raise Diverged(f"{loss.item()} at step {step + 1}")
         if progress is not None:
             progress.update(1)
@@ -157,7 +171,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
     total = loss_sum.item()
-    if distributed.any_rank(not math.isfinite(total), device):
+    if bad(total):
         raise Diverged(f"mean {total / max(seen, 1)}")
     return {"train_loss": total / max(seen, 1), "train_acc": 100.0 * correct.item() / max(seen, 1),
             "seconds": seconds, "images_per_s": seen / seconds if seconds > 0 else float("nan")}
@@ -242,16 +256,19 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
         callbacks: tuple[Callback, ...] = (), return_index: bool = False) -> nn.Module:
     """Train ``model`` for ``cfg.epochs``, evaluating on val each epoch; return the best (or last) weights.
 
-    After every epoch, atomically: ``history.csv``, ``best.pt`` and ``last.pt`` into the stage directory, and
-    the full training state (weights, optimizer, scheduler, RNG, history) into ``ctx.resume_file``, from which
-    the same stage of a rerun resumes — so a crash loses at most the epoch in flight.
+    After every epoch, atomically: ``history.csv`` into the stage directory and the full training state
+    (weights, best weights, optimizer, scheduler, RNG, history) into ``ctx.resume_file``, from which the same
+    stage of a rerun resumes — so a crash loses at most the epoch in flight. ``best.pt`` and ``last.pt`` (state
+    dicts) are written when the stage ends.
     """
     criterion = criterion or cross_entropy(cfg.label_smoothing)
     train_batches = ctx.train_loader(cfg.batch_size, augment=cfg.augment, return_index=return_index)
     val_batches = ctx.eval_loader("val")
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(train_batches))
-    precision = ctx.precision
+    # A fresh scaler per training: a stage must not inherit the loss scale of the one before (a cache hit
+    # would not), or cached and uncached runs would differ.
+    precision = ctx.precision.fresh()
     stage_dir = ctx.stage_dir
     history: list[dict[str, Any]] = []
     best_acc, best_state, best_epoch = -1.0, _snapshot(model), -1
@@ -272,8 +289,10 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
         history, start = resume["history"], resume["epoch"]
         best_acc, best_state, best_epoch = resume["best_acc"], resume["best_state"], resume["best_epoch"]
     last_good = _snapshot(model)
-    main = ctx.dist.is_main  # only rank 0 writes files; every rank trains
-    train_model = distributed.wrap(model, ctx.device)
+    main = ctx.dist.is_main  # only rank 0 writes files
+    # Under torchrun a training stage runs on every rank (ctx.collective); a stage run by rank 0 alone (QAT
+    # inside quantize) trains plainly on the whole split.
+    train_model = distributed.wrap(model, ctx.device) if ctx.collective else model
     epochs = ctx.progress(range(start, cfg.epochs), desc=f"{ctx.stage_name} epochs", unit="epoch",
                           initial=start, total=cfg.epochs)
     for epoch in epochs:
@@ -283,7 +302,8 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
         try:
             stats = train_one_epoch(train_model, train_batches, optimizer, criterion, precision=precision,
                                     scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
-                                    callbacks=callbacks, first_step=epoch * len(train_batches))
+                                    callbacks=callbacks, first_step=epoch * len(train_batches),
+                                    collective=ctx.collective)
         except Diverged as e:
             model.load_state_dict(last_good)
             ctx.record(diverged_epoch=epoch + 1)
@@ -302,12 +322,9 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
         # Without a val split (val_fraction=0) there is nothing to select on: the last epoch is kept.
         if val["top1"] > best_acc or math.isnan(val["top1"]):
             best_acc, best_state, best_epoch = val["top1"], last_good, epoch + 1
-            if main:
-                atomic_torch_save(best_state, stage_dir / "best.pt")
         if not main:
             continue
-        atomic_torch_save(last_good, stage_dir / "last.pt")
-        if ctx.resume_file is not None:
+        if ctx.resume_file is not None:  # one write per epoch: everything a rerun needs to go on
             atomic_torch_save({
                 "key": ctx.stage_key, "epoch": epoch + 1, "model": last_good, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "history": history,
@@ -316,6 +333,9 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
                 "scaler": precision.scaler.state_dict() if precision.scaler is not None else None,
             }, ctx.resume_file)
         write_csv(stage_dir / "history.csv", history)
+    if main and history:
+        atomic_torch_save(best_state, stage_dir / "best.pt")
+        atomic_torch_save(last_good, stage_dir / "last.pt")
     if cfg.epochs and cfg.keep == "best":
         model.load_state_dict(best_state)
     if cfg.epochs:

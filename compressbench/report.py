@@ -73,8 +73,14 @@ def enrich(rows: pd.DataFrame) -> pd.DataFrame:
     numeric sweeps, ``swept`` / ``swept_value``."""
     rows = rows.copy()
     methods = rows["method"] if "method" in rows else pd.Series(None, index=rows.index, dtype=object)
-    rows["technique"] = [f"{k}:{m}" if isinstance(m, str) and m not in ("", "nan", "None") else str(k)
-                         for k, m in zip(rows["kind"], methods, strict=True)]
+    runtimes = rows["runtime"] if "runtime" in rows else pd.Series(None, index=rows.index, dtype=object)
+
+    def technique(kind: Any, method: Any, runtime: Any) -> str:
+        name = f"{kind}:{method}" if isinstance(method, str) and method not in ("", "nan", "None") else str(kind)
+        # int8 on FX and on ONNX Runtime are different deployments: never pooled into one technique.
+        return f"{name}@{runtime}" if isinstance(runtime, str) and runtime not in ("", "eager") else name
+
+    rows["technique"] = [technique(k, m, r) for k, m, r in zip(rows["kind"], methods, runtimes, strict=True)]
     per_run = {rid: _parse_overrides(g["overrides"].iloc[0]) if "overrides" in g else {}
                for rid, g in rows.groupby("run_id", sort=False)}
     keys = sorted({k for o in per_run.values() for k in o})
@@ -114,7 +120,8 @@ def pareto_mask(rows: pd.DataFrame, size: str, acc: str = "test_acc") -> pd.Seri
     return mask
 
 
-def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataFrame | None = None) -> pd.DataFrame:
+def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataFrame | None = None,
+                 experiment: str | None = None) -> pd.DataFrame:
     """Write ``summary.csv`` (or ``results.csv`` into a findings folder), ``summary.md`` and ``plots/*.png``
     into ``out`` (default ``root``) from the runs under ``root``; return the rows."""
     root = Path(root)
@@ -122,6 +129,8 @@ def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataF
     with file_lock(out / ".report.lock", what=f"the report in {out}"):
         collected, jobs, problems = collect(root)
         rows = collected if rows is None else rows
+        if experiment is not None:  # a findings folder lists its own experiment's jobs only
+            jobs = [j for j in jobs if j.get("experiment") in (None, experiment)]
         if not rows.empty:
             rows = enrich(rows)
         columns = [c for c in dict.fromkeys(ordered_columns(rows.to_dict("records")) + DERIVED)
@@ -146,9 +155,23 @@ def write_findings(root: str | Path, findings_dir: str | Path) -> list[Path]:
     written = []
     for experiment, group in (rows.groupby("experiment", sort=True) if not rows.empty else []):
         target = Path(findings_dir) / str(experiment)
-        write_report(root, target, rows=group)
+        write_report(root, target, rows=group, experiment=str(experiment))
         written.append(target)
     return written
+
+
+def findings_dir_of(root: Path) -> Path:
+    """``paths.findings_dir`` from the resolved config a run saved under ``root`` (relative paths: to cwd)."""
+    from omegaconf import OmegaConf
+
+    for path in sorted(root.rglob("config.yaml")):
+        try:
+            value = OmegaConf.select(OmegaConf.load(path), "paths.findings_dir")
+        except Exception:  # noqa: BLE001 — Hydra's own .hydra/config.yaml may hold unresolved interpolations
+            continue
+        if value:
+            return Path(str(value))
+    return Path("findings")
 
 
 def summary_markdown(rows: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], problems: Sequence[str],
@@ -175,16 +198,16 @@ def summary_markdown(rows: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], prob
                       markdown_table(rows[pareto_mask(rows, "encoded_bytes")].sort_values("encoded_bytes"),
                                      ["run_label", "stage", "technique", "test_acc", "encoded_bytes"]), ""]
     failed = [j for j in jobs if j.get("status") != "ok"]
-    bad_rows = rows[rows["status"].astype(str) != "ok"] if not rows.empty else rows
-    if failed or not bad_rows.empty:
+    if failed:
         lines += ["## Failed jobs", "", "| run dir | status | overrides | error |", "|---|---|---|---|"]
-        for j in failed:
-            lines.append(f"| {j['run_dir']} | {j.get('status')} | {j.get('overrides', '')} | "
-                         f"{_cell(j.get('error', ''))} |")
-        for _, r in bad_rows.iterrows():
-            if not any(j["run_dir"] == r["run_dir"] for j in failed):
-                lines.append(f"| {r['run_dir']} | {r['status']} (stage {r['stage']}) | {r.get('overrides', '')} | "
-                             f"{_cell(r.get('error', ''))} |")
+        lines += [f"| {j['run_dir']} | {j.get('status')} | {j.get('overrides', '')} | {_cell(j.get('error', ''))} |"
+                  for j in failed]
+        lines.append("")
+    unsupported = rows[rows["status"].astype(str) == "unsupported"] if not rows.empty else rows
+    if not unsupported.empty:  # findings about a model, not crashes: those jobs succeeded
+        lines += ["## Unsupported stages", "", "| run dir | stage | overrides | why |", "|---|---|---|---|"]
+        lines += [f"| {r['run_dir']} | {r['stage']} | {r.get('overrides', '')} | {_cell(r.get('error', ''))} |"
+                  for _, r in unsupported.iterrows()]
         lines.append("")
     if problems:
         lines += ["## Unreadable files", "", *[f"- {p}" for p in problems], ""]
@@ -239,8 +262,9 @@ def print_table(rows: Sequence[Mapping[str, Any]], file: Any = None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compressbench.report", description=__doc__.splitlines()[0])
     parser.add_argument("dir", type=Path, help="a run, sweep or tree of them (the folders Hydra wrote)")
-    parser.add_argument("--findings-dir", type=Path, default=Path("findings"),
-                        help="where the curated per-experiment copies go (default: ./findings)")
+    parser.add_argument("--findings-dir", type=Path, default=None,
+                        help="where the curated per-experiment copies go (default: the runs' paths.findings_dir, "
+                             "else ./findings)")
     parser.add_argument("--no-findings", action="store_true", help="only refresh the report inside DIR")
     args = parser.parse_args(argv)
     if not args.dir.is_dir():
@@ -249,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{len(rows)} rows from {rows['run_id'].nunique() if len(rows) else 0} runs → "
           f"{args.dir / 'summary.csv'}, {args.dir / 'summary.md'}, {args.dir / 'plots'}")
     if not args.no_findings:
-        for target in write_findings(args.dir, args.findings_dir):
+        for target in write_findings(args.dir, args.findings_dir or findings_dir_of(args.dir)):
             print(f"findings → {target}")
     return 0
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import random
@@ -24,7 +25,7 @@ from compressbench.atomic import atomic_write_text
 from compressbench.cache import Entry, StageCache, file_sha256, stage_key
 from compressbench.checkpoints import load_weights_
 from compressbench.config import Plan, RuntimeConfig, resolve_path, to_dict, validate
-from compressbench.context import Reference, RunContext
+from compressbench.context import Reference, RunContext, resolve_device
 from compressbench.data import load_dataset
 from compressbench.engine import Diverged, Unsupported
 from compressbench.measure import measure
@@ -54,20 +55,21 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
             shutil.rmtree(scratch, ignore_errors=True)
     run_dir = Path(run_dir)
     ensure_writable(run_dir, "hydra.run.dir (or the sweep dir)")
-    write_status(run_dir, "running", overrides)
+    name = str(cfg.get("name", "default"))
+    write_status(run_dir, "running", overrides, name)
     try:
         rows = _run(cfg, run_dir, overrides)
     except BaseException as e:
         status = "failed" if isinstance(e, Exception) else "interrupted"
-        write_status(run_dir, status, overrides, error=f"{type(e).__name__}: {e}")
+        write_status(run_dir, status, overrides, name, error=f"{type(e).__name__}: {e}")
         raise
-    write_status(run_dir, "ok", overrides)
+    write_status(run_dir, "ok", overrides, name)
     return rows
 
 
-def write_status(run_dir: Path, status: str, overrides: Any, error: str | None = None) -> None:
+def write_status(run_dir: Path, status: str, overrides: Any, experiment: str, error: str | None = None) -> None:
     atomic_write_text(run_dir / "status.json", json.dumps(
-        {"status": status, "overrides": " ".join(overrides), "error": error,
+        {"status": status, "experiment": experiment, "overrides": " ".join(overrides), "error": error,
          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
 
 
@@ -81,7 +83,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
     cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
     init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
     keys = chain_keys(cfg, plan, init_from)
-    identity = {"run_id": keys[-1][:12], "experiment": plan.name, "model": cfg.model.name,
+    identity = {"run_id": run_id_of(cfg), "experiment": plan.name, "model": cfg.model.name,
                 "dataset": cfg.dataset.name, "seed": plan.runtime.seed, "torch_version": torch.__version__,
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
                 "precision": ctx.precision.name, "train_threads": torch.get_num_threads(),
@@ -119,10 +121,20 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
             failure = run_analysis(model, index, analysis, ctx) or failure
     if ctx.dist.is_main:
         print_table(rows)
-        write_report(run_dir)
+        report_best_effort(run_dir)
     if failure:
         raise RunFailed(f"{failure}. Rows so far are in {run_dir / 'results.csv'}")
     return rows
+
+
+def report_best_effort(directory: Path) -> None:
+    """Refresh a run's or sweep's report; a plotting problem is reported, never turned into a failed run (every
+    measurement is already in results.csv, and ``python -m compressbench.report`` can redo it)."""
+    try:
+        write_report(directory)
+    except Exception as e:  # noqa: BLE001
+        print(f"[compressbench] the report in {directory} could not be refreshed ({type(e).__name__}: {e}); "
+              f"results.csv is complete — run python -m compressbench.report {directory}", flush=True)
 
 
 def run_analysis(model: nn.Module, index: int, name: str, ctx: RunContext) -> str | None:
@@ -147,7 +159,7 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
     """Run (or load from the cache) one stage, measure its model, and build its results row."""
     scfg = ctx.plan.stages[name]
     spec = STAGES.get(scfg.stage)
-    ctx.begin_stage(index, name, seed=int(key[:8], 16), key=key)
+    ctx.begin_stage(index, name, seed=int(key[:8], 16), key=key, collective=spec.distributed)
     seed_everything(ctx.stage_seed)
     status, error, hit = "ok", None, False
     start = time.perf_counter()
@@ -162,6 +174,8 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
         atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
     if ctx.dist.enabled:  # rank 0's outcome decides for all, so every rank stops (or goes on) together
         status, error = distributed.broadcast((status, error))
+        if status == "ok" and not spec.distributed and not hit:
+            model = hand_over(model, ctx)
         if not ctx.dist.is_main:
             return model, {"status": status, "error": error}
     wall = time.perf_counter() - start
@@ -188,7 +202,8 @@ def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext
 def check_layer_names(model: nn.Module, plan: Plan) -> None:
     """Layer names in stage configs (``prune.ignore``, ...) checked on the built model before any training.
 
-    Stops at a stage that changes the architecture (a distill student): later names refer to another model.
+    Stops at a stage that changes the architecture (a distill student, a low-rank factorization): later names
+    refer to another model.
     """
     for name in [*plan.chain, *plan.analyses]:
         scfg = plan.stages.get(name) or plan.analyses[name]
@@ -197,6 +212,8 @@ def check_layer_names(model: nn.Module, plan: Plan) -> None:
         check = getattr(scfg, "check_model", None)
         if callable(check):
             check(model, name)
+        if getattr(scfg, "changes_layer_names", False):  # lowrank: later names refer to the factorized layers
+            break
 
 
 def produce(model: nn.Module, spec: StageSpec, scfg: Any, key: str, ctx: RunContext,
@@ -217,7 +234,7 @@ def produce(model: nn.Module, spec: StageSpec, scfg: Any, key: str, ctx: RunCont
         if spec.distributed:
             ctx.resume_file = cache.path_of(key) / "resume.pt" if cache.root is not None else None
             return spec.fn(model, scfg, ctx), False
-        return _receive_model(model, ctx), False
+        return model, False  # rank 0 computes it; run_stage hands its model over once it succeeded
     with cache.hold(key) as entry:
         cached = entry.load(ctx.device)
         if dist.enabled:
@@ -237,26 +254,16 @@ def produce(model: nn.Module, spec: StageSpec, scfg: Any, key: str, ctx: RunCont
         entry.save(model, ctx.info, ctx.history, files=ctx.stage_dir)
         if ctx.resume_file is not None:
             ctx.resume_file.unlink(missing_ok=True)
-    if dist.enabled and not spec.distributed:
-        _send_model(model, ctx)
     return model, False
 
 
-def _later_training(ctx: RunContext) -> bool:
+def hand_over(model: nn.Module, ctx: RunContext) -> nn.Module:
+    """Rank 0's model of a stage it ran alone, on every rank — when a later stage trains on all of them."""
     chain = ctx.plan.chain
-    return any(STAGES.get(ctx.plan.stages[n].stage).distributed for n in chain[ctx.stage_index + 1:])
-
-
-def _send_model(model: nn.Module, ctx: RunContext) -> None:
-    """Rank 0 hands a compression stage's model to the other ranks when a later stage trains it."""
-    if _later_training(ctx):
-        distributed.broadcast(copy.deepcopy(model).cpu())
-
-
-def _receive_model(model: nn.Module, ctx: RunContext) -> nn.Module:
-    if not _later_training(ctx):
-        return model  # nothing on this rank uses it again
-    return distributed.broadcast(None).to(ctx.device)
+    if not any(STAGES.get(ctx.plan.stages[n].stage).distributed for n in chain[ctx.stage_index + 1:]):
+        return model  # nothing on the other ranks uses it again
+    received = distributed.broadcast(copy.deepcopy(model).cpu() if ctx.dist.is_main else None)
+    return model if ctx.dist.is_main else received.to(ctx.device)
 
 
 def chain_keys(cfg: DictConfig, plan: Plan, init_from: Path | None = None) -> list[str]:
@@ -264,13 +271,36 @@ def chain_keys(cfg: DictConfig, plan: Plan, init_from: Path | None = None) -> li
     ``init_from`` file) only, so are known up front."""
     dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download",)}
     init = file_sha256(init_from) if init_from is not None else None
-    keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, seed=plan.runtime.seed, init_from=init)]
+    keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, seed=plan.runtime.seed, init_from=init,
+                      training=training_environment(plan))]
     for name in plan.chain:
         scfg = plan.stages[name]
         # A stage that reads a file (a teacher checkpoint) salts its key with the file's content.
         salt = scfg.cache_salt() if callable(getattr(scfg, "cache_salt", None)) else None
         keys.append(stage_key(keys[-1], stage=to_dict(scfg), **({"salt": salt} if salt else {})))
     return keys
+
+
+def training_environment(plan: Plan) -> dict[str, Any]:
+    """What, besides configs, changes a trained model: precision, ranks (the global batch), determinism and the
+    torch/torchvision versions (whole models are pickled). Part of every cache key."""
+    import torchvision
+
+    from compressbench.engine import Precision
+
+    device = resolve_device(plan.runtime.device)
+    return {"precision": Precision.for_device(device, plan.runtime.amp).name,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "deterministic": plan.runtime.deterministic,
+            "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def run_id_of(cfg: DictConfig) -> str:
+    """One job's identity: its whole resolved config but paths and progress bars. A rerun of the same command
+    has the same id (the aggregator keeps its newest rows); a sweep over any option gives distinct ids."""
+    node = to_dict(cfg)
+    node.pop("paths", None)
+    node.get("runtime", {}).pop("progress", None)
+    return hashlib.sha256(json.dumps(node, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def apply_runtime(runtime: RuntimeConfig) -> None:

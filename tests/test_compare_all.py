@@ -37,8 +37,8 @@ def test_compare_all_runs_offline_end_to_end(tmp_path: Path):
     assert summary["run_id"].nunique() == len(branches()) and set(summary["status"]) == {"ok"}
     train = summary[summary["stage"] == "train"]
     assert (~train["cache_hit"]).sum() == 1  # the baseline was trained once, every other branch loaded it
-    assert {"prune:magnitude", "prune:l1_filter", "quantize:static_int8", "quantize:weight_bits",
-            "distill:kd"} <= set(summary["technique"])
+    assert {"prune:magnitude", "prune:l1_filter", "quantize:static_int8@fx-int8",
+            "quantize:static_int8@onnxruntime-int8", "quantize:weight_bits", "distill:kd"} <= set(summary["technique"])
     assert set(summary["runtime"]) >= {"eager", "fx-int8", "onnxruntime-int8"}
     for plot in ("accuracy_vs_size", "accuracy_vs_encoded_bytes", "waterfall", "training_curves"):
         assert (sweep / "plots" / f"{plot}.png").is_file(), plot

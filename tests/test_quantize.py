@@ -11,12 +11,12 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from compressbench.adapters import torch_ao
-from compressbench.config import ConfigError
+from compressbench.config import BadValue, ConfigError
 from compressbench.measure.size import size_metrics
 from compressbench.models import build_model
 from compressbench.quantization import Unsupported, fakequant, methods
 from compressbench.results import read_csv
-from compressbench.runner import RunFailed, run
+from compressbench.runner import run
 
 
 def with_quantize(cfg, chain=("train", "quantize"), extra=None, **options):
@@ -123,7 +123,7 @@ def test_already_quantized_input_is_unsupported_and_named(make_cfg, tmp_path: Pa
     assert [r["status"] for r in rows] == ["ok", "ok", "unsupported"]
     assert "already quantized (runtime fx-int8)" in rows[2]["error"]
     assert rows[2].get("test_acc") is None  # nothing measured: the stage made no model
-    assert "## Failed jobs" in (out / "summary.md").read_text()  # yet the summary lists it
+    assert "## Unsupported stages" in (out / "summary.md").read_text()  # yet the summary lists it
 
 
 def test_unsupported_names_what_cannot_be_traced():
@@ -156,9 +156,9 @@ def test_skip_keeps_layers_float_and_the_report_says_why(make_cfg, tmp_path: Pat
     report = {r["name"]: r for r in csv.DictReader(open(out / "stages/01_quantize/fallback.csv"))}
     assert report["classifier.4"]["status"] == "float" and "quantize.skip" in report["classifier.4"]["reason"]
     assert rows[1]["float_ops"] >= 1 and "classifier.4" in rows[1]["float_op_names"]
-    with pytest.raises(RunFailed):
-        run(with_quantize(make_cfg(), skip=["classifier.9"]), tmp_path / "bad")
-    assert "has no module 'classifier.9'" in read_csv(tmp_path / "bad/results.csv")[1]["error"]
+    with pytest.raises(BadValue, match=r"quantize.skip='classifier.9' is not allowed: a module of LeNet5"):
+        run(with_quantize(make_cfg(), skip=["classifier.9"]), tmp_path / "bad")  # before any training
+    assert not (tmp_path / "bad/results.csv").exists()
 
 
 def test_static_int8_of_resnet20_is_over_3x_smaller():

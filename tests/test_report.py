@@ -35,6 +35,8 @@ def make_sweep(root: Path) -> None:
     write_results(root / "4" / "results.csv", [row("r4", 0, "train", "train", float("nan"), 90000,
                                                    status="diverged", error="non-finite loss",
                                                    overrides="prune.amount=0.1")])
+    (root / "4" / "status.json").write_text(json.dumps(
+        {"status": "failed", "overrides": "prune.amount=0.1", "error": "RunFailed: stage 'train' diverged"}))
 
 
 def test_sweep_report_lists_failures_and_never_plots_nan(tmp_path: Path):

@@ -22,6 +22,7 @@ INPUT, OUTPUT = "input", "logits"
 _LAYOUT = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Shape", "Gather", "Identity", "Constant",
            "Cast", "Dropout"}
 _QDQ = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
+_INT8_WITH_FLOAT_OUTPUT = {"Conv", "MatMul", "Gemm"}
 _INTEGER_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearConv",
                 "QLinearMatMul"}
 _WEIGHTED = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": (1,), "MatMulInteger": (1,),
@@ -130,7 +131,9 @@ def qdq_report(data: bytes, dynamic: bool = False) -> list[dict[str, str]]:
         into_q = bool(users) and all(u.op_type == "QuantizeLinear" for u in users)
         if op in _LAYOUT:
             rows.append({"name": name, "op": op, "status": "layout", "reason": "moves data only"})
-        elif op in _INTEGER_OPS or from_dq or into_q:
+        # Conv/MatMul/Gemm with quantized inputs run as int8 kernels even when their output stays float
+        # (QGemm, MatMulIntegerToFloat); any other op is int8 only between a dequantize and a quantize.
+        elif op in _INTEGER_OPS or (from_dq and (into_q or op in _INT8_WITH_FLOAT_OUTPUT)):
             rows.append({"name": name, "op": op, "status": "int8", "reason": "int8 kernel in ONNX Runtime"})
         elif dynamic:
             rows.append({"name": name, "op": op, "status": "float",

@@ -50,9 +50,13 @@ def session(data: bytes, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
-def run(sess: ort.InferenceSession, x: torch.Tensor) -> torch.Tensor:
+def input_name(sess: ort.InferenceSession) -> str:
+    return sess.get_inputs()[0].name
+
+
+def run(sess: ort.InferenceSession, x: torch.Tensor, name: str | None = None) -> torch.Tensor:
     array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-    return torch.from_numpy(sess.run(None, {sess.get_inputs()[0].name: array})[0])
+    return torch.from_numpy(sess.run(None, {name or input_name(sess): array})[0])
 
 
 class _Batches(ortq.CalibrationDataReader if ort is not None else object):

@@ -162,7 +162,9 @@ def pt2e_report(original: nn.Module, gm: fx.GraphModule) -> list[dict[str, str]]
         into_q = bool(node.users) and all(_opname(u).startswith(_QUANTIZE) for u in node.users)
         if op in _LAYOUT:
             rows.append({"name": name, "op": op, "status": "layout", "reason": "moves data only"})
-        elif from_dq or into_q:
+        # conv/linear with quantized inputs lower to int8 kernels with an fp32 output; other ops are int8 only
+        # between a dequantize and a quantize.
+        elif from_dq and (into_q or any(k in op for k in ("conv", "linear", "addmm"))):
             rows.append({"name": name, "op": op, "status": "int8", "reason": "int8 pattern lowered by inductor"})
         else:
             rows.append({"name": name, "op": op, "status": "float",

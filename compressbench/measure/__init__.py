@@ -31,10 +31,17 @@ def measure(model: nn.Module, ctx: RunContext) -> dict[str, Any]:
     model.eval()
     device = device_of(model)
     metrics: dict[str, Any] = {"device": _device_name(device), "runtime": runtime_of(model)}
-    metrics.update(accuracy_metrics(model, ctx, device))
     metrics.update(size_metrics(model))
     metrics["macs"], metrics["effective_macs"] = count_macs(model, ctx.example_batch(1, device))
+    # Timing before the big evaluation batches: some int8 kernels settle on the batch size of their first
+    # calls, and a model is deployed for its timed batch sizes, not for evaluation.
     metrics.update(latency_metrics(model, ctx, device))
+    routes = getattr(model, "compressbench_fp32_routes", None)
+    if routes and ctx.plan.measure.latency:
+        from compressbench.quantization.routes import against_fp32_routes
+
+        metrics.update(against_fp32_routes(model, routes, ctx))
+    metrics.update(accuracy_metrics(model, ctx, device))
     ref = ctx.reference
     if ref is not None and ref.metrics is not None:
         metrics["compression_ratio"] = ref.metrics["size_bytes"] / metrics["size_bytes"]

@@ -8,6 +8,8 @@ one line (``scratch: {stage: distill, student: ..., loss: []}``).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,6 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from compressbench.cache import stage_key
 from compressbench.config import BadValue, ConfigError, Plan, check
 from compressbench.distillation.features import describe_names
 from compressbench.distillation.plan import check_plan, static_layers, student_layers
@@ -135,7 +136,9 @@ def build_student(cfg: DistillConfig, ctx: RunContext) -> nn.Module:
     """The student for this dataset. Its initial weights depend on the student config and the run's seed only,
     so a scratch stage and a KD stage of one chain start from the same weights and differ by their loss."""
     data = ctx.data
-    seed = int(stage_key("", student=cfg.student_node, seed=ctx.plan.runtime.seed)[:8], 16)
+    # Not stage_key: that hash includes the package and cache versions, and a release must not change inits.
+    blob = json.dumps({"student": cfg.student_node, "seed": ctx.plan.runtime.seed}, sort_keys=True, default=str)
+    seed = int(hashlib.sha256(blob.encode()).hexdigest()[:8], 16)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         student = build_model(cfg.student_node, data.num_classes, data.in_channels, data.image_size)

@@ -16,15 +16,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from compressbench.adapters import onnxruntime as ort_adapter
 from compressbench.adapters import torch_ao
 from compressbench.atomic import atomic_write_bytes
-from compressbench.config import StageConfig, check
-from compressbench.measure.flops import count_macs
-from compressbench.measure.latency import num_threads, time_model
+from compressbench.config import BadValue, StageConfig, check
 from compressbench.quantization import Unsupported, methods, training
 from compressbench.quantization.methods import Result
-from compressbench.quantization.runtimes import fp32_route
 from compressbench.results import write_csv
 from compressbench.stages import register_stage
 
@@ -78,9 +74,11 @@ class QuantizeConfig(StageConfig):
         else:
             check(self.observer == "auto", "observer", self.observer,
                   f"auto: method {self.method} does not calibrate activation ranges")
-        for backend, package, extra in (("onnxruntime", "onnxruntime", "onnx"), ("pt2e", "torchao", "pt2e")):
-            check(self.resolved_backend != backend or importlib.util.find_spec(package) is not None, "backend",
-                  self.backend, f'installed: {package} is missing (pip install "compressbench[{extra}]")')
+        needs = {"onnxruntime": (("onnxruntime", "onnx", "onnxscript"), "onnx"), "pt2e": (("torchao",), "pt2e")}
+        for backend, (packages, extra) in needs.items():
+            for package in packages if self.resolved_backend == backend else ():
+                check(importlib.util.find_spec(package) is not None, "backend", self.backend,
+                      f'installed: {package} is missing (pip install "compressbench[{extra}]")')
         check(self.per_channel or self.resolved_backend in ("fx", "onnxruntime"), "per_channel", self.per_channel,
               "true for this method/backend (only fx and onnxruntime int8 offer per-tensor weights)")
         check(self.calibration_batches >= 1, "calibration_batches", self.calibration_batches, ">= 1")
@@ -102,6 +100,15 @@ class QuantizeConfig(StageConfig):
     @property
     def resolved_backend(self) -> str:
         return BACKENDS[self.method][0] if self.backend == "auto" else self.backend
+
+    def check_model(self, model: nn.Module, node: str = "quantize") -> None:
+        """``skip`` must name modules of the model (checked by the runner before any training)."""
+        names = {n for n, _ in model.named_modules() if n}
+        for name in self.skip:
+            if name not in names:
+                listed = ", ".join(sorted(n for n in names if "." not in n))
+                raise BadValue(f"{node}.skip", name, f"a module of {type(model).__name__}: top-level modules "
+                               f"{listed} (children as 'parent.child')")
 
     @property
     def resolved_observer(self) -> str:
@@ -133,7 +140,8 @@ def quantize(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> nn.Modul
             fields.update(summarise(result.report))
     fields.update(result.info)
     ctx.record(**fields)
-    ctx.record(**against_fp32_routes(result.model, cfg, ctx, ctx.example_batch(1, torch.device("cpu"))))
+    # measure() times it against each fp32 route, afresh on every measurement (never from the cache).
+    result.model.compressbench_fp32_routes = list(cfg.fp32_routes)
     return result.model
 
 
@@ -162,12 +170,7 @@ def _check_input(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext) -> None
     if runtime != "eager" or any(torch_ao.is_quantized_module(m) for m in model.modules()):
         raise Unsupported(f"the model reaching stage '{ctx.stage_name}' is already quantized (runtime {runtime}); "
                           "quantize an fp32 model: put quantize after the training and pruning stages")
-    names = {n for n, _ in model.named_modules() if n}
-    for name in cfg.skip:
-        if name not in names:
-            listed = ", ".join(sorted(n for n in names if "." not in n))
-            raise ValueError(f"{ctx.stage_name}.skip: {type(model).__name__} has no module '{name}'; top-level "
-                             f"modules: {listed} (children as 'parent.child')")
+    cfg.check_model(model, ctx.stage_name)
 
 
 def calibration_batches(ctx: RunContext, batch_size: int, n: int) -> list[torch.Tensor]:
@@ -188,37 +191,3 @@ def summarise(report: list[dict[str, str]]) -> dict[str, Any]:
     return out
 
 
-def against_fp32_routes(model: nn.Module, cfg: QuantizeConfig, ctx: RunContext,
-                        example: torch.Tensor) -> dict[str, Any]:
-    """Batch-1 speedup of ``model`` against the fp32 reference on each of ``cfg.fp32_routes``, paired and
-    interleaved like ``measure`` (median of per-round ratios); ``speedup_vs_best_fp32`` is the smallest: the
-    speedup over the fastest fp32 runtime."""
-    mcfg = ctx.plan.measure
-    if not mcfg.latency or ctx.reference is None or not cfg.fp32_routes:
-        return {}
-    if any(t.device.type != "cpu" for t in (*model.parameters(), *model.buffers())):
-        return {"fp32_routes_skipped": "the model runs on a GPU; fp32 routes are CPU runtimes"}
-    fp32 = copy.deepcopy(ctx.reference.model).cpu().eval().to(memory_format=torch.contiguous_format)
-    macs = count_macs(fp32, example)
-    out: dict[str, Any] = {}
-    skipped = []
-    with num_threads(mcfg.threads):
-        for route in cfg.fp32_routes:
-            if route == "onnxruntime" and not ort_adapter.available():
-                skipped.append('onnxruntime (not installed: pip install "compressbench[onnx]")')
-                continue
-            try:
-                reference = fp32_route(route, fp32, example, macs)
-                timing = time_model(lambda: model(example), torch.device("cpu"), warmup=mcfg.warmup,
-                                    iters=mcfg.iters, rounds=mcfg.rounds, reference=lambda r=reference: r(example))
-            except Exception as e:  # noqa: BLE001 — a route that cannot run this model is reported, not fatal
-                skipped.append(f"{route} ({type(e).__name__}: {str(e)[:120]})")
-                continue
-            out[f"speedup_vs_{route}_fp32"] = timing.speedup
-    if skipped:
-        out["fp32_routes_skipped"] = "; ".join(skipped)
-    timed = {k: v for k, v in out.items() if k.startswith("speedup_vs_")}
-    if timed:
-        best = min(timed, key=timed.__getitem__)
-        out.update(speedup_vs_best_fp32=timed[best], best_fp32_runtime=best[len("speedup_vs_"):-len("_fp32")])
-    return out
