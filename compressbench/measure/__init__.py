@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from compressbench.deepcompression import sharing
 from compressbench.measure.accuracy import accuracy_metrics
 from compressbench.measure.flops import count_macs
 from compressbench.measure.latency import num_threads, time_model
@@ -31,6 +32,11 @@ def measure(model: nn.Module, ctx: RunContext) -> dict[str, Any]:
     model.eval()
     device = device_of(model)
     metrics: dict[str, Any] = {"device": _device_name(device), "runtime": runtime_of(model)}
+    shared = sharing.shared_layers(model)
+    if shared:  # weight sharing (cluster): weights as their shared values before anything reads them
+        sharing.sync_(model)
+        distinct = sharing.distinct_values(model)
+        metrics["distinct_values_max"] = max(distinct[name] for name in shared)
     metrics.update(size_metrics(model))
     metrics["macs"], metrics["effective_macs"] = count_macs(model, ctx.example_batch(1, device))
     # Timing before the big evaluation batches: some int8 kernels settle on the batch size of their first

@@ -1,0 +1,95 @@
+"""The ``cluster`` stage kind: k-means weight sharing (Han et al. 2016 §3), per layer 2^bits shared values.
+
+Only the surviving weights of a pruned layer are clustered; zeros stay zero, so sparsity is unchanged. A
+later ``train`` stage (a finetune) trains the shared values, not the single weights (``deepcompression.sharing``),
+so every clustered layer still holds at most 2^bits distinct nonzero values afterwards. The dense artifact does
+not shrink (``size_bytes`` stays put); the codebook form does: ``encoded_bytes`` is the verified size of the
+Deep Compression file of this model (the ``encode`` stage writes it with its per-layer table).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from compressbench.atomic import atomic_write_bytes
+from compressbench.config import StageConfig, check
+from compressbench.deepcompression import sharing
+from compressbench.deepcompression.fileformat import decode_state, encode_state, same_state
+from compressbench.deepcompression.kmeans import INITS
+from compressbench.pruning.layers import check_selectors, is_ignored, matches, prunable_layers
+from compressbench.results import write_csv
+from compressbench.stages import register_stage
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+
+
+@dataclass
+class ClusterConfig(StageConfig):
+    stage: str = "cluster"
+    conv_bits: int = 8  # 2^bits shared values per conv layer (Han et al.'s AlexNet: 8)
+    linear_bits: int = 5  # ... per linear layer (AlexNet: 5; their LeNets: 6 and 5)
+    layer_bits: dict[str, int] = field(default_factory=dict)  # layer / parent / glob → bits; first match wins
+    ignore: list[str] = field(default_factory=list)  # layers left unclustered (kept float32)
+    init: str = "linear"  # linear | density | random | kmeans++ (Han et al.: linear works best)
+    iters: int = 30  # Lloyd iterations at most (stops earlier when no weight changes cluster)
+    update: str = "mean"  # a later finetune moves each shared value by its members' mean or sum (Han eq. 3) update
+    encode: bool = True  # record encoded_bytes: the verified Deep Compression file of the clustered model
+
+    def __post_init__(self) -> None:
+        for key in ("conv_bits", "linear_bits"):
+            check(1 <= getattr(self, key) <= 8, key, getattr(self, key), "1..8 bits (2 to 256 shared values)")
+        for name, bits in self.layer_bits.items():
+            check(1 <= bits <= 8, f"layer_bits.{name}", bits, "1..8 bits (2 to 256 shared values)")
+        check(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
+        check(self.iters >= 1, "iters", self.iters, ">= 1")
+        check(self.update in sharing.UPDATES, "update", self.update,
+              "mean (each shared value moves by its members' mean update: the finetune's lr keeps its meaning) "
+              "or sum (Han et al.'s eq. 3: the true gradient of the shared value; use a much smaller lr)")
+
+    def check_model(self, model: nn.Module, node: str = "cluster") -> None:
+        """Fail, naming the key, when ``layer_bits`` or ``ignore`` names a layer the model does not have."""
+        check_selectors(model, f"{node}.layer_bits", self.layer_bits)
+        check_selectors(model, f"{node}.ignore", self.ignore)
+
+    def bits_for(self, name: str, m: nn.Module) -> int | None:
+        if is_ignored([name], self.ignore):
+            return None
+        named = next((b for selector, b in self.layer_bits.items() if matches(selector, name)), None)
+        if named is not None:
+            return named
+        return self.linear_bits if isinstance(m, nn.Linear) else self.conv_bits
+
+
+@register_stage("cluster", ClusterConfig)
+def cluster(model: nn.Module, cfg: ClusterConfig, ctx: RunContext) -> nn.Module:
+    """Share weights layer by layer; record bits, shared values in use and the codebook form's size."""
+    cfg.check_model(model, ctx.stage_name)
+    layers = sharing.cluster_model_(model, cfg.bits_for, cfg.init, cfg.iters, cfg.update, seed=ctx.stage_seed)
+    distinct = sharing.distinct_values(model)
+    limits = {r.layer: 2**r.bits for r in layers}
+    over = [n for n, limit in limits.items() if distinct[n] > limit]
+    if over:  # an invariant, checked where it is made
+        raise RuntimeError(f"clustering left more than 2^bits distinct values in {', '.join(over)}; this is a bug")
+    rows = [{**asdict(r), "distinct_values": distinct[r.layer]} for r in layers]
+    if ctx.dist.is_main:
+        write_csv(ctx.stage_dir / "layers.csv", rows)
+    ctx.record(conv_bits=cfg.conv_bits, linear_bits=cfg.linear_bits, init=cfg.init, update=cfg.update,
+               layers_clustered=len(layers), distinct_values_max=max(distinct[r.layer] for r in layers) if layers
+               else None, shared_values_total=sum(r.clusters for r in layers),
+               cluster_rel_error_max=max((r.rel_error for r in layers), default=None))
+    if cfg.encode and ctx.dist.is_main:
+        state = model.state_dict()
+        encoded = encode_state(state, {f"{n}.weight": 5 if isinstance(m, nn.Linear) else 8
+                                       for n, m in prunable_layers(model).items()})
+        back = decode_state(encoded.data)
+        ok = same_state(back, state)
+        if not ok:  # an unverified size is never reported
+            raise RuntimeError("the Deep Compression file did not decode back to the clustered weights; this is a "
+                               "bug in compressbench.deepcompression.fileformat; set cluster.encode=false meanwhile")
+        atomic_write_bytes(ctx.stage_dir / "model.cbdc", encoded.data)
+        ctx.record(encoded_bytes=len(encoded.data), encode_verified=ok)
+    return model
+

@@ -1,0 +1,107 @@
+"""The ``encode`` stage kind: the Deep Compression storage format (Han et al. 2016), as a real file.
+
+Writes ``stages/NN_encode/model.cbdc`` — per conv/linear layer the relative indices of its nonzero weights,
+its codebook and the weights' codebook indices, gaps and indices Huffman coded; everything else exact (see
+``deepcompression.fileformat``) — reads the file back, loads it into a copy of the model and checks that the
+decoded model's logits equal the encoded model's on test images (``encode_verified``). The decoded model goes
+on down the chain, so what follows starts from the file's content. ``encoded_bytes`` is the file's size;
+``layers.csv`` is Han et al.'s Tables 2-5 for this model (weights kept, index and weight bits before and after
+Huffman coding, ratio after pruning, + weight sharing, + Huffman coding).
+
+Run it after ``cluster`` (and its finetune): a layer with more than 256 distinct values keeps them raw.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from compressbench.atomic import atomic_write_bytes
+from compressbench.config import StageConfig, check
+from compressbench.deepcompression import sharing
+from compressbench.deepcompression.fileformat import decode_state, encode_state, layer_table, same_state
+from compressbench.measure import device_of
+from compressbench.pruning.layers import check_selectors, matches, prunable_layers
+from compressbench.results import write_csv
+from compressbench.stages import register_stage
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+
+FILE = "model.cbdc"
+
+
+@dataclass
+class EncodeConfig(StageConfig):
+    stage: str = "encode"
+    conv_index_bits: int = 8  # bits per relative index (gap) in conv layers (Han et al.'s AlexNet: 8)
+    linear_index_bits: int = 5  # ... in linear layers (AlexNet and their LeNets: 5)
+    layer_index_bits: dict[str, int] = field(default_factory=dict)  # layer / parent / glob → bits; first match
+    block: int = 1024  # symbols per Huffman block: blocks decode in parallel; each costs 2 bytes in the file
+    verify_images: int = 64  # test images on which the decoded model's logits must equal the encoded model's
+
+    def __post_init__(self) -> None:
+        for key in ("conv_index_bits", "linear_index_bits"):
+            check(1 <= getattr(self, key) <= 8, key, getattr(self, key), "1..8 bits per relative index")
+        for name, bits in self.layer_index_bits.items():
+            check(1 <= bits <= 8, f"layer_index_bits.{name}", bits, "1..8 bits per relative index")
+        check(16 <= self.block <= 4096, "block", self.block, "16..4096 symbols per Huffman block")
+        check(self.verify_images >= 1, "verify_images", self.verify_images, ">= 1")
+
+    def check_model(self, model: nn.Module, node: str = "encode") -> None:
+        """Fail, naming the key, when ``layer_index_bits`` names a layer the model does not have."""
+        check_selectors(model, f"{node}.layer_index_bits", self.layer_index_bits)
+
+    def index_bits(self, name: str, m: nn.Module) -> int:
+        named = next((b for selector, b in self.layer_index_bits.items() if matches(selector, name)), None)
+        if named is not None:
+            return named
+        return self.linear_index_bits if isinstance(m, nn.Linear) else self.conv_index_bits
+
+
+@register_stage("encode", EncodeConfig)
+def encode(model: nn.Module, cfg: EncodeConfig, ctx: RunContext) -> nn.Module:
+    """Write the Deep Compression file, decode it into a copy of ``model``, verify logits; return the copy."""
+    cfg.check_model(model, ctx.stage_name)
+    sharing.sync_(model)  # a shared layer's weights as its shared values (a forward pass would do the same)
+    state = model.state_dict()
+    packed = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if packed:
+        raise ValueError(f"encode works on float models; these entries are not tensors: {', '.join(packed[:5])}. "
+                         "Put encode before quantize in the chain.")
+    start = time.perf_counter()
+    encoded = encode_state(state, {f"{n}.weight": cfg.index_bits(n, m) for n, m in prunable_layers(model).items()},
+                           cfg.block)
+    encode_s = time.perf_counter() - start
+    path = ctx.stage_dir / FILE
+    atomic_write_bytes(path, encoded.data)
+    data = path.read_bytes()  # what is verified is what is on disk
+    start = time.perf_counter()
+    back = decode_state(data)
+    decode_s = time.perf_counter() - start
+    decoded = copy.deepcopy(model)
+    decoded.load_state_dict(back)
+    x = ctx.example_batch(cfg.verify_images, device_of(model))
+    model.eval()
+    decoded.eval()
+    with torch.no_grad():
+        ok = same_state(back, state) and torch.equal(model(x), decoded(x))
+    if not ok:  # an unverified size is never reported
+        raise RuntimeError(f"the model decoded from {path} does not give the encoded model's logits; this is a bug "
+                           "in compressbench.deepcompression.fileformat")
+    table = layer_table(encoded)
+    write_csv(ctx.stage_dir / "layers.csv", table)
+    total = table[-1]
+    ref = ctx.reference.metrics if ctx.reference is not None and ctx.reference.metrics else None
+    shared = [r["codebook_size"] for r in table[:-1] if r["codebook_size"] is not None]
+    ctx.record(encoded_bytes=len(data), encode_verified=ok, encoded_layers=len(table) - 1,
+               distinct_values_max=max(shared, default=None),
+               encoded_ratio=ref["dense_bytes"] / len(data) if ref else None,
+               weights_kept_pct=total["weights_kept_pct"], weight_bits_huffman=total["weight_bits_huffman"],
+               index_bits_huffman=total["index_bits_huffman"], ratio_p=total["ratio_p"],
+               ratio_pq=total["ratio_pq"], ratio_pqh=total["ratio_pqh"], encode_s=encode_s, decode_s=decode_s)
+    return decoded

@@ -1,0 +1,92 @@
+"""The ``lowrank`` stage kind: truncated-SVD factorization of Linear and conv layers into two thinner layers.
+
+Params and MACs fall for real (the layers are replaced, not masked) and the core times the result against the
+reference as usual. Rank by ``method``: ``energy`` (the smallest rank keeping that fraction of Σ s²), ``ratio``
+(keep that fraction of each layer's weights), ``rank`` (at most that rank), or per layer (``layer_ranks``).
+Layers whose factorization would hold no fewer weights are skipped and listed (``lowrank_skipped`` and
+``layers.csv``). A ``train`` stage after it finetunes the factors as usual. The factorization itself is in
+``deepcompression.lowrank``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, ClassVar
+
+from torch import nn
+
+from compressbench.config import BadValue, StageConfig, check
+from compressbench.deepcompression.lowrank import METHODS, SCHEMES, factorize_, max_rank, params_saved
+from compressbench.measure import device_of
+from compressbench.measure.flops import count_macs
+from compressbench.pruning.layers import check_selectors, matches, prunable_layers
+from compressbench.results import write_csv
+from compressbench.stages import register_stage
+
+if TYPE_CHECKING:
+    from compressbench.context import RunContext
+
+
+@dataclass
+class LowRankConfig(StageConfig):
+    stage: str = "lowrank"
+    method: str = "energy"  # energy | ratio | rank: how each layer's rank is chosen
+    energy: float = 0.9  # method energy: fraction of the squared singular values kept, 0 < energy <= 1
+    ratio: float = 0.5  # method ratio: fraction of each layer's weights the two factors hold, 0 < ratio < 1
+    rank: int = 8  # method rank: every layer at most this rank
+    layer_ranks: dict[str, int] = field(default_factory=dict)  # layer / parent / glob → rank; first match wins
+    conv_scheme: str = "channel"  # channel: k×k conv to r channels, then 1×1 | spatial: k×1 then 1×k
+    ignore: list[str] = field(default_factory=list)  # layers never factorized
+    # Layer names change here (``features.0`` becomes ``features.0.0`` and ``features.0.1``), so names in later
+    # stages' configs refer to the factorized model (for runner.check_layer_names; see the issue 8 notes).
+    changes_layer_names: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        check(self.method in METHODS, "method", self.method, f"one of {', '.join(METHODS)}")
+        check(0 < self.energy <= 1, "energy", self.energy, "a fraction 0 < energy <= 1 of the squared singular values")
+        check(0 < self.ratio < 1, "ratio", self.ratio, "a fraction 0 < ratio < 1 of each layer's weights")
+        check(self.rank >= 1, "rank", self.rank, ">= 1")
+        check(self.conv_scheme in SCHEMES, "conv_scheme", self.conv_scheme, f"one of {', '.join(SCHEMES)}")
+        for name, rank in self.layer_ranks.items():
+            check(rank >= 1, f"layer_ranks.{name}", rank, ">= 1")
+
+    def check_model(self, model: nn.Module, node: str = "lowrank") -> None:
+        """Fail when a named layer does not exist, or its rank exceeds the layer's smallest dimension."""
+        check_selectors(model, f"{node}.layer_ranks", self.layer_ranks)
+        check_selectors(model, f"{node}.ignore", self.ignore)
+        for name, m in prunable_layers(model).items():
+            selector = next((s for s in self.layer_ranks if matches(s, name)), None)
+            if selector is None:
+                continue
+            limit = max_rank(m, self.conv_scheme)
+            if limit is None:
+                raise BadValue(f"{node}.layer_ranks.{selector}", self.layer_ranks[selector],
+                               f"layer {name} cannot be factorized (a grouped or not 2-D conv); leave it out")
+            if self.layer_ranks[selector] > limit:
+                shape = "x".join(str(d) for d in m.weight.shape)
+                raise BadValue(f"{node}.layer_ranks.{selector}", self.layer_ranks[selector],
+                               f"at most {limit} for layer {name} ({shape}, scheme {self.conv_scheme}): the "
+                               f"smallest dimension of its matrix")
+
+
+@register_stage("lowrank", LowRankConfig)
+def lowrank(model: nn.Module, cfg: LowRankConfig, ctx: RunContext) -> nn.Module:
+    """Factorize the model's layers as ``cfg`` says; record what fell and which layers were skipped."""
+    cfg.check_model(model, ctx.stage_name)
+    example = ctx.example_batch(1, device_of(model))
+    params_before = sum(p.numel() for p in model.parameters())
+    macs_before = count_macs(model, example)[0]
+    decisions = factorize_(model, method=cfg.method, energy=cfg.energy, ratio=cfg.ratio, rank=cfg.rank,
+                           layer_ranks=cfg.layer_ranks, conv_scheme=cfg.conv_scheme, ignore=cfg.ignore)
+    macs_after = count_macs(model, example)[0]
+    done = [d for d in decisions if d.status == "factorized"]
+    skipped = [d for d in decisions if d.status != "factorized"]
+    if ctx.dist.is_main:
+        write_csv(ctx.stage_dir / "layers.csv", [asdict(d) for d in decisions])
+    ctx.record(rank_method=cfg.method, conv_scheme=cfg.conv_scheme, layers_factorized=len(done),
+               layers_skipped=len(skipped), lowrank_skipped=" ".join(d.layer for d in skipped) or None,
+               params_removed_fraction=1 - sum(p.numel() for p in model.parameters()) / params_before,
+               factorized_params_saved=params_saved(done) if done else 0.0,
+               macs_reduction=macs_before / macs_after if macs_after else None,
+               energy_kept_min=min((d.energy_kept for d in done), default=None),
+               rank_mean=sum(d.rank for d in done) / len(done) if done else None)
+    return model
