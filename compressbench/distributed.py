@@ -52,11 +52,6 @@ def device_for(dist: Dist, device: torch.device) -> torch.device:
     return device
 
 
-def barrier() -> None:
-    if tdist.is_initialized():
-        tdist.barrier()
-
-
 def broadcast(obj: Any, src: int = 0) -> Any:
     """``obj`` from rank ``src`` on every rank (pickled; models should be on the CPU)."""
     if not tdist.is_initialized():

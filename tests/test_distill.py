@@ -28,6 +28,7 @@ from compressbench.distillation import (
     probe_shapes,
     teacher_logits,
 )
+from compressbench.distillation import teacher as teacher_module
 from compressbench.distillation.features import layer_names
 from compressbench.distillation.objective import HintLoss, HintTrainee
 from compressbench.distillation.plan import static_layers
@@ -270,6 +271,19 @@ def test_teacher_from_another_experiments_cache(make_cfg, tmp_path: Path):
     rows = run(cfg, tmp_path / "second")
     assert rows[0]["status"] == "ok" and rows[0]["teacher_source"] == "experiment:digits_kd/train"
     assert rows[0]["teacher_model"] == "lenet5"
+
+
+def test_teacher_experiment_is_part_of_the_stage_key(make_cfg, monkeypatch):
+    """An edited teacher experiment (here: simulated by an extra override) trains another teacher: no cache hit."""
+    spec = {"experiment": "digits_kd", "stage": "train", "overrides": ["model=lenet5", "chain=[train]"]}
+    plan = validate(chain(make_cfg("dataset=digits", fast=False), ["distill"], distill={"teacher": spec}))
+    dcfg = plan.stages["distill"]
+    first = dcfg.cache_salt()
+    assert first == dcfg.cache_salt() and len(first) == 64
+    real = teacher_module.compose_experiment
+    monkeypatch.setattr(teacher_module, "compose_experiment",
+                        lambda name, overrides: real(name, [*overrides, "train.epochs=3"]))
+    assert dcfg.cache_salt() != first
 
 
 def test_teacher_from_a_state_dict_file_only(make_cfg, tmp_path: Path):

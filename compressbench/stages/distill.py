@@ -118,7 +118,13 @@ class DistillConfig(TrainConfig):
         check_plan(self, name, cfg, plan)
 
     def cache_salt(self) -> str | None:
-        """A teacher file's content is part of this stage's cache key: a replaced file is not a cache hit."""
+        """What the teacher is, beyond this config, is part of this stage's cache key: a teacher file's content,
+        or another experiment's teacher stage key (an edited experiment file trains another teacher)."""
+        if self.teacher.experiment is not None:
+            from compressbench.distillation.teacher import compose_experiment, experiment_stage, stage_key_of
+
+            cfg, plan = compose_experiment(self.teacher.experiment, self.teacher.overrides)
+            return stage_key_of(cfg, plan, experiment_stage(self.teacher, plan))
         if self.teacher.path is None:
             return None
         from compressbench.cache import file_sha256
