@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only; no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 SIZE_FLAVOURS = {
     "size_bytes": "serialized artifact",
@@ -138,14 +139,23 @@ def waterfall(rows: pd.DataFrame) -> Figure | None:
     runs = list(data.groupby("run_id", sort=False))[:MAX_LEGEND]
     if not runs:
         return None
-    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 2.6 * len(runs)), squeeze=False)
+    fig, axes = plt.subplots(len(runs), 1, figsize=(8, 3.0 * len(runs)), squeeze=False)
     for ax, (_, run) in zip(axes[:, 0], runs, strict=True):
         run = run.sort_values("stage_index")
         names = [str(s) for s in run["stage"]]
         best = run[["size_bytes"]].copy()
+        encoded = pd.Series(False, index=run.index)
         if "encoded_bytes" in run:
-            best["size_bytes"] = run[["size_bytes", "encoded_bytes"]].apply(pd.to_numeric, errors="coerce").min(axis=1)
-        ax.bar(names, best["size_bytes"], color="tab:blue", alpha=0.6)
+            sizes = run[["size_bytes", "encoded_bytes"]].apply(pd.to_numeric, errors="coerce")
+            best["size_bytes"] = sizes.min(axis=1)
+            encoded = sizes["encoded_bytes"] < sizes["size_bytes"]
+        # Which size each bar is: a stage that makes no encoding (a finetune) shows its dense artifact.
+        colors = ["tab:green" if e else "tab:blue" for e in encoded]
+        ax.bar(names, best["size_bytes"], color=colors, alpha=0.6)
+        if encoded.any():
+            ax.legend(handles=[Patch(color="tab:blue", alpha=0.6, label="size_bytes (artifact)"),
+                               Patch(color="tab:green", alpha=0.6, label="encoded_bytes (verified encoding)")],
+                      fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
         ax.set_yscale("log")
         ax.set_ylabel("smallest size (bytes)", fontsize=8)
         twin = ax.twinx()

@@ -95,7 +95,8 @@ def bench_model(model: str, args: argparse.Namespace, dataset: list[str], source
     ratio = rows.loc["encode", "encoded_ratio"]
     summary = {
         "model": model, "dataset": rows.loc["train", "dataset"], "data_source": source,
-        "test_images": json.loads((out / "split.json").read_text())["sizes"]["test"], "params": int(built), "dense_bytes": int(rows.loc["train", "dense_bytes"]),
+        "test_images": json.loads((out / "split.json").read_text())["sizes"]["test"], "params": int(built),
+        "dense_bytes": int(rows.loc["train", "dense_bytes"]),
         "weights_kept_pct": float(total["weights_kept_pct"]), "ratio_p": float(total["ratio_p"]),
         "ratio_pq": float(total["ratio_pq"]), "ratio_pqh": float(total["ratio_pqh"]), "encoded_ratio": ratio,
         "encoded_bytes": int(rows.loc["encode", "encoded_bytes"]), "encode_verified": rows.loc["encode",
@@ -136,9 +137,11 @@ def plot(rows: list[dict], path: Path) -> None:
     left.legend(fontsize=8)
     labels = ["baseline", "pruned", "clustered", "final"]
     for r in rows:
-        right.plot(labels, [r["error_baseline_pct"], r["error_pruned_pct"], r["error_clustered_pct"],
-                            r["error_final_pct"]], marker="o", label=f"{r['model']} ({r['dataset']})")
-        right.plot([labels[0], labels[-1]], [r["han_error"], r["han_error_after"]], ls="--", color="grey")
+        line, = right.plot(labels, [r["error_baseline_pct"], r["error_pruned_pct"], r["error_clustered_pct"],
+                                    r["error_final_pct"]], marker="o",
+                           label=f"{r['model']} ({r['dataset']}, {r['test_images']} test images)")
+        right.plot([labels[0], labels[-1]], [r["han_error"], r["han_error_after"]], ls="--",
+                   color=line.get_color(), alpha=0.6, label=f"{r['model']}: Han et al. (MNIST)")
     right.set_ylabel("top-1 test error (%)")
     right.set_title("error after each step (dashed: Han et al. on MNIST)")
     right.legend(fontsize=8)

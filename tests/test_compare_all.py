@@ -30,7 +30,7 @@ def test_every_branch_validates():
 def test_compare_all_runs_offline_end_to_end(tmp_path: Path):
     sweep = tmp_path / "sweep"
     proc = cli(tmp_path, "+experiment=compare_all", "dataset=synthetic", "train.epochs=2", "finetune.epochs=1",
-               "kd.epochs=1", "w4.epochs=1", "measure.latency=false", "runtime.progress=false",
+               "kd.epochs=1", "w4.epochs=1", "retrain.epochs=1", "refit.epochs=1", "measure.latency=false", "runtime.progress=false",
                f"hydra.sweep.dir={sweep}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = pd.read_csv(sweep / "summary.csv")
@@ -40,6 +40,8 @@ def test_compare_all_runs_offline_end_to_end(tmp_path: Path):
     assert {"prune:magnitude", "prune:l1_filter", "quantize:static_int8@fx-int8",
             "quantize:static_int8@onnxruntime-int8", "quantize:weight_bits", "distill:kd"} <= set(summary["technique"])
     assert set(summary["runtime"]) >= {"eager", "fx-int8", "onnxruntime-int8"}
+    assert set(summary["kind"]) >= {"cluster", "encode", "lowrank"}
+    assert summary.loc[summary["kind"] == "encode", "encode_verified"].all()
     for plot in ("accuracy_vs_size", "accuracy_vs_encoded_bytes", "waterfall", "training_curves"):
         assert (sweep / "plots" / f"{plot}.png").is_file(), plot
     assert not (sweep / "plots" / "accuracy_vs_latency.png").exists()  # nothing timed: nothing plotted

@@ -140,6 +140,8 @@ def test_encode_stage_writes_a_verified_file_and_hans_table(make_cfg, tmp_path: 
     # The decoded model goes on: same accuracy, same zeros.
     assert encode["test_acc"] == finetune["test_acc"] and encode["nonzero_params"] == finetune["nonzero_params"]
     assert rows["after"]["test_acc"] == encode["test_acc"]
+    # The clustered rows carry the training form (a sharing hook per layer); the decoded model is plain.
+    assert finetune["distinct_values_max"] <= 2**8 and "distinct_values_max" not in rows["after"]
     table = read_csv(out / "stages/04_encode/layers.csv")
     assert [r["layer"] for r in table][-1] == "total" and len(table) == 6
     assert {"weights_kept_pct", "index_bits", "weight_bits", "weight_bits_huffman", "index_bits_huffman",

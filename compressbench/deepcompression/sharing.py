@@ -113,6 +113,16 @@ def _drop_hooks(m: nn.Module) -> None:
             del hooks[key]
 
 
+def unshare_(model: nn.Module) -> nn.Module:
+    """Drop every layer's sharing (hooks, codebook, clusters): a plain model with the same weights."""
+    for m in shared_layers(model).values():
+        _drop_hooks(m)
+        for name in (CODEBOOK, CLUSTERS):
+            delattr(m, name)
+        m.__dict__.pop("compressbench_update", None)
+    return model
+
+
 @torch.no_grad()
 def share_(m: nn.Module, codebook: torch.Tensor, clusters: torch.Tensor, update: str = "mean") -> None:
     """Make ``m``'s weight ``codebook[clusters]`` (0 where ``clusters`` is -1) and keep it so in training."""

@@ -4,9 +4,9 @@ Writes ``stages/NN_encode/model.cbdc`` — per conv/linear layer the relative in
 its codebook and the weights' codebook indices, gaps and indices Huffman coded; everything else exact (see
 ``deepcompression.fileformat``) — reads the file back, loads it into a copy of the model and checks that the
 decoded model's logits equal the encoded model's on test images (``encode_verified``). The decoded model goes
-on down the chain, so what follows starts from the file's content. ``encoded_bytes`` is the file's size;
-``layers.csv`` is Han et al.'s Tables 2-5 for this model (weights kept, index and weight bits before and after
-Huffman coding, ratio after pruning, + weight sharing, + Huffman coding).
+on down the chain as plain layers (no sharing hooks), so what follows starts from the file's content.
+``encoded_bytes`` is the file's size; ``layers.csv`` is Han et al.'s Tables 2-5 for this model (weights kept,
+index and weight bits before and after Huffman coding, ratio after pruning, + weight sharing, + Huffman coding).
 
 Run it after ``cluster`` (and its finetune): a layer with more than 256 distinct values keeps them raw.
 """
@@ -83,7 +83,9 @@ def encode(model: nn.Module, cfg: EncodeConfig, ctx: RunContext) -> nn.Module:
     start = time.perf_counter()
     back = decode_state(data)
     decode_s = time.perf_counter() - start
-    decoded = copy.deepcopy(model)
+    # The decoded model is what a deployment loads: plain layers, no sharing hooks (timed as such); a train
+    # stage after encode trains single weights again.
+    decoded = sharing.unshare_(copy.deepcopy(model))
     decoded.load_state_dict(back)
     x = ctx.example_batch(cfg.verify_images, device_of(model))
     model.eval()
