@@ -9,6 +9,7 @@ and dataset names — all before any data is loaded or any model trained.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,11 +151,15 @@ def validate(cfg: DictConfig) -> Plan:
     check(isinstance(chain, (list, ListConfig)) and len(chain) > 0, "chain", chain,
           "a non-empty list of stage names, e.g. [train, finetune]")
     stages: dict[str, StageConfig] = {}
+    defined = [k for k, v in cfg.items() if isinstance(v, (dict, DictConfig)) and "stage" in v]
     for name in chain:
         node = cfg.get(name)
+        close = difflib.get_close_matches(str(name), defined, n=1)
         check(isinstance(node, (dict, DictConfig)) and "stage" in node, f"chain[{name}]", name,
-              f"each name in chain needs a config node with a 'stage' kind, e.g. '{name}: {{stage: train}}' "
-              f"(or '- stage@{name}: train' in the defaults); stage kinds: {', '.join(STAGES.names())}")
+              (f"did you mean '{close[0]}'? " if close else "") +
+              f"Each name in chain needs a config node with a 'stage' kind, e.g. '{name}: {{stage: train}}' "
+              f"(or '- stage@{name}: train' in the defaults); stage nodes defined: {', '.join(defined)}; "
+              f"stage kinds: {', '.join(STAGES.names())}")
         spec = STAGES.get(node.stage)
         stages[name] = typed(spec.config, node, name)
     init_from = cfg.get("init_from")

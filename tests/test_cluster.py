@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from compressbench.config import ConfigError
+from compressbench.config import ConfigError, validate
 from compressbench.deepcompression import sharing
 from compressbench.deepcompression.kmeans import INITS, assign, kmeans_1d
 from compressbench.models import MODELS, build_model
@@ -100,6 +100,56 @@ def test_shared_values_move_by_their_members_mean_or_summed_update():
         layer(torch.zeros(1, 4))  # the next forward projects
         moved = 0.1 * (2.0 + 4.0) / (2 if update == "mean" else 1)
         assert layer.weight.detach()[0].tolist() == pytest.approx([-1.1, 1 - moved, 1 - moved, 0.0])
+
+
+def test_pruning_after_clustering_leaves_the_pruned_weights_at_zero():
+    """A prune after cluster (or a pruning schedule in a later finetune) zeroes members: they leave their
+    cluster instead of counting as an update of -value that the next forward would undo."""
+    model = pruned("lenet5", amount=0.3)
+    sharing.cluster_model_(model, ClusterConfig(conv_bits=3, linear_bits=3).bits_for)
+    codebooks = {n: getattr(m, sharing.CODEBOOK).clone() for n, m in sharing.shared_layers(model).items()}
+    prune_weights_(model, Spec(0.7), 1.0, "magnitude", torch.Generator().manual_seed(0))
+    zeros = {n: ~keep for n, keep in masks(model).items()}
+    model(torch.randn(2, 3, 8, 8))  # the forward that projects
+    assert all(torch.equal(~masks(model)[n], zeros[n]) for n in zeros)
+    for name, m in sharing.shared_layers(model).items():  # survivors did not move: nothing was trained
+        assert torch.equal(getattr(m, sharing.CODEBOOK), codebooks[name]), name
+
+
+def test_update_sum_is_refused_where_it_would_multiply_weight_decay(make_cfg, tmp_path: Path):
+    cfg = with_cluster(make_cfg(*QUICK), update="sum")
+    with pytest.raises(ConfigError, match="cluster.update='sum' is not allowed: mean here, since finetune trains "
+                                          "with optimizer=sgd, weight_decay=0.0005"):
+        run(cfg, tmp_path / "run")
+    cfg.finetune.weight_decay = 0.0
+    validate(cfg)  # plain SGD without decay: Han's eq. 3 exactly
+
+
+def _ddp_step(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    model = pruned("lenet5")
+    sharing.cluster_model_(model, ClusterConfig(conv_bits=3, linear_bits=2).bits_for)
+    ddp = nn.parallel.DistributedDataParallel(model)  # broadcasts every buffer, the cluster indices included
+    opt = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
+    torch.manual_seed(rank)  # each rank its own batch
+    for _ in range(2):
+        opt.zero_grad()
+        nn.functional.cross_entropy(ddp(torch.randn(8, 3, 8, 8)), torch.randint(0, 4, (8,))).backward()
+        opt.step()
+    sharing.sync_(model)
+    torch.save({"state": model.state_dict(), "distinct": sharing.distinct_values(model)}, f"{out}{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_a_clustered_model_trains_data_parallel(tmp_path: Path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_step, args=(str(tmp_path / "store"), str(tmp_path / "rank")), nprocs=2)
+    a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])  # the ranks agree
+    assert max(a["distinct"].values()) <= 8 and a["state"] != {}
 
 
 def test_sharing_survives_deepcopy_pickle_and_checkpoint_loads():

@@ -152,6 +152,17 @@ def test_encode_stage_writes_a_verified_file_and_hans_table(make_cfg, tmp_path: 
     assert sum(int(torch.count_nonzero(p)) for p in model.parameters()) == encode["nonzero_params"]
 
 
+def test_cluster_row_sizes_the_file_the_next_encode_writes(make_cfg, tmp_path: Path):
+    """The cluster row's encoded_bytes uses the chain's encode settings: with nothing trained in between, the
+    two rows describe the same file; the encode row counts distinct values in every layer, raw ones too."""
+    cfg = with_deep_chain(make_cfg(*QUICK), conv_index_bits=3, linear_index_bits=2)
+    cfg.cluster.ignore = ["classifier.0"]  # kept float: more than 256 distinct values, stored raw
+    cfg.chain = ["train", "prune", "cluster", "encode"]
+    rows = {r["stage"]: r for r in run(cfg, tmp_path / "run")}
+    assert rows["cluster"]["encoded_bytes"] == rows["encode"]["encoded_bytes"]
+    assert rows["cluster"]["distinct_values_max"] <= 16 < rows["encode"]["distinct_values_max"]
+
+
 @pytest.mark.parametrize("opts, message", [
     ({"linear_index_bits": 0}, "encode.linear_index_bits=0 is not allowed: 1..8"),
     ({"conv_index_bits": 9}, "encode.conv_index_bits=9 is not allowed: 1..8"),

@@ -84,7 +84,8 @@ def test_divergence_is_a_row_not_a_crash(make_cfg, tmp_path: Path):
     ("finetune.lr=0", "finetune.lr=0.0 is not allowed: > 0"),
     ("train.optimizer=adam", "train.optimizer='adam' is not allowed: sgd or adamw"),
     ("measure.reference=nope", "measure.reference='nope'"),
-    ("chain=[train,polish]", "each name in chain needs a config node"),
+    ("chain=[train,polish]", "Each name in chain needs a config node"),
+    ("chain=[train,finetnue]", "did you mean 'finetune'?"),
     ("runtime.amp=fp8", "runtime.amp='fp8'"),
 ])
 def test_bad_values_fail_before_any_work(make_cfg, tmp_path: Path, override: str, message: str):

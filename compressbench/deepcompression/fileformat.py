@@ -9,8 +9,8 @@ Each conv/linear weight named by the writer's caller is stored as
 then the gaps and the weight indices are Huffman coded (``huffman``: one canonical code per stream, built from
 the stream's own counts). A layer without zeros skips the indices; one with more than 256 distinct values
 (not clustered) keeps its values raw (float32). Every other tensor of the state_dict (biases, BatchNorm, layers
-not named) goes into an embedded ``pruning.encoding`` container, exactly. Decoding rebuilds every tensor bit
-for bit.
+not named) goes into an embedded ``pruning.encoding`` container, exactly. Decoding rebuilds every tensor
+exactly, value for value; in the coded weights a -0.0 comes back as 0.0 (a zero is a zero: it is not stored).
 
 Layout (little-endian): b"CBDEEPC1", u8 version, u16 block, u32 layers; per layer: u16 name length, name,
 u8 ndim, u32 × ndim shape, u8 flags (1 sparse, 2 codebook), u8 index bits, u8 weight bits, u32 nonzeros,

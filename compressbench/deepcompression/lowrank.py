@@ -6,8 +6,9 @@ Each layer is viewed as a matrix M = U S Vᵀ and replaced by the rank-r product
   Conv2d k×k, scheme spatial M[(c,y),(o,x)] = W[o,c,y,x] (in·kh × out·kw)
                                                       → Conv2d(in, r, kh×1) → Conv2d(r, out, 1×kw)
                                                         (Jaderberg et al. 2014's vertical-then-horizontal split)
-Either way the pair holds r·(rows + cols) weights against rows·cols, and costs as many MACs per output position
-in the same proportion. The rank comes from the energy kept (the smallest r whose Σ s² reaches the fraction),
+Either way the pair holds r·(rows + cols) weights against rows·cols. MACs fall in the same proportion for
+Linear layers and the channel scheme; with the spatial scheme the k×1 conv runs at the input's full width, so a
+conv with a horizontal stride saves fewer MACs than weights (the measured ``macs`` column says how many). The rank comes from the energy kept (the smallest r whose Σ s² reaches the fraction),
 from a params ratio, from a fixed rank, or per layer. A layer whose factorization would not hold fewer weights
 is skipped and listed, as are layers the schemes do not cover (grouped, 1-D/3-D convs).
 """

@@ -72,6 +72,13 @@ def project_(m: nn.Module, resync: bool = False) -> None:
                            f"{clusters.numel()}: its shape changed after the cluster stage (structured pruning or "
                            f"low-rank after clustering). Put those stages before cluster (Han et al.'s order).")
     flat = w.detach().reshape(-1)
+    if not resync:
+        # A member set to exactly zero while its shared value is not was pruned (a prune stage or schedule after
+        # cluster): it leaves its cluster and stays zero, instead of counting as an update of -value.
+        pruned = (clusters >= 0) & (flat == 0)
+        pruned &= codebook[clusters.clamp_min(0).long()] != 0
+        if bool(pruned.any()):
+            clusters[pruned] = -1
     live = clusters >= 0
     index = clusters[live].long()
     members = flat[live].to(codebook.dtype)
@@ -131,7 +138,8 @@ def share_(m: nn.Module, codebook: torch.Tensor, clusters: torch.Tensor, update:
     w = m.weight
     _drop_hooks(m)  # clustering a clustered layer again replaces its sharing
     m.register_buffer(CODEBOOK, codebook.to(w.device, torch.float32).clone(), persistent=False)
-    m.register_buffer(CLUSTERS, clusters.to(w.device, torch.int16).reshape(-1).clone(), persistent=False)
+    # int32, not int16: DDP broadcasts every buffer when it wraps the model, and gloo/NCCL have no int16.
+    m.register_buffer(CLUSTERS, clusters.to(w.device, torch.int32).reshape(-1).clone(), persistent=False)
     m.compressbench_update = update
     m.register_forward_pre_hook(ProjectShared())
     m.register_load_state_dict_post_hook(ResyncShared())
@@ -148,8 +156,8 @@ def cluster_layer_(name: str, m: nn.Module, bits: int, init: str, iters: int, up
     flat = m.weight.detach().reshape(-1).float().cpu()
     live = flat != 0
     result = kmeans_1d(flat[live], 2**bits, init=init, iters=iters, generator=generator)
-    clusters = torch.full((flat.numel(),), -1, dtype=torch.int16)
-    clusters[live] = result.labels.to(torch.int16)
+    clusters = torch.full((flat.numel(),), -1, dtype=torch.int32)
+    clusters[live] = result.labels.to(torch.int32)
     before = flat.clone()
     share_(m, result.centroids, clusters, update)
     after = m.weight.detach().reshape(-1).float().cpu()

@@ -57,6 +57,14 @@ def amount_for(names: Sequence[str], layer_amounts: Mapping[str, float], default
     return default, False
 
 
+def by_layer(name: str, m: nn.Module, named: Mapping[str, int], linear: int, conv: int) -> int:
+    """The first ``named`` entry (layer / parent / glob) that picks ``name``; else the default for its kind."""
+    value = next((v for selector, v in named.items() if matches(selector, name)), None)
+    if value is not None:
+        return value
+    return linear if isinstance(m, nn.Linear) else conv
+
+
 def is_ignored(names: Sequence[str], ignore: Sequence[str]) -> bool:
     return any(matches(s, n) for s in ignore for n in names)
 

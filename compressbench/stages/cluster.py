@@ -8,21 +8,24 @@ Deep Compression file of this model (the ``encode`` stage writes it with its per
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from torch import nn
 
 from compressbench.atomic import atomic_write_bytes
-from compressbench.config import StageConfig, check
+from compressbench.config import BadValue, Plan, StageConfig, check
 from compressbench.deepcompression import sharing
 from compressbench.deepcompression.fileformat import decode_state, encode_state, same_state
 from compressbench.deepcompression.kmeans import INITS
-from compressbench.pruning.layers import check_selectors, is_ignored, matches, prunable_layers
+from compressbench.pruning.layers import by_layer, check_selectors, is_ignored, prunable_layers
 from compressbench.results import write_csv
 from compressbench.stages import register_stage
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from compressbench.context import RunContext
 
 
@@ -36,7 +39,9 @@ class ClusterConfig(StageConfig):
     init: str = "linear"  # linear | density | random | kmeans++ (Han et al.: linear works best)
     iters: int = 30  # Lloyd iterations at most (stops earlier when no weight changes cluster)
     update: str = "mean"  # a later finetune moves each shared value by its members' mean or sum (Han eq. 3) update
-    encode: bool = True  # record encoded_bytes: the verified Deep Compression file of the clustered model
+    # Record encoded_bytes: the verified Deep Compression file of the clustered model (relative-index bits of the
+    # chain's next encode stage, else 8 conv / 5 linear).
+    encode: bool = True
 
     def __post_init__(self) -> None:
         for key in ("conv_bits", "linear_bits"):
@@ -54,13 +59,34 @@ class ClusterConfig(StageConfig):
         check_selectors(model, f"{node}.layer_bits", self.layer_bits)
         check_selectors(model, f"{node}.ignore", self.ignore)
 
+    def check_plan(self, name: str, cfg: DictConfig, plan: Plan) -> None:
+        """``update=sum`` is Han et al.'s eq. 3 only under plain SGD (momentum is fine: it is linear) without
+        weight decay: summing the members' updates multiplies each one's decay, and AdamW's per-weight steps, by
+        the cluster's size. Checked against every train stage after this one."""
+        if self.update != "sum":
+            return
+        for other in plan.chain[plan.chain.index(name) + 1:]:
+            later = plan.stages[other]
+            if later.stage == "train" and (later.optimizer != "sgd" or later.weight_decay != 0):
+                raise BadValue(f"{name}.update", self.update,
+                               f"mean here, since {other} trains with optimizer={later.optimizer}, weight_decay="
+                               f"{later.weight_decay}: a sum of the members' updates would apply the decay (or "
+                               f"AdamW's step) once per member; or set {other}.optimizer=sgd "
+                               f"{other}.weight_decay=0")
+
+    def encode_bits(self, plan: Plan, name: str) -> Callable[[str, nn.Module], int]:
+        """Relative-index bits for this stage's ``encoded_bytes``: those of the chain's next encode stage, so the
+        cluster row and the encode row describe one file format; else Han et al.'s 8 (conv) / 5 (linear)."""
+        later = [plan.stages[n] for n in plan.chain[plan.chain.index(name) + 1:] if n in plan.stages]
+        encode = next((s for s in later if s.stage == "encode"), None)
+        if encode is not None:
+            return encode.index_bits
+        return lambda layer, m: 5 if isinstance(m, nn.Linear) else 8
+
     def bits_for(self, name: str, m: nn.Module) -> int | None:
         if is_ignored([name], self.ignore):
             return None
-        named = next((b for selector, b in self.layer_bits.items() if matches(selector, name)), None)
-        if named is not None:
-            return named
-        return self.linear_bits if isinstance(m, nn.Linear) else self.conv_bits
+        return by_layer(name, m, self.layer_bits, self.linear_bits, self.conv_bits)
 
 
 @register_stage("cluster", ClusterConfig)
@@ -82,8 +108,8 @@ def cluster(model: nn.Module, cfg: ClusterConfig, ctx: RunContext) -> nn.Module:
                cluster_rel_error_max=max((r.rel_error for r in layers), default=None))
     if cfg.encode and ctx.dist.is_main:
         state = model.state_dict()
-        encoded = encode_state(state, {f"{n}.weight": 5 if isinstance(m, nn.Linear) else 8
-                                       for n, m in prunable_layers(model).items()})
+        index_bits = cfg.encode_bits(ctx.plan, ctx.stage_name)
+        encoded = encode_state(state, {f"{n}.weight": index_bits(n, m) for n, m in prunable_layers(model).items()})
         back = decode_state(encoded.data)
         ok = same_state(back, state)
         if not ok:  # an unverified size is never reported

@@ -25,7 +25,7 @@ from compressbench.config import StageConfig, check
 from compressbench.deepcompression import sharing
 from compressbench.deepcompression.fileformat import decode_state, encode_state, layer_table, same_state
 from compressbench.measure import device_of
-from compressbench.pruning.layers import check_selectors, matches, prunable_layers
+from compressbench.pruning.layers import by_layer, check_selectors, prunable_layers
 from compressbench.results import write_csv
 from compressbench.stages import register_stage
 
@@ -57,10 +57,7 @@ class EncodeConfig(StageConfig):
         check_selectors(model, f"{node}.layer_index_bits", self.layer_index_bits)
 
     def index_bits(self, name: str, m: nn.Module) -> int:
-        named = next((b for selector, b in self.layer_index_bits.items() if matches(selector, name)), None)
-        if named is not None:
-            return named
-        return self.linear_index_bits if isinstance(m, nn.Linear) else self.conv_index_bits
+        return by_layer(name, m, self.layer_index_bits, self.linear_index_bits, self.conv_index_bits)
 
 
 @register_stage("encode", EncodeConfig)
@@ -99,9 +96,9 @@ def encode(model: nn.Module, cfg: EncodeConfig, ctx: RunContext) -> nn.Module:
     write_csv(ctx.stage_dir / "layers.csv", table)
     total = table[-1]
     ref = ctx.reference.metrics if ctx.reference is not None and ctx.reference.metrics else None
-    shared = [r["codebook_size"] for r in table[:-1] if r["codebook_size"] is not None]
+    distinct = sharing.distinct_values(decoded)  # every conv/linear layer of the file, raw ones included
     ctx.record(encoded_bytes=len(data), encode_verified=ok, encoded_layers=len(table) - 1,
-               distinct_values_max=max(shared, default=None),
+               distinct_values_max=max(distinct.values(), default=None),
                encoded_ratio=ref["dense_bytes"] / len(data) if ref else None,
                weights_kept_pct=total["weights_kept_pct"], weight_bits_huffman=total["weight_bits_huffman"],
                index_bits_huffman=total["index_bits_huffman"], ratio_p=total["ratio_p"],
