@@ -17,6 +17,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from compressbench.models import eval_mode
+
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
@@ -135,12 +137,8 @@ class ChannelGroup:
 def channel_groups(model: nn.Module, example: torch.Tensor, ignore: Iterable[nn.Module] = ()) -> list[ChannelGroup]:
     """The channel groups of ``model`` (traced with ``example``), leaving out groups whose output channels
     would include an ignored layer's (e.g. the classifier: its outputs are the classes)."""
-    was_training = model.training
-    model.eval()  # the tracing forward must not update BatchNorm statistics
-    try:
+    with eval_mode(model):  # the tracing forward must not update BatchNorm statistics
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
-    finally:
-        model.train(was_training)
     names = {m: n for n, m in model.named_modules()}
     order = {n: i for i, n in enumerate(names.values())}
     groups = []

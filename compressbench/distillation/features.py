@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from compressbench.config import ConfigError
+from compressbench.models import eval_mode
 
 # Listing every module of a deep network (ResNet-56 has ~250) buries the useful names; beyond this many the
 # list shows the names up to two levels deep.
@@ -92,16 +93,11 @@ class FeatureTap:
 def probe_shapes(model: nn.Module, names: Sequence[str], example: torch.Tensor, key: str,
                  role: str) -> dict[str, torch.Size]:
     """Output shapes of the named layers for ``example`` (eval mode, no grad); each must run once per forward."""
-    was_training = model.training
-    model.eval()
-    try:
-        with FeatureTap(model, names) as tap:
-            model(example)
-            for name in names:
-                if tap.calls.get(name, 0) != 1:
-                    raise ConfigError(
-                        f"{key}={name!r}: this {role} layer runs {tap.calls.get(name, 0)} times per forward "
-                        f"pass, so its output is ambiguous; pick a layer that runs once (e.g. its parent block)")
-            return {name: tap[name].shape for name in names}
-    finally:
-        model.train(was_training)
+    with eval_mode(model), FeatureTap(model, names) as tap:
+        model(example)
+        for name in names:
+            if tap.calls.get(name, 0) != 1:
+                raise ConfigError(
+                    f"{key}={name!r}: this {role} layer runs {tap.calls.get(name, 0)} times per forward "
+                    f"pass, so its output is ambiguous; pick a layer that runs once (e.g. its parent block)")
+        return {name: tap[name].shape for name in names}

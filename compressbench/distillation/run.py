@@ -16,6 +16,7 @@ from compressbench.distillation.objective import DistillLoss, HintLoss, HintTrai
 from compressbench.distillation.plan import student_layers, teacher_layers
 from compressbench.distillation.teacher import Teacher, resolve_teacher
 from compressbench.engine import evaluate, fit
+from compressbench.models import eval_mode
 from compressbench.results import write_csv
 
 if TYPE_CHECKING:
@@ -129,12 +130,8 @@ def freeze_downstream_(trainee: HintTrainee, criterion: HintLoss, example: torch
     get a gradient. Frozen parameters stay out of the optimizer, and DistributedDataParallel, which fails on
     parameters without a gradient, never sees them.
     """
-    was_training = trainee.training
-    trainee.eval()
-    try:
+    with eval_mode(trainee):
         criterion(trainee(example), torch.empty(0), example, None).backward()
-    finally:
-        trainee.train(was_training)
     frozen = [p for p in trainee.parameters() if p.requires_grad and p.grad is None]
     for p in trainee.parameters():
         p.grad = None

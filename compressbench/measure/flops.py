@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from compressbench.models import eval_mode
+
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
@@ -71,12 +73,10 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
             handles.append(m.register_forward_hook(conv_hook))
         elif _is_linear(m):
             handles.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    model.eval()
     try:
-        model(example)
+        with eval_mode(model):
+            model(example)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return int(round(totals[0])), int(round(totals[1]))

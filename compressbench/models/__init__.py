@@ -17,9 +17,9 @@ from torch import nn
 
 from compressbench.config import ConfigError
 from compressbench.models import alexnet, densenet, lenet, resnet, resnet_cifar, small_cnn, vgg  # noqa: F401  (register)
-from compressbench.models._common import MODELS
+from compressbench.models._common import MODELS, eval_mode
 
-__all__ = ["MODELS", "build_model", "check_model_config", "model_options"]
+__all__ = ["MODELS", "build_model", "check_model_config", "eval_mode", "model_options"]
 
 _ARGS = ("num_classes", "in_channels", "image_size")
 

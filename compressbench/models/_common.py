@@ -1,7 +1,8 @@
 """What every model file shares: the registry, checks of the builder arguments, and weight init."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from torch import nn
@@ -10,6 +11,18 @@ from compressbench.config import check
 from compressbench.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode inside, its own mode restored after: a probing forward (tracing, counting,
+    hooks) must not move BatchNorm statistics or leave a training model in eval."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def _is_int(value: Any) -> bool:

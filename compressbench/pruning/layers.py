@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from compressbench.config import BadValue
+from compressbench.models import eval_mode
 
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
@@ -75,14 +76,12 @@ def classifier_name(model: nn.Module, example: torch.Tensor) -> str:
     order: list[str] = []
     names = {m: n for n, m in prunable_layers(model).items()}
     handles = [m.register_forward_hook(lambda mod, i, o: order.append(names[mod])) for m in names]
-    was_training = model.training
-    model.eval()
     try:
-        model(example)
+        with eval_mode(model):
+            model(example)
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     if not order:
         raise ValueError("the model has no conv or linear layer to prune")
     return order[-1]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressbench.adapters.torch_pruning import ChannelGroup, channel_groups
+from compressbench.models import eval_mode
 from compressbench.pruning.layers import Spec, amount_for, matches, prunable_layers
 
 METHODS = ("l1_filter", "taylor")
@@ -44,14 +45,10 @@ def ignored_modules(model: nn.Module, ignore: Iterable[str], classifier: str) ->
 
 def accumulate_gradients_(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]]) -> None:
     """Sum the cross-entropy gradients of ``batches`` into ``.grad`` (in eval mode: BN statistics stay put)."""
-    was_training = model.training
-    model.eval()
     model.zero_grad(set_to_none=True)
-    try:
+    with eval_mode(model):
         for x, y, *_ in batches:
             F.cross_entropy(model(x), y).backward()
-    finally:
-        model.train(was_training)
 
 
 def _scores(groups: list[ChannelGroup], method: str) -> list[torch.Tensor]:
