@@ -27,9 +27,6 @@ EXTRA_COLUMNS: list[str] = (
     "stage_key error"
 ).split()
 
-STATUSES = ("ok", "diverged", "unsupported", "failed")
-
-
 def ordered_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Core columns, then documented extras, then any stage-specific keys in first-seen order."""
     seen: dict[str, None] = {}

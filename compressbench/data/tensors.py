@@ -85,10 +85,6 @@ class TensorLoader:
         digest = hashlib.sha256(f"{self.seed}:{self.epoch}".encode()).digest()
         return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
-    def indices(self) -> torch.Tensor:
-        """This rank's sample indices for the current epoch, in order (CPU)."""
-        return self._plan()[0]
-
     def _plan(self) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None]:
         """The epoch's indices and per-position augmentation (crop offsets y, x; flip) for this rank.
 
