@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from compressbench.measure.flops import count_macs
-from compressbench.measure.latency import num_threads, quantile, time_calls
+from compressbench.measure.latency import num_threads, time_model
 from compressbench.models import build_model
 from compressbench.pruning.encoding import encode_verified
 from compressbench.pruning.layers import Spec, classifier_name
@@ -45,24 +45,13 @@ def state_bytes(model: nn.Module) -> int:
     return len(buf.getvalue())
 
 
-@torch.no_grad()
 def paired(dense: nn.Module, pruned: nn.Module, x: torch.Tensor, rounds: int, iters: int, warmup: int) -> dict:
-    """Interleaved timing: per round the median of ``iters`` calls of each; ratios per round."""
-    device = x.device
-    for _ in range(warmup):
-        dense(x), pruned(x)
-    ref_ms, cand_ms, ratios = [], [], []
-    for r in range(rounds):
-        if r % 2 == 0:
-            ref, cand = time_calls(lambda: dense(x), iters, device), time_calls(lambda: pruned(x), iters, device)
-        else:
-            cand, ref = time_calls(lambda: pruned(x), iters, device), time_calls(lambda: dense(x), iters, device)
-        ref_ms += ref
-        cand_ms += cand
-        ratios.append(statistics.median(ref) / statistics.median(cand))
-    return {"latency_ms_dense": statistics.median(ref_ms), "latency_ms_pruned": statistics.median(cand_ms),
-            "speedup": statistics.median(ratios), "speedup_iqr": quantile(ratios, 0.75) - quantile(ratios, 0.25),
-            "speedup_min": min(ratios), "speedup_max": max(ratios)}
+    """The core's protocol (measure.latency.time_model): interleaved rounds, speedup = median per-round ratio."""
+    t = time_model(lambda: pruned(x), x.device, warmup=warmup, iters=iters, rounds=rounds,
+                   reference=lambda: dense(x))
+    return {"latency_ms_dense": statistics.median(t.reference_ms),
+            "latency_ms_pruned": statistics.median(t.samples_ms), "speedup": t.speedup,
+            "speedup_iqr": t.speedup_iqr, "speedup_min": min(t.ratios), "speedup_max": max(t.ratios)}
 
 
 def variants(model: nn.Module, example: torch.Tensor) -> dict[str, tuple[nn.Module, str, float, str]]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from torch import nn
 
 from compressbench.adapters import torch_ao
 from compressbench.measure.flops import count_macs
-from compressbench.measure.latency import num_threads, quantile, time_calls, time_model
+from compressbench.measure.latency import num_threads, quantile, time_model
 from compressbench.measure.size import serialize
 from compressbench.models import build_model
 from compressbench.quantization import methods
@@ -66,29 +65,15 @@ def quantize(backend: str, model: nn.Module, batches: list[torch.Tensor], observ
     return methods.onnxruntime(model, batches, observer, True, False, [])
 
 
-@torch.no_grad()
 def paired(candidate: nn.Module, reference: nn.Module, x: torch.Tensor, threads: int | None, args: Any,
            iters: int, warmup: int) -> dict[str, float]:
-    """measure.latency.time_model's protocol, keeping the reference's samples too: rounds of reference then
-    candidate (alternating which goes first), speedup = median of per-round ratios of medians."""
+    """The core's protocol (measure.latency.time_model): interleaved rounds of reference and candidate
+    (alternating which goes first), speedup = median of per-round ratios of medians."""
     with num_threads(threads) as used:
-        for _ in range(warmup):
-            reference(x)
-            candidate(x)
-        ref_ms: list[float] = []
-        int8_ms: list[float] = []
-        ratios = []
-        for r in range(args.rounds):
-            first, second = (reference, candidate) if r % 2 == 0 else (candidate, reference)
-            a = time_calls(lambda f=first: f(x), iters, CPU)
-            b = time_calls(lambda f=second: f(x), iters, CPU)
-            ref, cand = (a, b) if r % 2 == 0 else (b, a)
-            ref_ms += ref
-            int8_ms += cand
-            ratios.append(statistics.median(ref) / statistics.median(cand))
-    return {"fp32_ms_p50": quantile(ref_ms, 0.5), "int8_ms_p50": quantile(int8_ms, 0.5),
-            "speedup": statistics.median(ratios), "speedup_iqr": quantile(ratios, 0.75) - quantile(ratios, 0.25),
-            "threads": used, "rounds": args.rounds, "iters": iters}
+        t = time_model(lambda: candidate(x), CPU, warmup=warmup, iters=iters, rounds=args.rounds,
+                       reference=lambda: reference(x))
+    return {"fp32_ms_p50": quantile(t.reference_ms, 0.5), "int8_ms_p50": t.p50, "speedup": t.speedup,
+            "speedup_iqr": t.speedup_iqr, "threads": used, "rounds": args.rounds, "iters": iters}
 
 
 def fastest_fp32(routes: dict[str, nn.Module], x: torch.Tensor, args: Any) -> str:

@@ -62,6 +62,7 @@ class Timing:
 
     samples_ms: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
+    reference_ms: list[float] = field(default_factory=list)  # the reference's samples, when there is one
 
     @property
     def p50(self) -> float:
@@ -101,5 +102,6 @@ def time_model(candidate: Call, device: torch.device, *, warmup: int, iters: int
             cand = time_calls(candidate, iters, device)
             ref = time_calls(reference, iters, device)
         timing.samples_ms += cand
+        timing.reference_ms += ref
         timing.ratios.append(statistics.median(ref) / statistics.median(cand))
     return timing
