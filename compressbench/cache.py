@@ -1,11 +1,20 @@
-"""Content-addressed stage cache (DESIGN.md §5): what makes sweeps cheap.
+"""Content-addressed stage cache (DESIGN.md §5): what makes sweeps cheap, and what it trusts.
 
 The key of a stage hashes the key of the stage before it, the stage's resolved config, the model and dataset
-config, the seed and the compressbench version, so two runs that share a prefix of their chain share its
-entries. An entry is ``<root>/<key[:2]>/<key>/`` holding ``model.pt`` (the whole model, pickled), ``meta.json``
-(the stage's recorded fields, its history and the sha256 of ``model.pt``) and ``DONE``, written last. An entry
-without ``DONE`` is half-written and recomputed; one whose checksum does not match is reported and recomputed,
-never loaded. A file lock per key makes parallel jobs that need the same stage compute it once.
+config, the data's fingerprint, the seed and the compressbench version, so two runs that share a prefix of their
+chain share its entries. An entry ``<root>/<key[:2]>/<key>/`` holds
+
+- ``artifact/``: the stage's deployable, as written by its runtime's ``save`` (architecture + tensors, ONNX);
+- ``files/``: what the stage wrote beside it (reports, encoded files), restored into a run that hits it;
+- ``entry.json``: its own key, the runtime and its metadata, the recorded fields, the history, and the sha256
+  of every file above;
+- ``DONE``: the key again, written last.
+
+An entry is used only when ``DONE``, ``entry.json`` and its folder name agree on the key and every listed file
+matches its checksum; anything else (half-written, edited, copied under another key, a flipped byte) is reported
+and recomputed. Nothing in an entry is unpickled: tensors are read with ``weights_only=True``. So whoever can
+write a shared cache dir can make us report wrong numbers (by forging consistent entries), never run code.
+A file lock per key makes parallel jobs that need the same stage compute it once.
 """
 from __future__ import annotations
 
@@ -13,21 +22,22 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from compressbench import __version__
-from compressbench.atomic import atomic_torch_save, atomic_write_text
+from compressbench.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.locks import file_lock
+from compressbench.runtimes import RUNTIMES, Deployable
 
 # Bump when a change makes earlier cache entries wrong (a fixed training bug, a new default), so they are not hit.
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+FORMAT = "compressbench-entry/1"
 
 
 def stage_key(previous: str, **parts: Any) -> str:
@@ -45,21 +55,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-# Training checkpoints duplicate the cached model; everything else a stage wrote (reports, exported files) is
-# kept with the entry and restored into the stage folder of a run that hits it.
-SKIP_FILES = ("best.pt", "last.pt", "resume*.pt", "error.txt")
+class DamagedEntry(ValueError):
+    """A cache entry that does not verify; the message says what is wrong with it."""
 
 
 @dataclass
 class Hit:
-    model: nn.Module
+    artifact: Deployable
     info: dict[str, Any]
     history: list[dict[str, Any]]
-    files: Path | None = None
+    files: dict[str, bytes] = field(default_factory=dict)  # the stage's files, verified
 
-    def restore_files(self, stage_dir: Path) -> None:
-        if self.files is not None and self.files.is_dir():
-            shutil.copytree(self.files, stage_dir, dirs_exist_ok=True)
+
+def _listing(root: Path) -> dict[str, str]:
+    """relative path → sha256 of every file under ``root`` (none when it does not exist)."""
+    if not root.is_dir():
+        return {}
+    return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 class Entry:
@@ -69,37 +81,70 @@ class Entry:
         self.path, self.key = path, key
 
     def load(self, device: torch.device) -> Hit | None:
-        """The cached result, or None when absent, half-written or corrupt (corruption is reported)."""
+        """The cached result, or None when absent or half-written; a damaged entry is reported and dropped."""
         if self.path is None or not (self.path / "DONE").is_file():
             return None
         try:
-            meta = json.loads((self.path / "meta.json").read_text())
-            if file_sha256(self.path / "model.pt") != meta["sha256"]:
-                raise ValueError("model.pt does not match the checksum in meta.json (truncated or edited)")
-            # Our own entries, verified by checksum, are the one place full unpickling is allowed.
-            model = torch.load(self.path / "model.pt", map_location=device, weights_only=False)
+            return self._verified(device)
         except Exception as e:  # noqa: BLE001 — any damage means: recompute
-            print(f"[compressbench] cache entry {self.key[:12]} is damaged ({e}); recomputing it", flush=True)
-            (self.path / "DONE").unlink(missing_ok=True)
+            print(f"[compressbench] cache entry {self.key[:12]} is rejected ({type(e).__name__}: {e}); "
+                  f"recomputing it", flush=True)
+            self.discard()
             return None
-        return Hit(model, meta.get("info", {}), meta.get("history", []), self.path / "files")
 
-    def save(self, model: nn.Module, info: dict[str, Any], history: list[dict[str, Any]],
-             files: Path | None = None) -> None:
-        """Store the stage's output; ``files`` (its stage folder) is copied in, minus training checkpoints."""
+    def _verified(self, device: torch.device) -> Hit:
+        assert self.path is not None
+        if self.path.name != self.key:
+            raise DamagedEntry(f"folder {self.path.name[:12]} does not hold key {self.key[:12]}")
+        done = (self.path / "DONE").read_text().strip()
+        meta = json.loads((self.path / "entry.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise DamagedEntry(f"format {meta.get('format')!r}, expected {FORMAT}")
+        if not (done == meta.get("key") == self.key):
+            raise DamagedEntry(f"made for key {str(meta.get('key'))[:12]} (DONE says {done[:12]}), not "
+                               f"{self.key[:12]}: copied or edited")
+        listed: dict[str, str] = meta["sha256"]
+        present = self._checksums()
+        if present != listed:
+            bad = sorted(set(present) ^ set(listed) | {k for k in set(present) & set(listed)
+                                                       if present[k] != listed[k]})
+            raise DamagedEntry(f"files do not match their checksums: {', '.join(bad[:5])}")
+        artifact = RUNTIMES.get(meta["kind"]).load(self.path / "artifact", meta["artifact"], device)
+        files = {k[len("files/"):]: (self.path / k).read_bytes() for k in listed if k.startswith("files/")}
+        return Hit(artifact, meta.get("info", {}), meta.get("history", []), files)
+
+    def save(self, artifact: Deployable, info: Mapping[str, Any], history: list[dict[str, Any]],
+             files: Mapping[str, bytes]) -> None:
+        """Store the stage's output: its deployable, recorded fields, history and files."""
         if self.path is None:
             return
-        (self.path / "DONE").unlink(missing_ok=True)
-        atomic_torch_save(model, self.path / "model.pt")
-        if files is not None and files.is_dir():
-            shutil.rmtree(self.path / "files", ignore_errors=True)
-            shutil.copytree(files, self.path / "files", ignore=shutil.ignore_patterns(*SKIP_FILES, ".tmp-*"))
-        meta = {"key": self.key, "sha256": file_sha256(self.path / "model.pt"), "info": info,
-                "history": history,
+        self.discard()
+        for sub in ("artifact", "files"):
+            shutil.rmtree(self.path / sub, ignore_errors=True)
+        (self.path / "artifact").mkdir(parents=True)
+        meta_artifact = artifact.save(self.path / "artifact")
+        for name, data in files.items():
+            atomic_write_bytes(self.path / "files" / name, data)
+        sha = self._checksums()
+        meta = {"format": FORMAT, "key": self.key, "kind": artifact.kind, "runtime": artifact.runtime,
+                "artifact": meta_artifact, "sha256": sha, "info": dict(info), "history": history,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_version": torch.__version__,
                 "compressbench_version": __version__}
-        atomic_write_text(self.path / "meta.json", json.dumps(meta, indent=1, default=str))
+        atomic_write_text(self.path / "entry.json", json.dumps(meta, indent=1, default=str))
         atomic_write_text(self.path / "DONE", self.key + "\n")
+
+    def _checksums(self) -> dict[str, str]:
+        assert self.path is not None
+        return {f"{sub}/{k}": v for sub in ("artifact", "files") for k, v in _listing(self.path / sub).items()}
+
+    def discard(self) -> None:
+        if self.path is not None:
+            (self.path / "DONE").unlink(missing_ok=True)
+
+    @property
+    def resume_file(self) -> Path | None:
+        """Where an interrupted training stage keeps its state (read back weights-only)."""
+        return self.path / "resume.pt" if self.path is not None else None
 
 
 class StageCache:
@@ -119,3 +164,9 @@ class StageCache:
             return
         with file_lock(self.root / "locks" / f"{key}.lock", what=f"stage cache entry {key[:12]}"):
             yield Entry(self.path_of(key), key)
+
+    def lookup(self, key: str, device: torch.device) -> Deployable | None:
+        """The verified artifact of ``key``, or None (no entry, caching off, or a rejected entry)."""
+        with self.hold(key) as entry:
+            hit = entry.load(device)
+        return hit.artifact if hit is not None else None

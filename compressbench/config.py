@@ -13,7 +13,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -50,9 +50,40 @@ def check(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 @dataclass
 class StageConfig:
-    """Options every stage kind has. ``stage`` is the kind (the STAGES registry key)."""
+    """Options every stage kind has, and the hooks the pipeline calls on every stage config.
+
+    ``stage`` is the kind (the STAGES registry key). A kind overrides only the hooks it needs; the defaults
+    describe a stage that keeps the architecture, reads no files and needs no checks beyond its own fields.
+    """
 
     stage: str = ""
+    # Layer names in later stages' configs refer to a changed model (low-rank renames layers; distill swaps
+    # the model): the pre-flight layer-name check stops here.
+    changes_layer_names: ClassVar[bool] = False
+    # The stage's output is another architecture (distill's student): layer names of the incoming model are not
+    # checked against it, nor later ones.
+    replaces_model: ClassVar[bool] = False
+    # A stage of this kind can be the baseline of ratios (``measure.reference`` defaults to the first one).
+    reference_candidate: ClassVar[bool] = False
+
+    def check_model(self, model: Any, node: str) -> None:
+        """Check names this config gives against the built model (before any training); raise BadValue."""
+
+    def check_plan(self, name: str, cfg: DictConfig, plan: Plan) -> None:
+        """Checks that need the whole chain (run by ``validate``)."""
+
+    def cache_salt(self) -> str | None:
+        """What this stage reads beyond its config (a file's content), for its cache key; None = nothing."""
+        return None
+
+    def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
+        """The model config of this stage's output given the ``incoming`` one, and whether its layer names are
+        still known exactly (``exact``: they were before; a stage that may rename or replace layers says False)."""
+        return incoming, False
+
+    def timing_routes(self) -> list[str]:
+        """fp32 runtimes (RUNTIMES names) this stage's output is also timed against (``speedup_vs_best_fp32``)."""
+        return []
 
 
 @dataclass
@@ -169,7 +200,7 @@ def validate(cfg: DictConfig) -> Plan:
     measure = typed(MeasureConfig, cfg.get("measure"), "measure")
     reference = measure.reference
     if reference is None:
-        reference = next((n for n in chain if stages[n].stage == "train"), None)
+        reference = next((n for n in chain if stages[n].reference_candidate), None)
     check(reference is None or reference in stages, "measure.reference", reference,
           f"one of the chain's stages: {', '.join(chain)}")
     analyses: dict[str, StageConfig] = {}
@@ -185,9 +216,7 @@ def validate(cfg: DictConfig) -> Plan:
     plan = Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
                 measure=measure, reference=reference, analyses=analyses)
     for name, scfg in plan.stages.items():  # checks that need the whole chain (e.g. a distill teacher's stage)
-        check_plan = getattr(scfg, "check_plan", None)
-        if callable(check_plan):
-            check_plan(name, cfg, plan)
+        scfg.check_plan(name, cfg, plan)
     return plan
 
 

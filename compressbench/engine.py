@@ -19,11 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from compressbench import distributed
-from compressbench.atomic import atomic_torch_save
-from compressbench.results import write_csv
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import Checkpoint
     from compressbench.stages.train import TrainConfig
 
 Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
@@ -69,12 +67,12 @@ class KeepSparsity(Callback):
 
 
 class Diverged(RuntimeError):
-    """The loss became non-finite; the model holds the weights of the last good epoch."""
+    """The loss became non-finite; the model holds the weights of the last good epoch. ``record`` holds
+    results fields to keep (the epoch it happened in)."""
 
-
-class Unsupported(RuntimeError):
-    """A stage cannot handle this model (an op, a layer, a combination); the message names it and what to try.
-    The runner records the stage with status ``unsupported`` and goes no further down the chain."""
+    def __init__(self, message: str, record: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.record = dict(record or {})
 
 
 @dataclass
@@ -106,6 +104,15 @@ class Precision:
     @property
     def name(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"runtime.device={name} but CUDA is not available here; use runtime.device=auto or cpu")
+    return device
 
 
 def cross_entropy(label_smoothing: float = 0.0) -> Criterion:
@@ -178,9 +185,10 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, *, precision: Precision | None = None,
+def evaluate(model: Any, batches: Batches, *, precision: Precision | None = None,
              topk: tuple[int, ...] = (1, 5)) -> dict[str, float]:
-    """Mean loss and top-k accuracies (percent) of ``model`` over ``batches``."""
+    """Mean loss, top-k accuracies (percent) and image count ``n`` of ``model`` (an ``nn.Module`` or a
+    ``Deployable``: anything with ``eval()`` that maps a batch to logits) over ``batches``."""
     model.eval()
     autocast = precision.autocast() if precision is not None else nullcontext()
     loss_sum, seen = 0.0, 0
@@ -194,8 +202,8 @@ def evaluate(model: nn.Module, batches: Batches, *, precision: Precision | None 
                 hits[k] += (ranked[:, :k] == y[:, None]).any(1).sum().item()
             seen += len(y)
     if not seen:  # an empty split (val_fraction=0) has no accuracy, not a zero one
-        return {"loss": float("nan"), **{f"top{k}": float("nan") for k in topk}}
-    out = {"loss": loss_sum / seen}
+        return {"loss": float("nan"), "n": 0, **{f"top{k}": float("nan") for k in topk}}
+    out = {"loss": loss_sum / seen, "n": seen}
     out.update({f"top{k}": 100.0 * hits[k] / seen for k in topk})
     return out
 
@@ -231,52 +239,57 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _load_resume(ctx: RunContext) -> dict[str, Any] | None:
-    """The resumable state of this stage from an interrupted earlier run, if it is ours and intact."""
-    path = ctx.resume_file
-    if path is None or not path.is_file():
-        return None
-    try:
-        # Written by fit() below into our cache entry or run dir (never a user's file).
-        state = torch.load(path, map_location=ctx.device, weights_only=False)
-    except Exception as e:  # noqa: BLE001 — a damaged checkpoint means: start the stage afresh
-        print(f"[compressbench] not resuming {ctx.stage_name}: {path} is unreadable ({e}); starting afresh",
-              flush=True)
-        return None
-    if state.get("key") != ctx.stage_key:
-        print(f"[compressbench] not resuming {ctx.stage_name} from {path}: it was made with a different config "
-              f"or earlier stages (stage key {str(state.get('key'))[:12]} != {ctx.stage_key[:12]}); starting "
-              f"afresh", flush=True)
-        return None
-    print(f"[compressbench] resuming {ctx.stage_name} after epoch {state['epoch']} from {path}", flush=True)
-    return state
+@dataclass
+class Loaders:
+    """The batches one training reads: shuffled training batches and the validation batches."""
+
+    train: Any  # TensorLoader (has set_epoch and len)
+    val: Batches
 
 
-def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterion | None = None,
-        callbacks: tuple[Callback, ...] = (), return_index: bool = False) -> nn.Module:
-    """Train ``model`` for ``cfg.epochs``, evaluating on val each epoch; return the best (or last) weights.
+@dataclass
+class Fitted:
+    """What ``fit`` returns: the trained model, one history row per epoch and results fields to record."""
 
-    After every epoch, atomically: ``history.csv`` into the stage directory and the full training state
-    (weights, best weights, optimizer, scheduler, RNG, history) into ``ctx.resume_file``, from which the same
-    stage of a rerun resumes — so a crash loses at most the epoch in flight. ``best.pt`` and ``last.pt`` (state
-    dicts) are written when the stage ends.
+    model: nn.Module
+    history: list[dict[str, Any]]
+    record: dict[str, Any]
+
+
+class _NoProgress:
+    def __call__(self, iterable: Any = None, **kwargs: Any) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, disable=True, **kwargs)
+
+
+def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Precision,
+        checkpoint: Checkpoint | None = None, callbacks: tuple[Callback, ...] = (),
+        criterion: Criterion | None = None, progress: Any = None, collective: bool = False,
+        label: str = "train") -> Fitted:
+    """Train ``model`` for ``cfg.epochs``, evaluating on ``loaders.val`` each epoch; keep the best (or last).
+
+    After every epoch, atomically, through ``checkpoint`` (the pipeline's store): ``history.csv`` and the full
+    training state (weights, best weights, optimizer, scheduler, RNG, history), from which the same training
+    of a rerun resumes — so a crash loses at most the epoch in flight. ``collective``: every torchrun rank runs
+    this (the model is wrapped in DistributedDataParallel). ``label`` names the training in progress bars.
     """
     criterion = criterion or cross_entropy(cfg.label_smoothing)
-    train_batches = ctx.train_loader(cfg.batch_size, augment=cfg.augment, return_index=return_index)
-    val_batches = ctx.eval_loader("val")
+    progress = progress or _NoProgress()
+    train_batches, val_batches = loaders.train, loaders.val
+    device = next(model.parameters()).device
     optimizer = build_optimizer(model, cfg)
     scheduler = build_scheduler(optimizer, cfg, len(train_batches))
     # A fresh scaler per training: a stage must not inherit the loss scale of the one before (a cache hit
     # would not), or cached and uncached runs would differ.
-    precision = ctx.precision.fresh()
-    stage_dir = ctx.stage_dir
+    precision = precision.fresh()
     history: list[dict[str, Any]] = []
     best_acc, best_state, best_epoch = -1.0, _snapshot(model), -1
     callbacks = (KeepSparsity(), *callbacks) if cfg.keep_sparsity else tuple(callbacks)
     for cb in callbacks:
         cb.on_train_begin(model, len(train_batches), cfg.epochs)
     start = 0
-    resume = _load_resume(ctx)
+    resume = checkpoint.load(device) if checkpoint is not None else None
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
@@ -289,57 +302,50 @@ def fit(model: nn.Module, cfg: TrainConfig, ctx: RunContext, criterion: Criterio
         history, start = resume["history"], resume["epoch"]
         best_acc, best_state, best_epoch = resume["best_acc"], resume["best_state"], resume["best_epoch"]
     last_good = _snapshot(model)
-    main = ctx.dist.is_main  # only rank 0 writes files
-    # Under torchrun a training stage runs on every rank (ctx.collective); a stage run by rank 0 alone (QAT
-    # inside quantize) trains plainly on the whole split.
-    train_model = distributed.wrap(model, ctx.device) if ctx.collective else model
-    epochs = ctx.progress(range(start, cfg.epochs), desc=f"{ctx.stage_name} epochs", unit="epoch",
-                          initial=start, total=cfg.epochs)
+    train_model = distributed.wrap(model, device) if collective else model
+    epochs = progress(range(start, cfg.epochs), desc=f"{label} epochs", unit="epoch", initial=start,
+                      total=cfg.epochs)
+    record: dict[str, Any] = {}
     for epoch in epochs:
         train_batches.set_epoch(epoch)
-        bar = ctx.progress(total=len(train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                           leave=False)
+        bar = progress(total=len(train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                       leave=False)
         try:
             stats = train_one_epoch(train_model, train_batches, optimizer, criterion, precision=precision,
                                     scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
                                     callbacks=callbacks, first_step=epoch * len(train_batches),
-                                    collective=ctx.collective)
+                                    collective=collective)
         except Diverged as e:
             model.load_state_dict(last_good)
-            ctx.record(diverged_epoch=epoch + 1)
             raise Diverged(f"non-finite loss in epoch {epoch + 1} ({e}); the model keeps the weights it had "
-                           f"before that epoch. Lower {ctx.stage_name}.lr or set {ctx.stage_name}.grad_clip"
-                           ) from None
+                           f"before that epoch. Lower {label}.lr or set {label}.grad_clip",
+                           record={"diverged_epoch": epoch + 1}) from None
         finally:
             bar.close()
         for cb in callbacks:
             cb.on_epoch_end(model, epoch)
         val = evaluate(model, val_batches, precision=precision, topk=(1,))
-        history.append({"stage": ctx.stage_name, "epoch": epoch + 1, **stats, "val_loss": val["loss"],
+        history.append({"stage": label, "epoch": epoch + 1, **stats, "val_loss": val["loss"],
                         "val_acc": val["top1"], "lr": optimizer.param_groups[0]["lr"]})
         epochs.set_postfix(loss=f"{stats['train_loss']:.3f}", val_acc=f"{val['top1']:.1f}")
         last_good = _snapshot(model)
         # Without a val split (val_fraction=0) there is nothing to select on: the last epoch is kept.
         if val["top1"] > best_acc or math.isnan(val["top1"]):
             best_acc, best_state, best_epoch = val["top1"], last_good, epoch + 1
-        if not main:
-            continue
-        if ctx.resume_file is not None:  # one write per epoch: everything a rerun needs to go on
-            atomic_torch_save({
-                "key": ctx.stage_key, "epoch": epoch + 1, "model": last_good, "optimizer": optimizer.state_dict(),
+        if checkpoint is not None:  # one write per epoch: everything a rerun needs to go on
+            checkpoint.save({
+                "epoch": epoch + 1, "model": last_good, "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "history": history,
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
                 "best_acc": best_acc, "best_state": best_state, "best_epoch": best_epoch,
                 "scaler": precision.scaler.state_dict() if precision.scaler is not None else None,
-            }, ctx.resume_file)
-        write_csv(stage_dir / "history.csv", history)
-    if main and history:
-        atomic_torch_save(best_state, stage_dir / "best.pt")
-        atomic_torch_save(last_good, stage_dir / "last.pt")
+            })
+            checkpoint.history(history)
+    if checkpoint is not None and history:
+        checkpoint.finish(best_state, last_good)
     if cfg.epochs and cfg.keep == "best":
         model.load_state_dict(best_state)
     if cfg.epochs:
-        ctx.record(best_epoch=best_epoch if cfg.keep == "best" else cfg.epochs,
-                   train_images_per_s=history[-1]["images_per_s"], resumed_from_epoch=start or None)
-    ctx.history.extend(history)
-    return model
+        record = {"best_epoch": best_epoch if cfg.keep == "best" else cfg.epochs,
+                  "train_images_per_s": history[-1]["images_per_s"], "resumed_from_epoch": start or None}
+    return Fitted(model, history, record)

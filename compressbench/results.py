@@ -44,15 +44,25 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> Path:
-    """Write ``rows`` as CSV atomically (the previous file survives a crash mid-write)."""
+def csv_text(rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> str:
+    """``rows`` as CSV text; ``columns`` default to every key in first-seen order."""
     columns = columns or list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _cell(row.get(k)) for k in columns})
-    return atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def csv_bytes(rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> bytes:
+    """``rows`` as CSV bytes: a stage's table file, handed to the pipeline to write."""
+    return csv_text(rows, columns).encode("utf-8")
+
+
+def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]], columns: list[str] | None = None) -> Path:
+    """Write ``rows`` as CSV atomically (the previous file survives a crash mid-write)."""
+    return atomic_write_text(path, csv_text(rows, columns))
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -1,4 +1,8 @@
-"""``run(cfg)``: validate, load data, walk the chain (cache → stage → measure → row), report."""
+"""``run(cfg)``: validate, load data, walk the chain (cache → stage → measure → row), report.
+
+The pipeline owns every side effect: it builds each stage's read-only ``StageEnv``, calls the stage, writes what
+the stage returned (its files, its history, its cache entry) and the results row. A stage only returns.
+"""
 from __future__ import annotations
 
 import copy
@@ -21,19 +25,22 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from compressbench import __version__, distributed
-from compressbench.atomic import atomic_write_text
-from compressbench.cache import Entry, StageCache, file_sha256, stage_key
+from compressbench.atomic import atomic_write_bytes, atomic_write_text
+from compressbench.cache import Entry, StageCache
 from compressbench.checkpoints import load_weights_
-from compressbench.config import Plan, RuntimeConfig, resolve_path, to_dict, validate
-from compressbench.context import Reference, RunContext, resolve_device
-from compressbench.data import load_dataset
-from compressbench.engine import Diverged, Unsupported
-from compressbench.measure import measure
+from compressbench.config import Plan, RuntimeConfig, StageConfig, resolve_path, to_dict, validate
+from compressbench.data import DataBundle, load_dataset
+from compressbench.engine import Diverged, Precision, resolve_device
+from compressbench.env import StageEnv, TensorMemo
+from compressbench.keys import chain_keys
+from compressbench.measure import Baseline, measure
 from compressbench.models import build_model
 from compressbench.preflight import ensure_writable, preflight
 from compressbench.report import print_table, write_report
 from compressbench.results import write_csv, write_results
-from compressbench.stages import STAGES, StageSpec
+from compressbench.runtimes import Arch, Deployable, Eager
+from compressbench.runtimes.base import Unsupported
+from compressbench.stages import STAGES, StageResult, StageSpec
 
 
 class RunFailed(RuntimeError):
@@ -62,8 +69,12 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     except BaseException as e:
         status = "failed" if isinstance(e, Exception) else "interrupted"
         write_status(run_dir, status, overrides, name, error=f"{type(e).__name__}: {e}")
+        if isinstance(e, RunFailed):  # its rows are written: the report shows how far it got
+            report_best_effort(run_dir)
         raise
+    # The status first: the report reads it, and must not list a finished run as still running.
     write_status(run_dir, "ok", overrides, name)
+    report_best_effort(run_dir)
     return rows
 
 
@@ -79,32 +90,19 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
     data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_text(run_dir / "split.json", json.dumps(data.split_info, indent=1))
-    ctx = RunContext(cfg, plan, run_dir, data)
-    cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
-    init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
-    keys = chain_keys(cfg, plan, init_from)
+    pipeline = Pipeline(cfg, plan, run_dir, data)
     identity = {"run_id": run_id_of(cfg), "experiment": plan.name, "model": cfg.model.name,
                 "dataset": cfg.dataset.name, "seed": plan.runtime.seed, "torch_version": torch.__version__,
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
-                "precision": ctx.precision.name, "train_threads": torch.get_num_threads(),
-                "world_size": ctx.dist.world_size,
+                "precision": pipeline.precision.name, "train_threads": torch.get_num_threads(),
+                "world_size": pipeline.dist.world_size,
                 "num_classes": data.num_classes, "started": time.strftime("%Y-%m-%d %H:%M")}
-
-    seed_everything(int(keys[0][:8], 16))  # the initial weights are part of the cached prefix: fix them
-    model = build_model(cfg.model, data.num_classes, data.in_channels, data.image_size)
-    if init_from is not None:
-        load_weights_(model, init_from)
-    model = model.to(ctx.device)
-    check_layer_names(model, plan)
-    if ctx.dist.is_main:
-        preflight(run_dir, cache.root, sum(p.numel() for p in model.parameters()), len(plan.chain))
-    if ctx.channels_last:  # the loader hands channels-last batches on CUDA; matching weights keep cuDNN fast
-        model = model.to(memory_format=torch.channels_last)
+    artifact: Deployable = pipeline.initial_model()
     rows: list[dict[str, Any]] = []
     failure = None
-    for index, name in enumerate(ctx.progress(plan.chain, desc="stages", unit="stage")):
-        model, row = run_stage(model, index, name, keys[index + 1], ctx, cache)
-        if ctx.dist.is_main:
+    for index, name in enumerate(pipeline.progress(plan.chain, desc="stages", unit="stage")):
+        artifact, row = pipeline.run_stage(artifact, index, name)
+        if pipeline.dist.is_main:
             rows.append({**identity, **row})
             identity["model"] = row.get("model", identity["model"])  # after distill: the student goes on
             write_results(run_dir / "results.csv", rows)
@@ -117,14 +115,211 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
             else:
                 failure = message
             break
-        for analysis in (a for a, acfg in plan.analyses.items() if acfg.after == name and ctx.dist.is_main):
-            failure = run_analysis(model, index, analysis, ctx) or failure
-    if ctx.dist.is_main:
+        for analysis in (a for a, acfg in plan.analyses.items() if acfg.after == name and pipeline.dist.is_main):
+            failure = pipeline.run_analysis(artifact, index, analysis) or failure
+    if pipeline.dist.is_main:
         print_table(rows)
-        report_best_effort(run_dir)
     if failure:
         raise RunFailed(f"{failure}. Rows so far are in {run_dir / 'results.csv'}")
     return rows
+
+
+class Pipeline:
+    """One run's chain: the stage cache, the keys, the reference, and every file and row the stages lead to."""
+
+    def __init__(self, cfg: DictConfig, plan: Plan, run_dir: Path, data: DataBundle) -> None:
+        self.cfg, self.plan, self.run_dir, self.data = cfg, plan, run_dir, data
+        self.dist = distributed.from_env()
+        self.device = distributed.device_for(self.dist, resolve_device(plan.runtime.device))
+        self.precision = Precision.for_device(self.device, plan.runtime.amp)
+        cl = str(plan.runtime.channels_last).lower()
+        self.channels_last = cl == "true" or (cl == "auto" and self.device.type == "cuda")
+        self.cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
+        self.memo = TensorMemo(self.cache.root)
+        self.init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
+        self.keys = chain_keys(cfg, plan, data.fingerprint, self.init_from)
+        self.reference: Baseline | None = None
+        self.cfg = copy.deepcopy(cfg)
+        OmegaConf.set_readonly(self.cfg, True)  # stages read the run config; none may change it
+
+    def progress(self, iterable: Any, **kwargs: Any) -> Any:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, disable=not (self.plan.runtime.progress and self.dist.is_main), dynamic_ncols=True,
+                    **kwargs)
+
+    def initial_model(self) -> Eager:
+        """The model the chain starts from (its initial weights are part of the first key), checked."""
+        seed_everything(int(self.keys[0][:8], 16))
+        data = self.data
+        arch = Arch(to_dict(self.cfg.model), data.num_classes, data.in_channels, data.image_size)
+        model = build_model(self.cfg.model, data.num_classes, data.in_channels, data.image_size)
+        if self.init_from is not None:
+            load_weights_(model, self.init_from)
+        model = model.to(self.device)
+        check_layer_names(model, self.plan)
+        if self.dist.is_main:
+            preflight(self.run_dir, self.cache.root, sum(p.numel() for p in model.parameters()),
+                      len(self.plan.chain))
+        if self.channels_last:  # the loader hands channels-last batches on CUDA; matching weights keep cuDNN fast
+            model = model.to(memory_format=torch.channels_last)
+        return Eager(model, arch)
+
+    def env(self, index: int, name: str, key: str, spec: StageSpec | None, stage_dir: Path,
+            resume_dir: Path | None) -> StageEnv:
+        chain = self.plan.chain
+
+        def lookup(stage: str) -> Deployable | None:
+            return self.cache.lookup(self.keys[chain.index(stage) + 1], self.device)
+
+        return StageEnv(name=name, index=index, key=key, seed=int(key[:8], 16) if key else self.plan.runtime.seed,
+                        device=self.device, precision=self.precision, channels_last=self.channels_last,
+                        data=self.data, plan=self.plan, cfg=self.cfg, dist=self.dist,
+                        collective=bool(spec and spec.distributed and self.dist.enabled), reference=self.reference,
+                        resume_dir=resume_dir, history_dir=stage_dir if self.dist.is_main else None,
+                        lookup=lookup, memo=self.memo, progress_on=self.plan.runtime.progress)
+
+    def run_stage(self, artifact: Deployable, index: int, name: str) -> tuple[Deployable, dict[str, Any]]:
+        """Run (or load from the cache) one stage, write what it made, measure it, and build its row."""
+        scfg = self.plan.stages[name]
+        spec = STAGES.get(scfg.stage)
+        key = self.keys[index + 1]
+        stage_dir = self.run_dir / "stages" / f"{index:02d}_{name}"
+        seed_everything(int(key[:8], 16))
+        status, error, hit = "ok", None, False
+        result = StageResult(artifact)
+        start = time.perf_counter()
+        try:
+            result, hit = self.produce(artifact, index, name, key, spec, stage_dir)
+        except (Diverged, Unsupported, Exception) as e:  # noqa: BLE001 — the row records it; the run raises after
+            status = "diverged" if isinstance(e, Diverged) else "unsupported" if isinstance(e, Unsupported) \
+                else "failed"
+            error = f"Unsupported: {e}" if status == "unsupported" else str(e) if status == "diverged" \
+                else f"{type(e).__name__}: {e}"
+            result.record.update(getattr(e, "record", {}))
+            if status == "failed" and self.dist.is_main:
+                atomic_write_text(stage_dir / "error.txt", traceback.format_exc())
+        if self.dist.enabled:  # rank 0's outcome decides for all, so every rank stops (or goes on) together
+            status, error = distributed.broadcast((status, error))
+            if status == "ok" and not spec.distributed and not hit:
+                result.artifact = self.hand_over(result.artifact, index)
+            if not self.dist.is_main:
+                return result.artifact, {"status": status, "error": error}
+        wall = time.perf_counter() - start
+        artifact = result.artifact
+        metrics: dict[str, Any] = {}
+        if status not in ("failed", "unsupported"):  # a diverged stage keeps its last good weights: measure those
+            env = self.env(index, name, key, spec, stage_dir, None)
+            try:
+                metrics = measure(artifact, env.measure_inputs(scfg.timing_routes()))
+            except Exception as e:  # noqa: BLE001
+                status, error = "failed", f"measurement failed: {type(e).__name__}: {e}"
+                atomic_write_text(stage_dir / "error.txt", traceback.format_exc())
+        if name == self.plan.reference and status == "ok" and isinstance(artifact, Eager):
+            self.reference = Baseline(name, Eager(copy.deepcopy(artifact.module).eval(), artifact.arch), metrics)
+            # The reference against itself: ratios are 1 by definition, not a measurement.
+            metrics.update(compression_ratio=1.0, reference_stage=name,
+                           **({"speedup": 1.0, "throughput_speedup": 1.0, "speedup_iqr": 0.0}
+                              if "latency_ms_p50" in metrics else {}))
+        row = {"stage_index": index, "stage": name, "kind": scfg.stage, "method": getattr(scfg, "method", None),
+               "status": status, **metrics, **result.record, "wall_s": wall, "cache_hit": hit,
+               "stage_key": key[:16], "stage_params": json.dumps(to_dict(scfg), sort_keys=True), "error": error}
+        return artifact, row
+
+    def produce(self, artifact: Deployable, index: int, name: str, key: str, spec: StageSpec,
+                stage_dir: Path) -> tuple[StageResult, bool]:
+        """The stage's result, from the cache or computed (then stored and written); and whether it was a hit.
+
+        Under torchrun, rank 0 looks the entry up (holding its lock) and tells the others; a training stage then
+        runs on every rank, anything else on rank 0 alone, whose artifact the others receive if a later stage
+        trains it.
+        """
+        scfg = self.plan.stages[name]
+        cache = self.cache if spec.cacheable else StageCache(None)
+        dist = self.dist
+        if not dist.is_main:
+            hit = distributed.broadcast(None)
+            if hit:
+                cached = Entry(cache.path_of(key), key).load(self.device)
+                assert cached is not None, "rank 0 found this cache entry complete"
+                return StageResult(cached.artifact, cached.info, cached.history), True
+            if spec.distributed:  # across ranks, resume only through the cache: the one place all can read
+                return spec.fn(artifact, scfg, self.env(index, name, key, spec, stage_dir, cache.path_of(key))), False
+            return StageResult(artifact), False  # rank 0 computes it; run_stage hands its artifact over
+        with cache.hold(key) as entry:
+            cached = entry.load(self.device)
+            if dist.enabled:
+                distributed.broadcast(cached is not None)
+            if cached is not None:
+                result = StageResult(self._placed(cached.artifact), cached.info, cached.history, cached.files)
+                self.write_stage_files(result, stage_dir)
+                return result, True
+            # An interrupted training stage resumes from the entry (or, without a cache, the stage folder).
+            resume_dir = entry.path or (None if dist.enabled else stage_dir)
+            result = spec.fn(artifact, scfg, self.env(index, name, key, spec, stage_dir, resume_dir))
+            self.write_stage_files(result, stage_dir)
+            entry.save(result.artifact, result.record, result.history, result.files)
+            if resume_dir is not None:  # the stage is complete: its entry keeps the artifact, not these
+                for path in resume_dir.glob("*resume.pt"):
+                    path.unlink(missing_ok=True)
+        return result, False
+
+    def _placed(self, artifact: Deployable) -> Deployable:
+        """A cached eager model in the run's memory format (channels-last on CUDA)."""
+        if self.channels_last and isinstance(artifact, Eager):
+            artifact.module = artifact.module.to(memory_format=torch.channels_last)
+        return artifact
+
+    @staticmethod
+    def write_stage_files(result: StageResult, stage_dir: Path) -> None:
+        for file, data in result.files.items():
+            atomic_write_bytes(stage_dir / file, data)
+        if result.history:
+            write_csv(stage_dir / "history.csv", result.history)
+
+    def hand_over(self, artifact: Deployable, index: int) -> Deployable:
+        """Rank 0's artifact of a stage it ran alone, on every rank — when a later stage trains on all of them."""
+        chain = self.plan.chain
+        if not any(STAGES.get(self.plan.stages[n].stage).distributed for n in chain[index + 1:]):
+            return artifact  # nothing on the other ranks uses it again
+        if not isinstance(artifact, Eager):
+            return artifact
+        shipped = copy.deepcopy(artifact.module).cpu() if self.dist.is_main else None
+        received = distributed.broadcast(shipped)
+        return artifact if self.dist.is_main else Eager(received.to(self.device), artifact.arch, artifact.runtime)
+
+    def run_analysis(self, artifact: Deployable, index: int, name: str) -> str | None:
+        """Run a side study on a copy of the artifact; its files go to ``analysis/<name>/``. Returns an error.
+
+        An analysis adds no results row and changes nothing down the chain; a failing one does not stop the
+        chain, but the run ends as failed and says why.
+        """
+        acfg = self.plan.analyses[name]
+        directory = self.run_dir / "analysis" / name
+        env = self.env(index, name, "", None, directory, None)
+        seed_everything(env.seed)
+        try:
+            result = STAGES.get(acfg.stage).fn(copy.deepcopy(artifact), acfg, env)
+            self.write_stage_files(result, directory)
+        except Exception as e:  # noqa: BLE001
+            atomic_write_text(directory / "error.txt", traceback.format_exc())
+            return f"analysis '{name}' failed: {type(e).__name__}: {e}"
+        return None
+
+
+def stage_env(cfg: DictConfig, stage: str, run_dir: str | Path) -> tuple[StageEnv, Eager]:
+    """For calling a stage function yourself: the ``StageEnv`` stage ``stage`` of ``cfg`` would get (no earlier
+    stage has run, so there is no reference) and the freshly built initial model.
+
+    Example: ``env, model = stage_env(cfg, "prune", "out"); result = STAGES["prune"].fn(model, cfg_of_prune, env)``.
+    """
+    plan = validate(cfg)
+    data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir))
+    pipeline = Pipeline(cfg, plan, Path(run_dir), data)
+    index = plan.chain.index(stage)
+    spec = STAGES.get(plan.stages[stage].stage)
+    directory = Path(run_dir) / "stages" / f"{index:02d}_{stage}"
+    return pipeline.env(index, stage, pipeline.keys[index + 1], spec, directory, None), pipeline.initial_model()
 
 
 def report_best_effort(directory: Path) -> None:
@@ -137,68 +332,6 @@ def report_best_effort(directory: Path) -> None:
               f"results.csv is complete — run python -m compressbench.report {directory}", flush=True)
 
 
-def run_analysis(model: nn.Module, index: int, name: str, ctx: RunContext) -> str | None:
-    """Run a side study on a copy of ``model``; its files go to ``analysis/<name>/``. Returns an error or None.
-
-    An analysis adds no results row and changes nothing down the chain; a failing one does not stop the
-    chain, but the run ends as failed and says why.
-    """
-    acfg = ctx.plan.analyses[name]
-    ctx.begin_stage(index, name, seed=ctx.stage_seed, directory=ctx.run_dir / "analysis" / name)
-    seed_everything(ctx.stage_seed)
-    try:
-        STAGES.get(acfg.stage).fn(copy.deepcopy(model), acfg, ctx)
-    except Exception as e:  # noqa: BLE001
-        atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
-        return f"analysis '{name}' failed: {type(e).__name__}: {e}"
-    return None
-
-
-def run_stage(model: nn.Module, index: int, name: str, key: str, ctx: RunContext,
-              cache: StageCache) -> tuple[nn.Module, dict[str, Any]]:
-    """Run (or load from the cache) one stage, measure its model, and build its results row."""
-    scfg = ctx.plan.stages[name]
-    spec = STAGES.get(scfg.stage)
-    ctx.begin_stage(index, name, seed=int(key[:8], 16), key=key, collective=spec.distributed)
-    seed_everything(ctx.stage_seed)
-    status, error, hit = "ok", None, False
-    start = time.perf_counter()
-    try:
-        model, hit = produce(model, spec, scfg, key, ctx, cache if spec.cacheable else StageCache(None))
-    except Diverged as e:
-        status, error = "diverged", str(e)
-    except Unsupported as e:
-        status, error = "unsupported", f"Unsupported: {e}"
-    except Exception as e:  # noqa: BLE001 — the row records it and the run raises RunFailed afterwards
-        status, error = "failed", f"{type(e).__name__}: {e}"
-        atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
-    if ctx.dist.enabled:  # rank 0's outcome decides for all, so every rank stops (or goes on) together
-        status, error = distributed.broadcast((status, error))
-        if status == "ok" and not spec.distributed and not hit:
-            model = hand_over(model, ctx)
-        if not ctx.dist.is_main:
-            return model, {"status": status, "error": error}
-    wall = time.perf_counter() - start
-
-    metrics: dict[str, Any] = {}
-    if status not in ("failed", "unsupported"):  # a diverged stage keeps its last good weights: measure those
-        try:
-            metrics = measure(model, ctx)
-        except Exception as e:  # noqa: BLE001
-            status, error = "failed", f"measurement failed: {type(e).__name__}: {e}"
-            atomic_write_text(ctx.stage_dir / "error.txt", traceback.format_exc())
-    if name == ctx.plan.reference and status == "ok":
-        ctx.reference = Reference(name, copy.deepcopy(model).eval(), metrics)
-        # The reference against itself: ratios are 1 by definition, not a measurement.
-        metrics.update(compression_ratio=1.0, reference_stage=name,
-                       **({"speedup": 1.0, "throughput_speedup": 1.0, "speedup_iqr": 0.0}
-                          if "latency_ms_p50" in metrics else {}))
-    row = {"stage_index": index, "stage": name, "kind": scfg.stage, "method": getattr(scfg, "method", None),
-           "status": status, **metrics, **ctx.info, "wall_s": wall, "cache_hit": hit, "stage_key": key[:16],
-           "stage_params": json.dumps(to_dict(scfg), sort_keys=True), "error": error}
-    return model, row
-
-
 def check_layer_names(model: nn.Module, plan: Plan) -> None:
     """Layer names in stage configs (``prune.ignore``, ...) checked on the built model before any training.
 
@@ -206,92 +339,12 @@ def check_layer_names(model: nn.Module, plan: Plan) -> None:
     refer to another model.
     """
     for name in [*plan.chain, *plan.analyses]:
-        scfg = plan.stages.get(name) or plan.analyses[name]
-        if scfg.stage == "distill":
+        scfg: StageConfig = plan.stages.get(name) or plan.analyses[name]
+        if scfg.replaces_model:  # distill: its student is checked by the stage itself
             break
-        check = getattr(scfg, "check_model", None)
-        if callable(check):
-            check(model, name)
-        if getattr(scfg, "changes_layer_names", False):  # lowrank: later names refer to the factorized layers
+        scfg.check_model(model, name)
+        if scfg.changes_layer_names:  # lowrank: later names refer to the factorized layers
             break
-
-
-def produce(model: nn.Module, spec: StageSpec, scfg: Any, key: str, ctx: RunContext,
-            cache: StageCache) -> tuple[nn.Module, bool]:
-    """The stage's output model, from the cache or computed (then stored); and whether it was a cache hit.
-
-    Under torchrun, rank 0 looks the entry up (holding its lock) and tells the others; a training stage then
-    runs on every rank, anything else on rank 0 alone, whose model the others receive if a later stage
-    trains it.
-    """
-    dist = ctx.dist
-    if not dist.is_main:
-        hit = distributed.broadcast(None)
-        if hit:
-            cached = Entry(cache.path_of(key), key).load(ctx.device)
-            assert cached is not None, "rank 0 found this cache entry complete"
-            return cached.model, True
-        if spec.distributed:
-            ctx.resume_file = cache.path_of(key) / "resume.pt" if cache.root is not None else None
-            return spec.fn(model, scfg, ctx), False
-        return model, False  # rank 0 computes it; run_stage hands its model over once it succeeded
-    with cache.hold(key) as entry:
-        cached = entry.load(ctx.device)
-        if dist.enabled:
-            distributed.broadcast(cached is not None)
-        if cached is not None:
-            ctx.info.update(cached.info)
-            ctx.history = cached.history
-            cached.restore_files(ctx.stage_dir)
-            if cached.history:
-                write_csv(ctx.stage_dir / "history.csv", cached.history)
-            return cached.model, True
-        # An interrupted training stage resumes from here on the next run (engine.fit); across ranks only
-        # through the cache, the one place every rank can read.
-        ctx.resume_file = (entry.path or (None if dist.enabled else ctx.stage_dir))
-        ctx.resume_file = ctx.resume_file / "resume.pt" if ctx.resume_file is not None else None
-        model = spec.fn(model, scfg, ctx)
-        entry.save(model, ctx.info, ctx.history, files=ctx.stage_dir)
-        if ctx.resume_file is not None:
-            ctx.resume_file.unlink(missing_ok=True)
-    return model, False
-
-
-def hand_over(model: nn.Module, ctx: RunContext) -> nn.Module:
-    """Rank 0's model of a stage it ran alone, on every rank — when a later stage trains on all of them."""
-    chain = ctx.plan.chain
-    if not any(STAGES.get(ctx.plan.stages[n].stage).distributed for n in chain[ctx.stage_index + 1:]):
-        return model  # nothing on the other ranks uses it again
-    received = distributed.broadcast(copy.deepcopy(model).cpu() if ctx.dist.is_main else None)
-    return model if ctx.dist.is_main else received.to(ctx.device)
-
-
-def chain_keys(cfg: DictConfig, plan: Plan, init_from: Path | None = None) -> list[str]:
-    """Cache keys: [initial model, after stage 1, ...]. They depend on configs (and the bytes of an
-    ``init_from`` file) only, so are known up front."""
-    dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download",)}
-    init = file_sha256(init_from) if init_from is not None else None
-    keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, seed=plan.runtime.seed, init_from=init,
-                      training=training_environment(plan))]
-    for name in plan.chain:
-        scfg = plan.stages[name]
-        # A stage that reads a file (a teacher checkpoint) salts its key with the file's content.
-        salt = scfg.cache_salt() if callable(getattr(scfg, "cache_salt", None)) else None
-        keys.append(stage_key(keys[-1], stage=to_dict(scfg), **({"salt": salt} if salt else {})))
-    return keys
-
-
-def training_environment(plan: Plan) -> dict[str, Any]:
-    """What, besides configs, changes a trained model: precision, ranks (the global batch), determinism and the
-    torch/torchvision versions (whole models are pickled). Part of every cache key."""
-    import torchvision
-
-    from compressbench.engine import Precision
-
-    device = resolve_device(plan.runtime.device)
-    return {"precision": Precision.for_device(device, plan.runtime.amp).name,
-            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "deterministic": plan.runtime.deterministic,
-            "torch": torch.__version__, "torchvision": torchvision.__version__}
 
 
 def run_id_of(cfg: DictConfig) -> str:

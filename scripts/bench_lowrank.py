@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from compressbench.deepcompression.lowrank import factorize_
-from compressbench.measure.flops import count_macs
 from compressbench.measure.latency import num_threads, quantile, time_model
 from compressbench.models import build_model
+from compressbench.models.counting import count_macs
 from compressbench.pruning.layers import classifier_name, prunable_layers
 from compressbench.results import write_csv
 from compressbench.runner import machine

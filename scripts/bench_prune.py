@@ -26,9 +26,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from compressbench.measure.flops import count_macs
 from compressbench.measure.latency import num_threads, time_model
 from compressbench.models import build_model
+from compressbench.models.counting import count_macs
 from compressbench.pruning.encoding import encode_verified
 from compressbench.pruning.layers import Spec, classifier_name
 from compressbench.pruning.structured import prune_channels_

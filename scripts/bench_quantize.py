@@ -27,18 +27,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from compressbench.adapters import torch_ao
-from compressbench.measure.flops import count_macs
 from compressbench.measure.latency import num_threads, quantile, time_model
-from compressbench.measure.size import serialize
 from compressbench.models import build_model
 from compressbench.quantization import methods
-from compressbench.quantization.runtimes import fp32_route
 from compressbench.results import write_csv
 from compressbench.runner import machine
+from compressbench.runtimes import RUNTIMES, Arch, Deployable, Eager
+from compressbench.stages.quantize import QuantizeConfig
 
 IMAGE = {"resnet20": 32, "resnet56": 32, "vgg16": 32, "resnet50": 224}
-SAME_RUNTIME = {"fx": "eager", "pt2e": "compiled", "onnxruntime": "onnxruntime"}
+SAME_RUNTIME = {"fx": "eager", "pt2e": "compiled", "onnxruntime": "onnxruntime", "openvino": "openvino"}
 CPU = torch.device("cpu")
 
 
@@ -56,34 +54,32 @@ def make_model(name: str, size: int, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def quantize(backend: str, model: nn.Module, batches: list[torch.Tensor], observer: str) -> methods.Result:
-    if backend == "fx":
-        recipe = torch_ao.Recipe(observer=observer, example_shape=(1, *batches[0].shape[1:]))
-        return methods.static_fx(model, batches, recipe)
-    if backend == "pt2e":
-        return methods.pt2e(model, batches, observer, False, [])
-    return methods.onnxruntime(model, batches, observer, True, False, [])
+def quantize(backend: str, model: Eager, batches: list[torch.Tensor], observer: str) -> methods.Result:
+    """The quantize stage's own (method, backend) handler, as the stage would call it."""
+    cfg = QuantizeConfig(method="static_int8", backend=backend,
+                         observer=observer if backend not in ("onnxruntime", "openvino") else "auto")
+    return cfg.handler.fn(model, cfg, None, batches)
 
 
-def paired(candidate: nn.Module, reference: nn.Module, x: torch.Tensor, threads: int | None, args: Any,
+def paired(candidate: Deployable, reference: Deployable, x: torch.Tensor, threads: int | None, args: Any,
            iters: int, warmup: int) -> dict[str, float]:
     """The core's protocol (measure.latency.time_model): interleaved rounds of reference and candidate
     (alternating which goes first), speedup = median of per-round ratios of medians."""
     with num_threads(threads) as used:
-        t = time_model(lambda: candidate(x), CPU, warmup=warmup, iters=iters, rounds=args.rounds,
-                       reference=lambda: reference(x))
+        t = time_model(candidate.timer(x), CPU, warmup=warmup, iters=iters, rounds=args.rounds,
+                       reference=reference.timer(x))
     return {"fp32_ms_p50": quantile(t.reference_ms, 0.5), "int8_ms_p50": t.p50, "speedup": t.speedup,
             "speedup_iqr": t.speedup_iqr, "threads": used, "rounds": args.rounds, "iters": iters}
 
 
-def fastest_fp32(routes: dict[str, nn.Module], x: torch.Tensor, args: Any) -> str:
+def fastest_fp32(routes: dict[str, Deployable], x: torch.Tensor, args: Any) -> str:
     """The fp32 runtime with the lowest batch-1 latency, each timed paired against eager."""
     speed = {"eager": 1.0}
     for name, route in routes.items():
         if name != "eager":
             with num_threads(args.threads):
-                speed[name] = time_model(lambda r=route: r(x), CPU, warmup=args.warmup, iters=args.iters,
-                                         rounds=args.rounds, reference=lambda: routes["eager"](x)).speedup
+                speed[name] = time_model(route.timer(x), CPU, warmup=args.warmup, iters=args.iters,
+                                         rounds=args.rounds, reference=routes["eager"].timer(x)).speedup
     return max(speed, key=speed.__getitem__)
 
 
@@ -92,20 +88,21 @@ def bench_model(name: str, args: Any) -> list[dict[str, Any]]:
     model = make_model(name, size)
     x1, xb = torch.randn(1, 3, size, size), torch.randn(args.batch_size, 3, size, size)
     batches = [torch.randn(args.calibration_size, 3, size, size) for _ in range(args.calibration_batches)]
-    macs = count_macs(model, x1)
-    routes = {r: fp32_route(r, copy.deepcopy(model), x1, macs) for r in ("eager", "compiled", "onnxruntime")}
+    fp32 = Eager(model, Arch({"name": name}, 10, 3, size))
+    routes = {r: RUNTIMES.get(r).from_fp32(Eager(copy.deepcopy(model), fp32.arch), x1)
+              for r in ("eager", "compiled", "onnxruntime", *(("openvino",) if "openvino" in args.backends else ()))}
     best = fastest_fp32(routes, x1, args)
     print(f"[{name}] fastest fp32 runtime at batch 1: {best}", flush=True)
-    fp32_bytes = len(serialize(model))
+    fp32_bytes = len(fp32.artifact_bytes())
     rows = []
     for backend in args.backends:
-        result = quantize(backend, model, batches, args.observer)
-        int8 = result.model
+        result = quantize(backend, fp32, batches, args.observer)
+        int8 = result.artifact
         with torch.no_grad():
             ref, out = model(xb), int8(xb)
-        artifact = len(serialize(int8))
-        base = {"model": name, "image": size, "backend": backend, "runtime": int8.compressbench_runtime,
-                "fp32_runtime": getattr(routes[SAME_RUNTIME[backend]], "compressbench_runtime", "eager"),
+        artifact = len(int8.artifact_bytes())
+        base = {"model": name, "image": size, "backend": backend, "runtime": int8.runtime,
+                "fp32_runtime": routes[SAME_RUNTIME[backend]].runtime,
                 "observer": args.observer, "fp32_bytes": fp32_bytes, "int8_bytes": artifact,
                 "size_ratio": fp32_bytes / artifact,
                 "onnx_size_ratio": (result.info["onnx_fp32_bytes"] / artifact) if backend == "onnxruntime" else None,
@@ -132,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(IMAGE), choices=list(IMAGE))
     parser.add_argument("--backends", nargs="+", default=["fx", "onnxruntime", "pt2e"],
-                        choices=["fx", "pt2e", "onnxruntime"])
+                        choices=["fx", "pt2e", "onnxruntime", "openvino"])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="threads at batch 1 (batch B uses all cores)")
     parser.add_argument("--rounds", type=int, default=3)

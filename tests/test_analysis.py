@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from compressbench.config import ConfigError, StageConfig
 from compressbench.runner import RunFailed, run
-from compressbench.stages import STAGES, register_stage
+from compressbench.stages import STAGES, StageResult, register_stage
 
 
 @dataclass
@@ -21,13 +21,14 @@ class ProbeConfig(StageConfig):
 
 if "probe_analysis" not in STAGES:
     @register_stage("probe_analysis", ProbeConfig)
-    def probe(model, cfg, ctx):
-        (ctx.stage_dir / "probe.txt").write_text(f"{ctx.stage_name} {sum(p.numel() for p in model.parameters())}")
+    def probe(artifact, cfg, env):
+        model = artifact.module
+        text = f"{env.name} {sum(p.numel() for p in model.parameters())}"
         for p in model.parameters():  # vandalise the copy: the chain must not see it
             p.data.zero_()
         if cfg.fail:
             raise RuntimeError("probe failed on purpose")
-        return model
+        return StageResult(artifact, files={"probe.txt": text.encode()})
 
 
 def with_probe(cfg, **opts):

@@ -6,11 +6,17 @@ import textwrap
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from compressbench.cache import StageCache, stage_key
+from compressbench.models import build_model
+from compressbench.runtimes import Arch, Eager
 
 CPU = torch.device("cpu")
+ARCH = Arch({"name": "lenet5"}, 4, 1, 8)
+
+
+def artifact() -> Eager:
+    return Eager(build_model(ARCH.model, 4, 1, 8), ARCH)
 
 
 def test_keys_depend_on_everything_that_changes_the_result():
@@ -22,20 +28,22 @@ def test_keys_depend_on_everything_that_changes_the_result():
 
 def test_save_then_load_round_trips_model_info_and_history(tmp_path: Path):
     cache = StageCache(tmp_path)
-    model = nn.Linear(3, 2)
+    model = artifact()
     with cache.hold("k" * 64) as entry:
         assert entry.load(CPU) is None
-        entry.save(model, {"best_epoch": 2}, [{"epoch": 1, "val_acc": 50.0}])
+        entry.save(model, {"best_epoch": 2}, [{"epoch": 1, "val_acc": 50.0}], {"notes.csv": b"a,b\n"})
     with cache.hold("k" * 64) as entry:
         hit = entry.load(CPU)
     assert hit is not None and hit.info == {"best_epoch": 2} and hit.history[0]["val_acc"] == 50.0
-    assert torch.equal(hit.model.weight, model.weight)
+    assert all(torch.equal(a, b) for a, b in zip(hit.artifact.module.state_dict().values(),
+                                                 model.module.state_dict().values(), strict=True))
+    assert hit.files == {"notes.csv": b"a,b\n"}
 
 
 def test_half_written_entry_is_recomputed(tmp_path: Path):
     cache = StageCache(tmp_path)
     with cache.hold("a" * 64) as entry:
-        entry.save(nn.Linear(2, 2), {}, [])
+        entry.save(artifact(), {}, [], {})
     (tmp_path / "aa" / ("a" * 64) / "DONE").unlink()  # the writer died before the marker
     with cache.hold("a" * 64) as entry:
         assert entry.load(CPU) is None
@@ -44,18 +52,18 @@ def test_half_written_entry_is_recomputed(tmp_path: Path):
 def test_corrupt_entry_is_reported_and_never_loaded(tmp_path: Path, capsys):
     cache = StageCache(tmp_path)
     with cache.hold("b" * 64) as entry:
-        entry.save(nn.Linear(50, 50), {}, [])
-    artifact = tmp_path / "bb" / ("b" * 64) / "model.pt"
-    artifact.write_bytes(artifact.read_bytes()[:-100])  # truncated
+        entry.save(artifact(), {}, [], {})
+    weights = tmp_path / "bb" / ("b" * 64) / "artifact" / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-100])  # truncated
     with cache.hold("b" * 64) as entry:
         assert entry.load(CPU) is None
-    assert "damaged" in capsys.readouterr().out
+    assert "rejected" in capsys.readouterr().out
 
 
 def test_disabled_cache_stores_nothing(tmp_path: Path):
     cache = StageCache(None)
     with cache.hold("c" * 64) as entry:
-        entry.save(nn.Linear(2, 2), {}, [])
+        entry.save(artifact(), {}, [], {})
         assert entry.load(CPU) is None
 
 
@@ -63,13 +71,16 @@ def test_parallel_processes_compute_a_shared_stage_once(tmp_path: Path):
     script = textwrap.dedent(f"""
         import time, torch
         from compressbench.cache import StageCache
+        from compressbench.models import build_model
+        from compressbench.runtimes import Arch, Eager
         cache = StageCache({str(tmp_path / 'cache')!r})
         with cache.hold("d" * 64) as entry:
             if entry.load(torch.device("cpu")) is None:
                 with open({str(tmp_path / 'computed.log')!r}, "a") as f:
                     f.write("computed\\n")
                 time.sleep(1.0)
-                entry.save(torch.nn.Linear(2, 2), {{}}, [])
+                arch = Arch({{"name": "lenet5"}}, 4, 1, 8)
+                entry.save(Eager(build_model(arch.model, 4, 1, 8), arch), {{}}, [], {{}})
                 print("miss")
             else:
                 print("hit")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import io
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from compressbench.pruning.layers import Spec, prunable_layers
 from compressbench.pruning.unstructured import prune_weights_
 from compressbench.results import read_csv
 from compressbench.runner import run
+from compressbench.runtimes import Arch, Eager
 from compressbench.stages.cluster import ClusterConfig
 
 BIG = {"resnet50", "resnet110"}  # resnet34 and resnet56 stand for their families; these take seconds more
@@ -152,14 +152,13 @@ def test_a_clustered_model_trains_data_parallel(tmp_path: Path):
     assert max(a["distinct"].values()) <= 8 and a["state"] != {}
 
 
-def test_sharing_survives_deepcopy_pickle_and_checkpoint_loads():
+def test_sharing_survives_deepcopy_saving_and_checkpoint_loads(tmp_path):
     model = pruned("lenet5")
     sharing.cluster_model_(model, ClusterConfig(conv_bits=2, linear_bits=2).bits_for)
     assert set(model.state_dict()) == set(build_model({"name": "lenet5"}, 4, 3, 8).state_dict())  # plain keys
-    buf = io.BytesIO()
-    torch.save(model, buf)
-    buf.seek(0)
-    for clone in (copy.deepcopy(model), torch.load(buf, weights_only=False)):
+    eager = Eager(model, Arch({"name": "lenet5"}, 4, 3, 8))
+    saved = Eager.load(tmp_path, eager.save(tmp_path), torch.device("cpu")).module  # the stage cache's route
+    for clone in (copy.deepcopy(model), saved):
         assert set(sharing.shared_layers(clone)) == set(prunable_layers(model))
         opt = torch.optim.SGD(clone.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
         for _ in range(3):

@@ -12,9 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 from compressbench.checkpoints import UnsafeCheckpoint
-from compressbench.config import ConfigError, conf_dir, resolve_path, validate
-from compressbench.context import RunContext
-from compressbench.data import load_dataset
+from compressbench.config import ConfigError, conf_dir, validate
 from compressbench.distillation import (
     DistillLoss,
     FeatureTap,
@@ -34,9 +32,11 @@ from compressbench.distillation.objective import HintLoss, HintTrainee
 from compressbench.distillation.plan import static_layers
 from compressbench.distillation.run import freeze_downstream_
 from compressbench.engine import KeepSparsity, fit
+from compressbench.env import StageEnv
 from compressbench.models import MODELS, build_model
 from compressbench.results import read_csv
-from compressbench.runner import RunFailed, run
+from compressbench.runner import RunFailed, run, stage_env
+from compressbench.runtimes import Eager
 from compressbench.stages import STAGES
 from compressbench.stages.distill import DistillConfig, build_student
 from compressbench.stages.train import TrainConfig
@@ -56,19 +56,23 @@ def chain(cfg: DictConfig, names: list[str], **nodes: dict) -> DictConfig:
     return cfg
 
 
-def context(cfg: DictConfig, run_dir: Path, stage: str = "distill") -> RunContext:
-    """A RunContext positioned at ``stage``, for calling the stage function directly."""
-    plan = validate(cfg)
-    ctx = RunContext(cfg, plan, run_dir, load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir)))
-    ctx.begin_stage(plan.chain.index(stage), stage, seed=0)
-    return ctx
+def context(cfg: DictConfig, run_dir: Path, stage: str = "distill") -> StageEnv:
+    """The StageEnv of ``stage``, for calling the stage function directly."""
+    return stage_env(cfg, stage, run_dir)[0]
 
 
-def trained_teacher(ctx: RunContext, epochs: int = 4) -> torch.nn.Module:
+def trained_teacher(ctx: StageEnv, epochs: int = 4) -> torch.nn.Module:
     data = ctx.data
     torch.manual_seed(0)
     model = build_model({"name": "lenet5"}, data.num_classes, data.in_channels, data.image_size)
-    return fit(model, TrainConfig(epochs=epochs, batch_size=16, lr=0.05), ctx).eval()
+    return fit(model, TrainConfig(epochs=epochs, batch_size=16, lr=0.05), ctx.loaders(16),
+               precision=ctx.precision).model.eval()
+
+
+def before_arch(ctx: StageEnv):
+    from compressbench.runtimes import Arch
+
+    return Arch({"name": "lenet5"}, ctx.data.num_classes, ctx.data.in_channels, ctx.data.image_size)
 
 
 # --- losses ---
@@ -133,14 +137,15 @@ def test_kd_moves_the_student_toward_the_teacher(make_cfg, tmp_path: Path):
     teacher = trained_teacher(ctx)
     dcfg = ctx.plan.stages["distill"]
     test = ctx.eval_loader("test")
-    before = build_student(dcfg, ctx)
+    before = build_student(dcfg, ctx).module
     kl0, agree0 = mean_kl(before, teacher, test, 2.0), agreement(before, teacher, test)
-    student = STAGES["distill"].fn(teacher, dcfg, ctx)
+    result = STAGES["distill"].fn(Eager(teacher, before_arch(ctx)), dcfg, ctx)
+    student, info = result.artifact.module, result.record
     kl1, agree1 = mean_kl(student, teacher, test, 2.0), agreement(student, teacher, test)
     assert kl1 < 0.5 * kl0 and agree1 > agree0 + 20
-    assert ctx.info["teacher_agreement"] == pytest.approx(agree1)
-    assert ctx.info["teacher_logits"] == "cached" and ctx.info["teacher_source"] == "input:train"
-    assert ctx.info["model"] == "small_cnn" and not student._forward_hooks  # hooks gone: picklable
+    assert info["teacher_agreement"] == pytest.approx(agree1)
+    assert info["teacher_logits"] == "cached" and info["teacher_source"] == "input:train"
+    assert info["model"] == "small_cnn" and not student._forward_hooks  # hooks gone: picklable
 
 
 def test_cached_teacher_logits_equal_the_teacher_on_the_fly(make_cfg, tmp_path: Path):
@@ -151,7 +156,7 @@ def test_cached_teacher_logits_equal_the_teacher_on_the_fly(make_cfg, tmp_path: 
     again, hit2 = teacher_logits(teacher, ctx, batch_size=64)
     assert (hit, hit2) == (False, True) and torch.equal(table, again)  # the disk copy, keyed by the weights
     assert table.shape == (len(ctx.data.train), ctx.data.num_classes)
-    student = build_student(ctx.plan.stages["distill"], ctx)
+    student = build_student(ctx.plan.stages["distill"], ctx).module
     cached = DistillLoss(["kd"], teacher, temperature=4, alpha=0.5, beta=0, label_smoothing=0, table=table)
     live = DistillLoss(["kd"], teacher, temperature=4, alpha=0.5, beta=0, label_smoothing=0)
     with torch.no_grad():
@@ -168,7 +173,7 @@ def test_scratch_and_kd_students_start_from_the_same_weights(make_cfg, tmp_path:
     cfg = chain(make_cfg(), ["train", "scratch", "distill"], scratch={"loss": []},
                 distill={"teacher": {"stage": "train"}})
     ctx = context(cfg, tmp_path)
-    a, b = (build_student(ctx.plan.stages[n], ctx).state_dict() for n in ("scratch", "distill"))
+    a, b = (build_student(ctx.plan.stages[n], ctx).module.state_dict() for n in ("scratch", "distill"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

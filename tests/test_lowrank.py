@@ -10,8 +10,8 @@ from torch import nn
 
 from compressbench.config import ConfigError
 from compressbench.deepcompression.lowrank import choose_rank, factorize_, factorize_layer, svd
-from compressbench.measure.flops import count_macs
 from compressbench.models import MODELS, build_model
+from compressbench.models.counting import count_macs
 from compressbench.results import read_csv
 from compressbench.runner import run
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from compressbench.measure.flops import count_macs
 from compressbench.measure.latency import num_threads, quantile, time_model
-from compressbench.measure.size import param_counts, size_metrics
+from compressbench.measure.size import size_metrics
+from compressbench.models.counting import count_macs, param_counts
+from compressbench.runtimes import Arch, Eager
 
 
 def test_macs_of_conv_and_linear_by_hand():
@@ -39,7 +40,7 @@ def test_param_counts_and_sizes():
         model.weight[:5] = 0
     params, nonzero = param_counts(model)
     assert params == 1010 and nonzero == 1010 - 500
-    sizes = size_metrics(model)
+    sizes = size_metrics(Eager(model, Arch({"name": "mlp"}, 10, 1, 10)))
     assert sizes["dense_bytes"] == 4040
     assert sizes["sparsity"] == pytest.approx(500 / 1010)
     # The serialized state_dict holds every fp32 value plus a little pickle overhead: zeros do not shrink it.

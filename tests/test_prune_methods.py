@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,13 @@ import torch
 from torch import nn
 
 from compressbench.adapters.torch_pruning import channel_groups
-from compressbench.measure.flops import count_macs
 from compressbench.models import MODELS, build_model
+from compressbench.models.counting import count_macs
 from compressbench.pruning.layers import Spec, classifier_name, prunable_layers
 from compressbench.pruning.schedules import GradualPruning, cubic
 from compressbench.pruning.structured import ignored_modules, prune_channels_
 from compressbench.pruning.unstructured import prune_weights_
+from compressbench.runtimes import Arch, Eager
 
 # One model of each family, for the costlier checks (every registered model runs the cheap ones).
 FAMILIES = {"lenet": "lenet5", "mlp": "lenet300_100", "alexnet": "alexnet", "vgg": "vgg16",
@@ -189,28 +191,36 @@ def test_zeroing_a_group_gives_the_outputs_of_removing_it(family, name):
 
 
 RELOAD = """
-import sys, torch
+import json, sys, torch
+from pathlib import Path
+from compressbench.runtimes import Eager
 torch.set_num_threads(1)
-for path in sys.argv[1:]:
-    saved = torch.load(path, weights_only=False)
+for folder in sys.argv[1:]:
+    folder = Path(folder)
+    model = Eager.load(folder, json.loads((folder / "meta.json").read_text()), torch.device("cpu")).module
+    saved = torch.load(folder / "check.pt", weights_only=True)
     with torch.no_grad():
-        logits = saved["model"].eval()(saved["x"])
-    assert torch.equal(logits, saved["logits"]), path
+        logits = model.eval()(saved["x"])
+    assert torch.equal(logits, saved["logits"]), folder
 print("identical")
 """
 
 
-def test_pruned_models_reload_in_a_fresh_process_with_identical_logits(tmp_path: Path):
+def test_pruned_models_rebuild_in_a_fresh_process_with_identical_logits(tmp_path: Path):
+    """Saved as architecture + tensors (nothing pickled whole), rebuilt from a fresh model config."""
     torch.set_num_threads(1)
-    paths = []
+    folders = []
     for name in ("resnet8", "densenet121", "vgg16"):  # residual adds, concat, plain
         model, x = tiny(name)
         prune_channels_(model, Spec(0.5), x[:1], classifier_name(model, x[:1]))
         with torch.no_grad():
             logits = model(x)
-        paths.append(str(tmp_path / f"{name}.pt"))
-        torch.save({"model": model, "x": x, "logits": logits}, paths[-1])  # the model itself, pickled whole
-    proc = subprocess.run([sys.executable, "-c", RELOAD, *paths], capture_output=True, text=True, timeout=300)
+        folder = tmp_path / name
+        meta = Eager(model, Arch({"name": name}, 4, 3, 8)).save(folder)
+        (folder / "meta.json").write_text(json.dumps(meta))
+        torch.save({"x": x, "logits": logits}, folder / "check.pt")
+        folders.append(str(folder))
+    proc = subprocess.run([sys.executable, "-c", RELOAD, *folders], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "identical" in proc.stdout, proc.stderr[-2000:]
 
 

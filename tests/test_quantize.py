@@ -10,13 +10,14 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from compressbench.adapters import torch_ao
 from compressbench.config import BadValue, ConfigError
 from compressbench.measure.size import size_metrics
 from compressbench.models import build_model
 from compressbench.quantization import Unsupported, fakequant, methods
 from compressbench.results import read_csv
 from compressbench.runner import run
+from compressbench.runtimes import Arch, Eager
+from compressbench.stages.quantize import QuantizeConfig
 
 
 def with_quantize(cfg, chain=("train", "quantize"), extra=None, **options):
@@ -74,7 +75,7 @@ def test_digits_int8_keeps_accuracy_and_shrinks(make_cfg, tmp_path: Path):
     stage = out / "stages/02_quantize"
     report = list(csv.DictReader(open(stage / "fallback.csv")))
     assert {r["status"] for r in report} >= {"int8", "fused"}
-    state = torch.load(stage / "model_int8_state_dict.pt", weights_only=False)
+    state = torch.load(stage / "model_int8_state_dict.pt", weights_only=True)
     assert any(t.dtype == torch.qint8 for t in state.values() if isinstance(t, torch.Tensor))
     written = read_csv(out / "results.csv")[2]
     assert written["runtime"] == "fx-int8" and float(written["speedup_vs_best_fp32"]) > 0
@@ -136,9 +137,14 @@ def test_unsupported_names_what_cannot_be_traced():
             return self.fc(x) if x.sum() > 0 else -self.fc(x)  # data-dependent control flow
 
     with pytest.raises(Unsupported, match="FX graph mode cannot trace Branchy.*backend=onnxruntime"):
-        methods.static_fx(Branchy(), [torch.randn(4, 4)], torch_ao.Recipe(example_shape=(1, 4)))
+        methods.static_fx(eager(Branchy()), QuantizeConfig(), None, [torch.randn(4, 4)])
     with pytest.raises(Unsupported, match="dynamic int8 quantizes Linear.*has none"):
-        methods.dynamic_fx(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3)))
+        methods.dynamic_fx(eager(torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3))), QuantizeConfig(), None, [])
+
+
+def eager(module: torch.nn.Module, model: str = "lenet5") -> Eager:
+    """A module as the eager deployable a quantize handler takes (its arch only matters for saving)."""
+    return Eager(module, Arch({"name": model}, 10, 3, 32))
 
 
 def test_fp16_overflow_is_unsupported_not_a_nan_model():
@@ -146,8 +152,8 @@ def test_fp16_overflow_is_unsupported_not_a_nan_model():
     with torch.no_grad():
         big[0].weight.fill_(1e5)
     with pytest.raises(Unsupported, match="float16 overflows.*method=bf16"):
-        methods.cast(big, torch.float16, torch.ones(2, 4))
-    assert torch.isfinite(methods.cast(big, torch.bfloat16, torch.ones(2, 4)).model(torch.ones(2, 4))).all()
+        methods.cast(eager(big), torch.float16, torch.ones(2, 4))
+    assert torch.isfinite(methods.cast(eager(big), torch.bfloat16, torch.ones(2, 4)).artifact(torch.ones(2, 4))).all()
 
 
 def test_skip_keeps_layers_float_and_the_report_says_why(make_cfg, tmp_path: Path):
@@ -165,12 +171,12 @@ def test_static_int8_of_resnet20_is_over_3x_smaller():
     torch.manual_seed(0)
     model = build_model({"name": "resnet20"}, 10, 3, 32).eval()
     batches = [torch.randn(16, 3, 32, 32)]
-    fp32 = size_metrics(model)["size_bytes"]
-    fx = methods.static_fx(model, batches, torch_ao.Recipe(observer="minmax", example_shape=(1, 3, 32, 32)))
-    assert fp32 / size_metrics(fx.model)["size_bytes"] >= 3.0
+    fp32 = size_metrics(eager(model, "resnet20"))["size_bytes"]
+    fx = methods.static_fx(eager(model, "resnet20"), QuantizeConfig(observer="minmax"), None, batches)
+    assert fp32 / size_metrics(fx.artifact)["size_bytes"] >= 3.0
     pytest.importorskip("onnxruntime", reason='the onnx extra is not installed: pip install "compressbench[onnx]"')
-    ort = methods.onnxruntime(model, batches, "minmax", True, False, [])
-    assert fp32 / size_metrics(ort.model)["size_bytes"] >= 3.0
+    ort = methods.ort_static(eager(model, "resnet20"), QuantizeConfig(backend="onnxruntime"), None, batches)
+    assert fp32 / size_metrics(ort.artifact)["size_bytes"] >= 3.0
 
 
 @pytest.mark.parametrize("bits", [8, 4, 2])

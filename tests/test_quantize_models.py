@@ -14,12 +14,12 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from compressbench.config import conf_dir, validate
-from compressbench.context import RunContext
-from compressbench.data import load_dataset
-from compressbench.measure.flops import count_macs
-from compressbench.measure.size import param_counts, serialize
+from compressbench.config import conf_dir
+from compressbench.env import StageEnv
 from compressbench.models import MODELS, build_model
+from compressbench.models.counting import count_macs, param_counts
+from compressbench.runner import stage_env
+from compressbench.runtimes import Arch, Eager
 from compressbench.stages.quantize import QuantizeConfig, quantize
 
 # By default: the small members of each family for every method, and VGG-16, torchvision's ResNet-50 (bottleneck
@@ -48,13 +48,22 @@ def models(fast: set[str]) -> list:
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory) -> RunContext:
+def ctx(tmp_path_factory) -> StageEnv:
     tmp = tmp_path_factory.mktemp("quantize_models")
-    overrides = [f"paths.data_dir={tmp}", "dataset=synthetic", "dataset.in_channels=3", "dataset.image_size=8",
-                 "dataset.n_train=96", "dataset.n_test=32", "measure.latency=false", "runtime.progress=false"]
+    overrides = [f"paths.data_dir={tmp}", f"paths.cache_dir={tmp}/cache", "dataset=synthetic",
+                 "dataset.in_channels=3", "dataset.image_size=8", "dataset.n_train=96", "dataset.n_test=32",
+                 "measure.latency=false", "runtime.progress=false", "runtime.cache=false"]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
         cfg = compose("config", overrides=overrides)
-    return RunContext(cfg, validate(cfg), tmp / "run", load_dataset(cfg.dataset, tmp))
+    return stage_env(cfg, "quantize", tmp / "run")[0]
+
+
+def size_of(model) -> int:
+    """size_bytes of an fp32 module or a deployable (without the gzip)."""
+    return len(model.artifact_bytes() if hasattr(model, "artifact_bytes") else Eager(model, ARCH).artifact_bytes())
+
+
+ARCH = Arch({"name": "lenet5"}, 4, 3, 8)
 
 
 def floor(model: torch.nn.Module, min_sqnr: float) -> float:
@@ -71,7 +80,7 @@ def sqnr(reference: torch.Tensor, candidate: torch.Tensor) -> float:
     return float(10 * torch.log10(reference.pow(2).mean() / noise))
 
 
-def run_stage(name: str, method: str, backend: str, ctx: RunContext, tmp_path: Path):
+def run_stage(name: str, method: str, backend: str, ctx: StageEnv, tmp_path: Path):
     torch.manual_seed(0)
     model = build_model({"name": name}, ctx.data.num_classes, 3, 8).eval()
     # Untrained, but at a trained model's scale: torchvision's VGG init (N(0, 0.01) Linears) leaves logits near
@@ -90,9 +99,12 @@ def run_stage(name: str, method: str, backend: str, ctx: RunContext, tmp_path: P
     cfg = QuantizeConfig(method=method, backend=backend, observer="minmax" if method == "static_int8" else "auto",
                          calibration_batches=2, calibration_batch_size=16, weight_bits=8,
                          epochs=1 if method == "qat" else 0, batch_size=32, fp32_routes=[])
-    ctx.begin_stage(1, "quantize", seed=0, directory=tmp_path / "stage")
-    quantized = quantize(copy.deepcopy(model), cfg, ctx)
-    return model, quantized
+    arch = Arch({"name": name}, ctx.data.num_classes, 3, 8)
+    result = quantize(Eager(copy.deepcopy(model), arch), cfg, ctx)
+    (tmp_path / "stage").mkdir(parents=True, exist_ok=True)
+    for file, data in result.files.items():
+        (tmp_path / "stage" / file).write_bytes(data)
+    return model, result
 
 
 CASES = [pytest.param(name, method, backend, id=f"{name}-{method}-{backend}",
@@ -102,25 +114,26 @@ CASES = [pytest.param(name, method, backend, id=f"{name}-{method}-{backend}",
 
 
 @pytest.mark.parametrize("name, method, backend", CASES)
-def test_every_method_on_every_model(name: str, method: str, backend: str, ctx: RunContext, tmp_path: Path):
+def test_every_method_on_every_model(name: str, method: str, backend: str, ctx: StageEnv, tmp_path: Path):
     if backend == "onnxruntime":
         pytest.importorskip("onnxruntime", reason='the onnx extra is not installed: pip install "compressbench[onnx]"')
     runtime, min_sqnr, smaller = METHODS[(method, backend)]
-    model, quantized = run_stage(name, method, backend, ctx, tmp_path)
+    model, result = run_stage(name, method, backend, ctx, tmp_path)
+    quantized = result.artifact
     x = ctx.example_batch(8, CPU)
     with torch.no_grad():
         y0, y = model(x), quantized(x)
     assert y.shape == y0.shape and y.dtype == torch.float32 and torch.isfinite(y).all()
-    assert getattr(quantized, "compressbench_runtime", "eager") == runtime
+    assert quantized.runtime == runtime
     if min_sqnr is not None:
         assert sqnr(y0, y) >= floor(model, min_sqnr)
-    fp32_size, size = len(serialize(model)), len(serialize(quantized))  # size_bytes, without the gzip
+    fp32_size, size = size_of(model), size_of(quantized)
     if smaller == "smaller":
         assert size < fp32_size
     elif smaller == "same":
         assert size == pytest.approx(fp32_size, rel=0.01)
-    assert count_macs(quantized, x[:1])[0] == count_macs(model, x[:1])[0]
-    params, _ = param_counts(quantized)
+    assert quantized.macs(x[:1])[0] == count_macs(model, x[:1])[0]
+    params, _ = quantized.param_counts()
     assert 0.9 * param_counts(model)[0] <= params <= param_counts(model)[0]  # BatchNorms fold into convs
     if method not in ("fp16", "bf16"):
         report = list(csv.DictReader(open(tmp_path / "stage/fallback.csv")))
@@ -130,29 +143,34 @@ def test_every_method_on_every_model(name: str, method: str, backend: str, ctx: 
 
 
 @pytest.mark.parametrize("name", models(PT2E_FAST))
-def test_pt2e_on_every_model(name: str, ctx: RunContext, tmp_path: Path):
+def test_pt2e_on_every_model(name: str, ctx: StageEnv, tmp_path: Path):
     pytest.importorskip("torchao", reason='the pt2e extra is not installed: pip install "compressbench[pt2e]"')
     _, fx = run_stage(name, "static_int8", "fx", ctx, tmp_path / "fx")
-    model, quantized = run_stage(name, "static_int8", "pt2e", ctx, tmp_path)
+    model, result = run_stage(name, "static_int8", "pt2e", ctx, tmp_path)
+    quantized = result.artifact
     x = ctx.example_batch(8, CPU)
     with torch.no_grad():  # the converted QDQ graph, uncompiled: the numerics inductor lowers to int8 kernels
         y0 = model(x)
         # Deep untrained torchvision ResNets amplify int8 noise (FX reaches only ~7-9 dB on ResNet-50 here), so
         # the bar is FX's own: PT2E is as close to fp32 as FX int8 is, within 3 dB.
-        assert sqnr(y0, quantized.inner(x)) >= min(15.0, sqnr(y0, fx(x)) - 3.0)
-    assert quantized.compressbench_runtime == "pt2e-int8-compiled"
-    assert len(serialize(quantized)) < len(serialize(model))
-    assert count_macs(quantized, x[:1]) == count_macs(model, x[:1])
-    assert (tmp_path / "stage/model_int8.pt2").stat().st_size == ctx.info["program_bytes"]
-    assert ctx.info["int8_ops"] > 0
+        assert sqnr(y0, quantized.converted(x)) >= min(15.0, sqnr(y0, fx.artifact(x)) - 3.0)
+    assert quantized.runtime == "pt2e-int8-compiled"
+    assert size_of(quantized) < size_of(model)
+    assert quantized.macs(x[:1]) == count_macs(model, x[:1])
+    assert (tmp_path / "stage/model_int8.pt2").stat().st_size == result.record["program_bytes"]
+    assert result.record["int8_ops"] > 0
 
 
-def test_pt2e_compiled_runs_and_pickles(ctx: RunContext, tmp_path: Path):
+def test_pt2e_compiled_runs_and_rebuilds_from_its_files(ctx: StageEnv, tmp_path: Path):
     pytest.importorskip("torchao", reason='the pt2e extra is not installed: pip install "compressbench[pt2e]"')
-    model, quantized = run_stage("lenet5", "static_int8", "pt2e", ctx, tmp_path)
+    from compressbench.runtimes.compiled import Pt2eInt8
+
+    model, result = run_stage("lenet5", "static_int8", "pt2e", ctx, tmp_path)
+    quantized = result.artifact
     x = ctx.example_batch(4, CPU)
     with torch.no_grad():
-        compiled, graph = quantized(x), quantized.inner(x)
+        compiled, graph = quantized(x), quantized.converted(x)
         assert sqnr(graph, compiled) >= 25  # inductor's int8 kernels compute what the QDQ graph says
-        again = copy.deepcopy(quantized)  # what the stage cache does, through the program bytes
-        assert torch.equal(again.inner(x), graph)
+        meta = quantized.save(tmp_path)  # what the stage cache does: fp32 source + observers, no pickle
+        again = Pt2eInt8.load(tmp_path, meta, CPU)
+        assert torch.equal(again.converted(x), graph)

@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - exercised only without the extra
     onnx = None
 
 INPUT, OUTPUT = "input", "logits"
+OPSET = 17  # the TorchScript exporter's opset (dynamo picks its own, recorded in the file)
 _LAYOUT = {"Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Shape", "Gather", "Identity", "Constant",
            "Cast", "Dropout"}
 _QDQ = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"}
@@ -49,7 +50,7 @@ def export(model: nn.Module, example: torch.Tensor) -> tuple[bytes, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(model, (example,), buf, input_names=[INPUT], output_names=[OUTPUT], dynamo=False,
-                              opset_version=17, dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
+                              opset_version=OPSET, dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}})
         return buf.getvalue(), "torchscript"
     except Exception as first:  # noqa: BLE001 — try the other exporter before giving up
         try:

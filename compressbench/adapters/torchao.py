@@ -100,14 +100,37 @@ def export(model: nn.Module, example: torch.Tensor) -> fx.GraphModule:
     return program.module()
 
 
-def quantize(model: nn.Module, batches: list[torch.Tensor], observer: str, dynamic: bool,
-             skip: Iterable[str]) -> fx.GraphModule:
-    """Export, annotate, calibrate on ``batches`` and convert; unused fp32 tensors are dropped."""
+def prepare(model: nn.Module, example: torch.Tensor, observer: str, dynamic: bool,
+            skip: Iterable[str]) -> fx.GraphModule:
+    """Export and annotate ``model``: observers inserted, ready for calibration batches."""
     require()
-    prepared = prepare_pt2e(export(model, batches[0]), quantizer(observer, dynamic, skip))
+    return prepare_pt2e(export(model, example), quantizer(observer, dynamic, skip))
+
+
+def quantize(model: nn.Module, batches: list[torch.Tensor], observer: str, dynamic: bool,
+             skip: Iterable[str]) -> tuple[fx.GraphModule, dict[str, torch.Tensor]]:
+    """Export, annotate, calibrate on ``batches`` and convert; unused fp32 tensors are dropped.
+
+    Returns the converted graph and the calibrated observers' state (tensors): with the fp32 model, that is
+    all ``reconvert`` needs to make the same int8 graph again, so nothing has to be unpickled to load it.
+    """
+    prepared = prepare(model, batches[0], observer, dynamic, skip)
     with torch.no_grad():
         for x in batches:
             prepared(x)
+    observed = {k: v.detach().clone() for k, v in prepared.state_dict().items()}
+    return _convert(prepared), observed
+
+
+def reconvert(model: nn.Module, example: torch.Tensor, observer: str, dynamic: bool, skip: Iterable[str],
+              observed: dict[str, torch.Tensor]) -> fx.GraphModule:
+    """The int8 graph of ``quantize`` again, from the fp32 model and the observers' saved state."""
+    prepared = prepare(model, example, observer, dynamic, skip)
+    prepared.load_state_dict(observed)
+    return _convert(prepared)
+
+
+def _convert(prepared: fx.GraphModule) -> fx.GraphModule:
     converted = convert_pt2e(prepared)
     _drop_unused_tensors(converted)
     return converted
@@ -130,8 +153,10 @@ def save_program(gm: fx.GraphModule, example: torch.Tensor) -> bytes:
     return buf.getvalue()
 
 
-def load_program(data: bytes) -> nn.Module:
-    return torch.export.load(io.BytesIO(data)).module()
+def runnable(gm: fx.GraphModule, example: torch.Tensor) -> nn.Module:
+    """The converted graph re-exported (in memory) with a dynamic batch: what ``torch.export.load`` of the
+    saved program would give a deployment, without the file round trip."""
+    return torch.export.export(gm, (example[:2],), dynamic_shapes=({0: _BATCH},)).module()
 
 
 def _opname(node: fx.Node) -> str:

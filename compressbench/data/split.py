@@ -69,6 +69,7 @@ class DataBundle:
     class_names: list[str]
     augment: Augment = field(default_factory=Augment)
     split_info: dict = field(default_factory=dict)  # JSON-serialisable: how train/val/test were made
+    fingerprint: str = ""  # sha256 of the data actually loaded (files, split indices): part of every stage key
 
 
 def read_options(cfg: Mapping[str, Any] | None, defaults: Mapping[str, Any], dataset: str) -> dict[str, Any]:

@@ -5,8 +5,8 @@ writes every weight as its centroid. The layer then carries its sharing with it,
 finetunes the *shared values* without knowing about clustering:
 
 - two non-persistent buffers, ``compressbench_codebook`` (the shared values) and ``compressbench_clusters``
-  (each weight's cluster, -1 for zeros), travel with the module (deepcopy, ``.to()``, the stage cache's pickle)
-  but stay out of its state_dict, so checkpoints and ``size_bytes`` are those of the plain dense layer;
+  (each weight's cluster, -1 for zeros), travel with the module (deepcopy, ``.to()``; the stage cache saves them
+  through ``SharingState``) but stay out of its state_dict, so checkpoints and ``size_bytes`` are those of the plain dense layer;
 - a forward pre-hook (``ProjectShared``) notices that the weight changed since the last projection (an
   optimizer step did that) and moves each shared value by the summed (``update=sum``: Han's eq. 3, the true
   gradient of a shared value) or mean (``update=mean``) update of its members, then writes every member as its
@@ -27,6 +27,7 @@ from torch import nn
 
 from compressbench.deepcompression.kmeans import kmeans_1d
 from compressbench.pruning.layers import prunable_layers
+from compressbench.runtimes.eager import register_state
 
 CODEBOOK, CLUSTERS = "compressbench_codebook", "compressbench_clusters"
 UPDATES = ("mean", "sum")
@@ -194,3 +195,38 @@ def sync_(model: nn.Module) -> None:
         for hook in m._forward_pre_hooks.values():
             if isinstance(hook, ProjectShared):
                 hook(m, ())
+
+
+class SharingState:
+    """Weight sharing as ``runtimes.eager`` saves it: per shared layer its codebook, clusters and update rule
+    (the rule as a 0/1 tensor, so the file stays tensors only); loading re-attaches the hooks."""
+
+    name = "weight_sharing"
+
+    def capture(self, module: nn.Module) -> dict[str, torch.Tensor] | None:
+        out = {}
+        for layer, m in shared_layers(module).items():
+            out[f"{layer}.codebook"] = getattr(m, CODEBOOK)
+            out[f"{layer}.clusters"] = getattr(m, CLUSTERS)
+            out[f"{layer}.update_sum"] = torch.tensor(getattr(m, "compressbench_update", "mean") == "sum")
+        return out or None
+
+    def restore(self, module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+        for key in tensors:
+            if key.endswith(".codebook"):
+                layer = key[: -len(".codebook")]
+                update = "sum" if bool(tensors[f"{layer}.update_sum"]) else "mean"
+                share_(module.get_submodule(layer), tensors[key], tensors[f"{layer}.clusters"], update)
+
+    def settle(self, module: nn.Module) -> None:
+        sync_(module)
+
+    def metrics(self, module: nn.Module) -> dict[str, int]:
+        shared = shared_layers(module)
+        if not shared:
+            return {}
+        distinct = distinct_values(module)
+        return {"distinct_values_max": max(distinct[name] for name in shared)}
+
+
+register_state(SharingState())

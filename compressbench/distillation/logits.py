@@ -8,19 +8,15 @@ the train images and the normalisation — so a sweep over temperatures or stude
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from compressbench.atomic import atomic_torch_save
-from compressbench.config import resolve_path
 from compressbench.data.tensors import TensorLoader
-from compressbench.locks import file_lock
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 
 def weights_fingerprint(model: nn.Module) -> str | None:
@@ -38,58 +34,40 @@ def weights_fingerprint(model: nn.Module) -> str | None:
     return h.hexdigest()
 
 
-def _table_key(teacher_print: str, ctx: RunContext) -> str:
-    data = ctx.data
+def _table_key(teacher_print: str, env: StageEnv) -> str:
+    data = env.data
     h = hashlib.sha256(teacher_print.encode())
-    h.update(f"{data.name}:{data.mean}:{data.std}:{ctx.precision.name}".encode())
+    h.update(f"{data.name}:{data.mean}:{data.std}:{env.precision.name}".encode())
     h.update(data.train.images.numpy().tobytes())
     h.update(data.train.labels.numpy().tobytes())
     return h.hexdigest()
 
 
 @torch.no_grad()
-def compute_logits(teacher: nn.Module, ctx: RunContext, batch_size: int) -> torch.Tensor:
-    """float32 [N_train, classes] on ``ctx.device``: the teacher (eval mode) on the un-augmented train split."""
-    data = ctx.data
-    loader = TensorLoader(data.train, batch_size, mean=data.mean, std=data.std, device=ctx.device,
-                          channels_last=ctx.channels_last)
+def compute_logits(teacher: nn.Module, env: StageEnv, batch_size: int) -> torch.Tensor:
+    """float32 [N_train, classes] on ``env.device``: the teacher (eval mode) on the un-augmented train split."""
+    data = env.data
+    loader = TensorLoader(data.train, batch_size, mean=data.mean, std=data.std, device=env.device,
+                          channels_last=env.channels_last)
     teacher.eval()
     out = []
-    with ctx.precision.autocast():
+    with env.precision.autocast():
         for x, _ in loader:
             out.append(teacher(x).float())
     return torch.cat(out)
 
 
-def teacher_logits(teacher: nn.Module, ctx: RunContext, batch_size: int) -> tuple[torch.Tensor, bool]:
-    """The teacher's train-split logits and whether they came from the disk cache.
+def teacher_logits(teacher: nn.Module, env: StageEnv, batch_size: int) -> tuple[torch.Tensor, bool]:
+    """The teacher's train-split logits and whether they came from disk (the pipeline's ``TensorMemo``).
 
-    The disk copy is used only with ``runtime.cache=true`` and a teacher whose weights can be fingerprinted; a
-    file lock makes parallel sweep jobs compute it once.
+    Kept on disk only for a teacher whose weights can be fingerprinted; a file lock makes parallel sweep jobs
+    compute it once.
     """
     fingerprint = weights_fingerprint(teacher)
-    if not ctx.plan.runtime.cache or fingerprint is None:
-        return compute_logits(teacher, ctx, batch_size), False
-    key = _table_key(fingerprint, ctx)
-    root = resolve_path(ctx.cfg.paths.cache_dir) / "teacher_logits"
-    path = root / f"{key}.pt"
-    with file_lock(root / "locks" / f"{key}.lock", what=f"teacher logits {key[:12]}"):
-        table = _load(path, len(ctx.data.train))
-        if table is not None:
-            return table.to(ctx.device), True
-        table = compute_logits(teacher, ctx, batch_size)
-        atomic_torch_save(table.cpu(), path)
-    return table, False
-
-
-def _load(path: Path, rows: int) -> torch.Tensor | None:
-    if not path.is_file():
-        return None
-    try:
-        table = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 — a damaged file means: recompute it
-        print(f"[compressbench] teacher logits {path.name[:12]} are unreadable ({e}); recomputing", flush=True)
-        return None
-    if not isinstance(table, torch.Tensor) or table.ndim != 2 or len(table) != rows:
-        return None
-    return table
+    if fingerprint is None:
+        return compute_logits(teacher, env, batch_size), False
+    rows = len(env.data.train)
+    table, hit = env.memo.get("teacher_logits", _table_key(fingerprint, env),
+                               lambda: compute_logits(teacher, env, batch_size),
+                               lambda t: t.ndim == 2 and len(t) == rows)
+    return table.to(env.device), hit

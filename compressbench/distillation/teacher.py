@@ -18,7 +18,7 @@ from torch import nn
 from compressbench.config import ConfigError, Plan, conf_dir, resolve_path, to_dict
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
     from compressbench.stages.distill import TeacherConfig
 
 
@@ -37,30 +37,28 @@ def input_model(cfg: DictConfig, plan: Plan, index: int) -> tuple[dict[str, Any]
     """
     node, exact = to_dict(cfg.model), True
     for name in plan.chain[:index]:
-        stage = plan.stages[name]
-        if stage.stage == "distill":
-            node, exact = {"name": stage.student, **stage.student_options}, True  # type: ignore[attr-defined]
-        elif stage.stage != "train":
-            exact = False
+        node, exact = plan.stages[name].output_model(node, exact)
     return node, exact
 
 
-def stage_key_of(cfg: DictConfig, plan: Plan, stage: str) -> str:
-    """The cache key of ``stage``'s output model in the chain ``plan`` of ``cfg``."""
-    from compressbench.runner import chain_keys  # the runner imports the stages: import it late
+def stage_key_of(cfg: DictConfig, plan: Plan, stage: str, fingerprint: str) -> str:
+    """The cache key of ``stage``'s output in the chain ``plan`` of ``cfg``, on data with ``fingerprint``."""
+    from compressbench.keys import chain_keys
 
     init = cfg.get("init_from")
-    keys = chain_keys(cfg, plan, resolve_path(init) if init else None)
+    keys = chain_keys(cfg, plan, fingerprint, resolve_path(init) if init else None)
     return keys[plan.chain.index(stage) + 1]
 
 
-def load_cached_stage(cfg: DictConfig, plan: Plan, stage: str, device: torch.device) -> nn.Module | None:
+def load_cached_stage(cfg: DictConfig, plan: Plan, stage: str, fingerprint: str,
+                      device: torch.device) -> nn.Module | None:
     """``stage``'s output model from the stage cache under ``cfg.paths.cache_dir``, or None if absent."""
     from compressbench.cache import StageCache
+    from compressbench.runtimes import as_module
 
-    with StageCache(resolve_path(cfg.paths.cache_dir)).hold(stage_key_of(cfg, plan, stage)) as entry:
-        hit = entry.load(device)
-    return hit.model if hit is not None else None
+    artifact = StageCache(resolve_path(cfg.paths.cache_dir)).lookup(stage_key_of(cfg, plan, stage, fingerprint),
+                                                                   device)
+    return as_module(artifact, "distill (teacher)") if artifact is not None else None
 
 
 def known_experiments() -> list[str]:
@@ -113,61 +111,64 @@ def check_same_data(ours: DictConfig, theirs: DictConfig, name: str) -> None:
                           f"has seen this run's test images). Match them with distill.teacher.overrides")
 
 
-def resolve_teacher(spec: TeacherConfig, incoming: nn.Module, ctx: RunContext) -> Teacher:
-    """The teacher ``spec`` names, on ``ctx.device``, in eval mode."""
+def resolve_teacher(spec: TeacherConfig, incoming: nn.Module, env: StageEnv) -> Teacher:
+    """The teacher ``spec`` names, on ``env.device``, in eval mode."""
     if spec.path is not None:
-        teacher = _from_checkpoint(spec, ctx)
+        teacher = _from_checkpoint(spec, env)
     elif spec.experiment is not None:
-        teacher = _from_experiment(spec, ctx)
+        teacher = _from_experiment(spec, env)
     elif spec.stage is not None:
-        teacher = _from_stage(spec.stage, ctx)
+        teacher = _from_stage(spec.stage, env)
     else:
-        index = ctx.stage_index
-        before = ctx.plan.chain[index - 1] if index > 0 else "initial model"
-        teacher = Teacher(incoming, f"input:{before}", input_model(ctx.cfg, ctx.plan, index)[0]["name"])
+        index = env.index
+        before = env.plan.chain[index - 1] if index > 0 else "initial model"
+        teacher = Teacher(incoming, f"input:{before}", input_model(env.cfg, env.plan, index)[0]["name"])
     teacher.model.eval()
     return teacher
 
 
-def _from_stage(stage: str, ctx: RunContext) -> Teacher:
-    if not ctx.plan.runtime.cache:
+def _from_stage(stage: str, env: StageEnv) -> Teacher:
+    from compressbench.runtimes import as_module
+
+    if not env.plan.runtime.cache:
         raise ConfigError(f"distill.teacher.stage={stage!r} is read back from the stage cache, and "
                           f"runtime.cache=false; set runtime.cache=true, or put this distill stage right after "
                           f"'{stage}' and leave distill.teacher.stage unset (the incoming model is the teacher)")
-    model = load_cached_stage(ctx.cfg, ctx.plan, stage, ctx.device)
-    if model is None:
+    artifact = env.lookup(stage)
+    if artifact is None:
         raise ConfigError(f"distill.teacher.stage={stage!r}: that stage's model is not in the stage cache "
-                          f"(its kind '{ctx.plan.stages[stage].stage}' may not be cacheable); put this distill "
+                          f"(its kind '{env.plan.stages[stage].stage}' may not be cacheable); put this distill "
                           f"stage right after it and leave distill.teacher.stage unset")
-    arch = input_model(ctx.cfg, ctx.plan, ctx.plan.chain.index(stage) + 1)[0]["name"]
-    return Teacher(model, f"stage:{stage}", arch)
+    arch = input_model(env.cfg, env.plan, env.plan.chain.index(stage) + 1)[0]["name"]
+    return Teacher(as_module(artifact, env.name), f"stage:{stage}", arch)
 
 
-def _from_experiment(spec: TeacherConfig, ctx: RunContext) -> Teacher:
+def _from_experiment(spec: TeacherConfig, env: StageEnv) -> Teacher:
     assert spec.experiment is not None
     cfg, plan = compose_experiment(spec.experiment, spec.overrides)
-    check_same_data(ctx.cfg.dataset, cfg.dataset, spec.experiment)
+    check_same_data(env.cfg.dataset, cfg.dataset, spec.experiment)
     stage = experiment_stage(spec, plan)
-    cfg.paths.cache_dir = ctx.cfg.paths.cache_dir  # look in this run's cache, wherever that experiment's points
-    model = load_cached_stage(cfg, plan, stage, ctx.device)
+    cfg.paths.cache_dir = env.cfg.paths.cache_dir  # look in this run's cache, wherever that experiment's points
+    # check_same_data made sure it is this run's dataset config, so this run's data fingerprint is its too.
+    model = load_cached_stage(cfg, plan, stage, env.data.fingerprint, env.device)
     if model is None:
         command = " ".join(["python -m compressbench", f"+experiment={spec.experiment}", *spec.overrides,
-                            f"paths.cache_dir={resolve_path(ctx.cfg.paths.cache_dir)}"])
+                            f"paths.cache_dir={resolve_path(env.cfg.paths.cache_dir)}"])
         raise ConfigError(f"distill.teacher.experiment={spec.experiment!r}: its stage '{stage}' is not in the "
-                          f"stage cache at {resolve_path(ctx.cfg.paths.cache_dir)}; run that experiment first: "
+                          f"stage cache at {resolve_path(env.cfg.paths.cache_dir)}; run that experiment first: "
                           f"{command}")
     arch = input_model(cfg, plan, plan.chain.index(stage) + 1)[0]["name"]
     return Teacher(model, f"experiment:{spec.experiment}/{stage}", arch)
 
 
-def _from_checkpoint(spec: TeacherConfig, ctx: RunContext) -> Teacher:
+def _from_checkpoint(spec: TeacherConfig, env: StageEnv) -> Teacher:
     from compressbench.checkpoints import load_weights_
     from compressbench.models import build_model
 
     assert spec.path is not None
-    node = {"name": spec.model} if spec.model else to_dict(ctx.cfg.model)
+    node = {"name": spec.model} if spec.model else to_dict(env.cfg.model)
     node.pop("pretrained", None)  # the file holds the weights; nothing to download
-    data = ctx.data
+    data = env.data
     model = build_model(node, data.num_classes, data.in_channels, data.image_size)
     load_weights_(model, resolve_path(spec.path))
-    return Teacher(model.to(ctx.device), f"checkpoint:{resolve_path(spec.path)}", node["name"])
+    return Teacher(model.to(env.device), f"checkpoint:{resolve_path(spec.path)}", node["name"])

@@ -11,8 +11,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from compressbench.config import MeasureConfig
+    from compressbench.runtimes import Deployable
 
 Call = Callable[[], object]
 
@@ -105,3 +110,32 @@ def time_model(candidate: Call, device: torch.device, *, warmup: int, iters: int
         timing.reference_ms += ref
         timing.ratios.append(statistics.median(ref) / statistics.median(cand))
     return timing
+
+
+def latency_metrics(artifact: Deployable, reference: Deployable | None,
+                    examples: Callable[[int, torch.device], torch.Tensor], device: torch.device,
+                    cfg: MeasureConfig, train_threads: int | None) -> dict[str, Any]:
+    """Batch-1 latency (p50/p95) and batch-B throughput, each timed interleaved with ``reference``."""
+    one, batch = examples(1, device), examples(cfg.batch_size, device)
+    on_cpu = device.type == "cpu"
+
+    def timed(x: torch.Tensor, threads: int | None, iters: int) -> tuple[Timing, int]:
+        with num_threads(threads if on_cpu else None) as used:
+            timing = time_model(artifact.timer(x), device, warmup=cfg.warmup, iters=iters, rounds=cfg.rounds,
+                                reference=reference.timer(x) if reference is not None else None)
+        return timing, used
+
+    latency, threads = timed(one, cfg.threads, cfg.iters)
+    # Throughput may use the cores this job was given (all of them unless a parallel sweep split them).
+    throughput, throughput_threads = timed(batch, cfg.throughput_threads or train_threads, max(2, cfg.iters // 4))
+    return {
+        "latency_ms_p50": latency.p50,
+        "latency_ms_p95": latency.p95,
+        "throughput_ips": cfg.batch_size / (throughput.p50 / 1e3),
+        "speedup": latency.speedup,
+        "speedup_iqr": latency.speedup_iqr,
+        "throughput_speedup": throughput.speedup,
+        "threads": threads,
+        "throughput_threads": throughput_threads,
+        "batch_size": cfg.batch_size,
+    }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import matplotlib
@@ -12,8 +11,6 @@ import matplotlib
 matplotlib.use("Agg")  # files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-
-from compressbench.atomic import atomic_write_bytes  # noqa: E402
 
 
 def _grid(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[float], np.ndarray]:
@@ -25,14 +22,14 @@ def _grid(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[float], np
     return layers, amounts, grid
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _png(fig: plt.Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def heatmap(rows: Sequence[Mapping[str, Any]], method: str, path: Path, title: str) -> Path:
+def heatmap(rows: Sequence[Mapping[str, Any]], method: str, title: str) -> bytes:
     layers, amounts, grid = _grid(rows)
     fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(amounts), 1.5 + 0.22 * len(layers)))
     image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=max(100.0, float(np.nanmax(grid))))
@@ -41,10 +38,10 @@ def heatmap(rows: Sequence[Mapping[str, Any]], method: str, path: Path, title: s
     ax.set_xlabel(f"amount pruned ({'weights' if method == 'magnitude' else 'channels'} of the layer)")
     ax.set_title(f"{title}\n{method}: top-1 % with one layer pruned", fontsize=9)
     fig.colorbar(image, ax=ax, label="top-1 %")
-    return _save(fig, path)
+    return _png(fig)
 
 
-def lines(rows: Sequence[Mapping[str, Any]], method: str, path: Path, title: str) -> Path:
+def lines(rows: Sequence[Mapping[str, Any]], method: str, title: str) -> bytes:
     layers, amounts, grid = _grid(rows)
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colours = plt.cm.viridis(np.linspace(0, 1, max(len(layers), 2)))
@@ -57,14 +54,14 @@ def lines(rows: Sequence[Mapping[str, Any]], method: str, path: Path, title: str
     ax.set_title(f"{title}\n{method}: accuracy vs amount, one layer at a time", fontsize=9)
     if len(layers) <= 24:  # beyond that a legend hides the plot; the heat map names every layer
         ax.legend(fontsize=6, ncol=2 if len(layers) > 12 else 1, loc="lower left")
-    return _save(fig, path)
+    return _png(fig)
 
 
-def draw(rows: Sequence[Mapping[str, Any]], directory: Path, title: str) -> list[Path]:
-    """Both figures for every method in ``rows``; returns the files written."""
-    paths = []
+def draw(rows: Sequence[Mapping[str, Any]], title: str) -> dict[str, bytes]:
+    """Both figures for every method in ``rows``, as PNG bytes by file name."""
+    files = {}
     for method in dict.fromkeys(r["method"] for r in rows):
         mine = [r for r in rows if r["method"] == method]
-        paths.append(heatmap(mine, method, directory / f"sensitivity_{method}_heatmap.png", title))
-        paths.append(lines(mine, method, directory / f"sensitivity_{method}_lines.png", title))
-    return paths
+        files[f"sensitivity_{method}_heatmap.png"] = heatmap(mine, method, title)
+        files[f"sensitivity_{method}_lines.png"] = lines(mine, method, title)
+    return files

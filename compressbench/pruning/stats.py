@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from compressbench.measure.flops import count_macs
+from compressbench.models.counting import count_macs
 from compressbench.pruning.layers import prunable_layers
 
 

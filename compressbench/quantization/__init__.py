@@ -7,6 +7,6 @@ artifact and same-runtime fp32 reference; ``fakequant`` does low-bit weights wit
 """
 from __future__ import annotations
 
-from compressbench.engine import Unsupported  # the runner maps it to status ``unsupported``
+from compressbench.runtimes.base import Unsupported  # the pipeline maps it to status ``unsupported``
 
 __all__ = ["Unsupported"]

@@ -12,14 +12,15 @@ import torch
 from torch import nn
 
 from compressbench.adapters import torch_ao
-from compressbench.engine import Callback, Precision, fit
+from compressbench.engine import Callback, Precision
 from compressbench.quantization import Unsupported, fakequant
-from compressbench.quantization.methods import Result, need_int8
-from compressbench.quantization.runtimes import FxInt8Model
-from compressbench.stages.train import TrainConfig
+from compressbench.quantization.methods import Result, fp32_cpu, need_int8, recipe_of, register
+from compressbench.runtimes import Eager
+from compressbench.runtimes.fx_int8 import FxInt8
+from compressbench.stages.train import TrainConfig, train_module
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 
 def train_config(cfg: Any) -> TrainConfig:
@@ -42,40 +43,44 @@ class QatSchedule(Callback):
             torch_ao.freeze_observers(model)
 
 
-def qat_fx(model: nn.Module, cfg: Any, ctx: RunContext, recipe: torch_ao.Recipe) -> Result:
-    """Quantization-aware training with FX fake quantization on ``ctx.device``, then conversion to int8 (CPU)."""
-    source = copy.deepcopy(model).cpu().eval()
+@register("qat", "fx", observers=("moving_average",))
+def qat_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
+    """Quantization-aware training with FX fake quantization on ``env.device``, then conversion to int8 (CPU)."""
+    source_artifact = fp32_cpu(fp32)
+    source, model, recipe = source_artifact.module, fp32.module, recipe_of(cfg, batches)
     try:
         prepared = torch_ao.prepare_qat(source, recipe)
     except Exception as e:  # noqa: BLE001 — tracing failures: this graph cannot go through FX
         raise Unsupported(f"FX graph mode cannot trace {type(model).__name__} for QAT: {type(e).__name__}: "
                           f"{str(e)[:400]}. Try quantize.method=static_int8 with backend=onnxruntime") from e
-    prepared = prepared.to(ctx.device)
+    prepared = prepared.to(env.device)
     # Fake quantization simulates int8 on fp32 tensors; under AMP (CUDA) it would be fed bf16/fp16 activations.
-    amp, ctx.precision = ctx.precision, Precision.for_device(ctx.device, "off")
-    if amp.dtype is not None:
-        ctx.record(qat_precision="fp32")
-    try:
-        fit(prepared, train_config(cfg), ctx,
-            callbacks=(QatSchedule(cfg.freeze_bn_epoch, cfg.freeze_observer_epoch),))
-    finally:
-        ctx.precision = amp
-    converted = torch_ao.convert(prepared)
+    info: dict[str, Any] = {"qat_precision": "fp32"} if env.precision.dtype is not None else {}
+    fitted = train_module(prepared, train_config(cfg), env,
+                          callbacks=(QatSchedule(cfg.freeze_bn_epoch, cfg.freeze_observer_epoch),),
+                          precision=Precision.for_device(env.device, "off"))
+    converted = torch_ao.convert(fitted.model)
     report = torch_ao.fx_report(source, converted, recipe.skip)
     need_int8(report, model, "FX QAT")
-    return Result(FxInt8Model(converted, source, recipe), report, {"quant_engine": torch_ao.ENGINE})
+    return Result(FxInt8(converted, source_artifact, recipe), report,
+                  {"quant_engine": torch_ao.ENGINE, **info, **fitted.record}, history=fitted.history)
 
 
-def weight_bits(model: nn.Module, cfg: Any, ctx: RunContext) -> Result:
+@register("weight_bits", "eager")
+def weight_bits(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
     """Weights on a ``cfg.weight_bits``-bit per-channel grid, finetuned ``cfg.epochs`` with the straight-through
     estimator (0 = post-training), snapped, and encoded; the encoding is decoded back and checked."""
+    model = copy.deepcopy(fp32.module)
     bits = cfg.weight_bits
     layers = fakequant.attach_(model, bits, cfg.skip)
     if not layers:
         raise Unsupported(f"weight_bits quantizes Conv2d and Linear weights; {type(model).__name__} has none "
                           "outside quantize.skip")
+    history: list[dict[str, Any]] = []
+    info: dict[str, Any] = {}
     if cfg.epochs:
-        fit(model, train_config(cfg), ctx)
+        fitted = train_module(model, train_config(cfg), env)
+        history, info = fitted.history, fitted.record
     fakequant.bake_(model)
     blob = fakequant.encode(model, dict.fromkeys(layers, bits))
     decoded = fakequant.decode(blob)
@@ -88,5 +93,5 @@ def weight_bits(model: nn.Module, cfg: Any, ctx: RunContext) -> Result:
                else ("listed in quantize.skip" if isinstance(m, (nn.Conv2d, nn.Linear))
                      else "weight_bits quantizes conv/linear weights only")}
               for n, m in model.named_modules() if n and not list(m.children())]
-    info = {"encoded_bytes": len(blob), "weight_bits": bits, "low_bit_layers": len(layers)}
-    return Result(model, report, info, {f"weights_w{bits}.bin": blob})
+    info.update(encoded_bytes=len(blob), weight_bits=bits, low_bit_layers=len(layers))
+    return Result(Eager(model, fp32.arch), report, info, {f"weights_w{bits}.bin": blob}, history)

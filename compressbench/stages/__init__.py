@@ -1,4 +1,10 @@
-"""The STAGES registry. A stage is a plain function ``stage(model, cfg, ctx) -> nn.Module``.
+"""The STAGES registry. A stage is a plain function ``stage(artifact, cfg, env) -> StageResult``.
+
+``artifact`` is the ``Deployable`` the previous stage handed on (the first stage gets the freshly built model
+as an ``Eager``), ``cfg`` the stage's typed config and ``env`` the read-only ``StageEnv``. The stage returns
+its output artifact, the fields to add to its results row, its training history and the files it made (name →
+bytes); the pipeline writes all of them — rows, run-dir files and cache entries — so no stage has side effects
+beyond its own return value (and the pipeline's checkpoint store it is handed for resuming a training).
 
 ``register_stage(kind, config)`` adds the function under ``kind`` and stores its typed config in Hydra's
 ConfigStore as ``stage/<kind>``, so YAML can place it anywhere: ``- stage@finetune: train``. Every module in
@@ -7,27 +13,37 @@ this package is imported on first use, so a new stage is one new file.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
 
 from compressbench.config import StageConfig
 from compressbench.registry import Registry
+from compressbench.runtimes import Deployable
 
 if TYPE_CHECKING:
-    from torch import nn
+    from compressbench.env import StageEnv
 
-    from compressbench.context import RunContext
 
-StageFn = Callable[["nn.Module", StageConfig, "RunContext"], "nn.Module"]
+@dataclass
+class StageResult:
+    """What a stage returns; the pipeline records, writes and caches it."""
+
+    artifact: Deployable
+    record: dict[str, Any] = field(default_factory=dict)  # extra results-row fields
+    history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch rows of the trainings it ran
+    files: dict[str, bytes] = field(default_factory=dict)  # stage folder files: name → content
+
+
+StageFn = Callable[[Deployable, StageConfig, "StageEnv"], StageResult]
 
 
 @dataclass(frozen=True)
 class StageSpec:
     fn: StageFn
     config: type[StageConfig]
-    cacheable: bool = True  # its output model can be pickled into the stage cache
+    cacheable: bool = True  # its output is stored in the stage cache
     distributed: bool = False  # runs on every rank under torchrun (training); else on rank 0 only
 
 

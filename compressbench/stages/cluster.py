@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from compressbench.atomic import atomic_write_bytes
 from compressbench.config import BadValue, Plan, StageConfig, check
 from compressbench.deepcompression import sharing
 from compressbench.deepcompression.fileformat import decode_state, encode_state, same_state
 from compressbench.deepcompression.kmeans import INITS
 from compressbench.pruning.layers import by_layer, check_selectors, is_ignored, prunable_layers
-from compressbench.results import write_csv
-from compressbench.stages import register_stage
+from compressbench.results import csv_bytes
+from compressbench.runtimes import Deployable, Eager, as_module
+from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 
 @dataclass
@@ -90,32 +90,32 @@ class ClusterConfig(StageConfig):
 
 
 @register_stage("cluster", ClusterConfig)
-def cluster(model: nn.Module, cfg: ClusterConfig, ctx: RunContext) -> nn.Module:
+def cluster(artifact: Deployable, cfg: ClusterConfig, env: StageEnv) -> StageResult:
     """Share weights layer by layer; record bits, shared values in use and the codebook form's size."""
-    cfg.check_model(model, ctx.stage_name)
-    layers = sharing.cluster_model_(model, cfg.bits_for, cfg.init, cfg.iters, cfg.update, seed=ctx.stage_seed)
+    model = as_module(artifact, env.name)
+    cfg.check_model(model, env.name)
+    layers = sharing.cluster_model_(model, cfg.bits_for, cfg.init, cfg.iters, cfg.update, seed=env.seed)
     distinct = sharing.distinct_values(model)
     limits = {r.layer: 2**r.bits for r in layers}
     over = [n for n, limit in limits.items() if distinct[n] > limit]
     if over:  # an invariant, checked where it is made
         raise RuntimeError(f"clustering left more than 2^bits distinct values in {', '.join(over)}; this is a bug")
     rows = [{**asdict(r), "distinct_values": distinct[r.layer]} for r in layers]
-    if ctx.dist.is_main:
-        write_csv(ctx.stage_dir / "layers.csv", rows)
-    ctx.record(conv_bits=cfg.conv_bits, linear_bits=cfg.linear_bits, init=cfg.init, update=cfg.update,
+    out = StageResult(Eager(model, artifact.arch, artifact.runtime), files={"layers.csv": csv_bytes(rows)})
+    out.record.update(conv_bits=cfg.conv_bits, linear_bits=cfg.linear_bits, init=cfg.init, update=cfg.update,
                layers_clustered=len(layers), distinct_values_max=max(distinct[r.layer] for r in layers) if layers
                else None, shared_values_total=sum(r.clusters for r in layers),
                cluster_rel_error_max=max((r.rel_error for r in layers), default=None))
-    if cfg.encode and ctx.dist.is_main:
+    if cfg.encode:
         state = model.state_dict()
-        index_bits = cfg.encode_bits(ctx.plan, ctx.stage_name)
+        index_bits = cfg.encode_bits(env.plan, env.name)
         encoded = encode_state(state, {f"{n}.weight": index_bits(n, m) for n, m in prunable_layers(model).items()})
         back = decode_state(encoded.data)
         ok = same_state(back, state)
         if not ok:  # an unverified size is never reported
             raise RuntimeError("the Deep Compression file did not decode back to the clustered weights; this is a "
                                "bug in compressbench.deepcompression.fileformat; set cluster.encode=false meanwhile")
-        atomic_write_bytes(ctx.stage_dir / "model.cbdc", encoded.data)
-        ctx.record(encoded_bytes=len(encoded.data), encode_verified=ok)
-    return model
+        out.files["model.cbdc"] = encoded.data
+        out.record.update(encoded_bytes=len(encoded.data), encode_verified=ok)
+    return out
 

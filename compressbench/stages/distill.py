@@ -11,23 +11,23 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from omegaconf import DictConfig
-from torch import nn
 
 from compressbench.config import BadValue, ConfigError, Plan, check
 from compressbench.distillation.features import describe_names
 from compressbench.distillation.plan import check_plan, static_layers, student_layers
 from compressbench.distillation.run import distill_student
-from compressbench.engine import Diverged, fit
+from compressbench.engine import Diverged
 from compressbench.models import MODELS, build_model, check_model_config
-from compressbench.stages import register_stage
-from compressbench.stages.train import TrainConfig
+from compressbench.runtimes import Arch, Deployable, Eager, as_module
+from compressbench.stages import StageResult, register_stage
+from compressbench.stages.train import TrainConfig, train_module
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 LOSS_TERMS = ("kd", "fitnets", "at")
 
@@ -113,6 +113,13 @@ class DistillConfig(TrainConfig):
     def student_node(self) -> dict[str, Any]:
         return {"name": self.student, **self.student_options}
 
+    changes_layer_names: ClassVar[bool] = True  # later names refer to the student
+    replaces_model: ClassVar[bool] = True
+    reference_candidate: ClassVar[bool] = False  # a train subclass, but its output is another model
+
+    def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
+        return self.student_node, True
+
     def check_plan(self, name: str, cfg: DictConfig, plan: Plan) -> None:
         """Checks that need the whole chain (teacher stage order, other experiments, teacher layer names)."""
         check_plan(self, name, cfg, plan)
@@ -138,35 +145,38 @@ def sorted_names(names: set[str]) -> str:
     return describe_names(sorted(names))
 
 
-def build_student(cfg: DistillConfig, ctx: RunContext) -> nn.Module:
+def build_student(cfg: DistillConfig, env: StageEnv) -> Eager:
     """The student for this dataset. Its initial weights depend on the student config and the run's seed only,
     so a scratch stage and a KD stage of one chain start from the same weights and differ by their loss."""
-    data = ctx.data
+    data = env.data
     # Not stage_key: that hash includes the package and cache versions, and a release must not change inits.
-    blob = json.dumps({"student": cfg.student_node, "seed": ctx.plan.runtime.seed}, sort_keys=True, default=str)
+    blob = json.dumps({"student": cfg.student_node, "seed": env.plan.runtime.seed}, sort_keys=True, default=str)
     seed = int(hashlib.sha256(blob.encode()).hexdigest()[:8], 16)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         student = build_model(cfg.student_node, data.num_classes, data.in_channels, data.image_size)
-    student = student.to(ctx.device)
-    return student.to(memory_format=torch.channels_last) if ctx.channels_last else student
+    student = student.to(env.device)
+    if env.channels_last:
+        student = student.to(memory_format=torch.channels_last)
+    return Eager(student, Arch(cfg.student_node, data.num_classes, data.in_channels, data.image_size))
 
 
 @register_stage("distill", DistillConfig, distributed=True)
-def distill(model: nn.Module, cfg: DistillConfig, ctx: RunContext) -> nn.Module:
-    """Train ``cfg.student`` against the teacher ``cfg.teacher`` names (default: ``model``); return the student."""
-    cfg.check_plan(ctx.stage_name, ctx.cfg, ctx.plan)  # cheap; config.validate may already have run it
-    student = build_student(cfg, ctx)
-    ctx.record(model=cfg.student, student=cfg.student)
+def distill(artifact: Deployable, cfg: DistillConfig, env: StageEnv) -> StageResult:
+    """Train ``cfg.student`` against the teacher ``cfg.teacher`` names (default: the incoming model); hand on
+    the student."""
+    cfg.check_plan(env.name, env.cfg, env.plan)  # cheap; config.validate may already have run it
+    student = build_student(cfg, env)
+    record: dict[str, Any] = {"model": cfg.student, "student": cfg.student}
     if not cfg.loss:
-        return fit(student, cfg, ctx)
-    try:
-        return distill_student(student, model, cfg, ctx)
-    except Diverged as e:
-        raise Diverged(f"{e}. Distillation adds alpha T^2 KL (and beta/2 AT) to the loss: KD at a low "
-                       f"{ctx.stage_name}.temperature (now {cfg.temperature}) is a known source, as logits / T "
-                       f"overflow (already at T ~ 1e-3 under fp16 AMP), and a large {ctx.stage_name}.beta (now "
-                       f"{cfg.beta}) scales the AT gradients; raise the temperature (2 to 20) or lower beta"
-                       ) from None
-
-
+        fitted = train_module(student.module, cfg, env)
+    else:
+        try:
+            fitted = distill_student(student.module, as_module(artifact, env.name), cfg, env)
+        except Diverged as e:
+            raise Diverged(f"{e}. Distillation adds alpha T^2 KL (and beta/2 AT) to the loss: KD at a low "
+                           f"{env.name}.temperature (now {cfg.temperature}) is a known source, as logits / T "
+                           f"overflow (already at T ~ 1e-3 under fp16 AMP), and a large {env.name}.beta (now "
+                           f"{cfg.beta}) scales the AT gradients; raise the temperature (2 to 20) or lower beta",
+                           record=e.record) from None
+    return StageResult(Eager(fitted.model, student.arch), {**record, **fitted.record}, fitted.history)

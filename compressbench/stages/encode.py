@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from compressbench.atomic import atomic_write_bytes
 from compressbench.config import StageConfig, check
 from compressbench.deepcompression import sharing
 from compressbench.deepcompression.fileformat import decode_state, encode_state, layer_table, same_state
-from compressbench.measure import device_of
 from compressbench.pruning.layers import by_layer, check_selectors, prunable_layers
-from compressbench.results import write_csv
-from compressbench.stages import register_stage
+from compressbench.results import csv_bytes
+from compressbench.runtimes import Deployable, Eager, as_module
+from compressbench.runtimes.eager import module_device
+from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 FILE = "model.cbdc"
 
@@ -61,9 +61,10 @@ class EncodeConfig(StageConfig):
 
 
 @register_stage("encode", EncodeConfig)
-def encode(model: nn.Module, cfg: EncodeConfig, ctx: RunContext) -> nn.Module:
-    """Write the Deep Compression file, decode it into a copy of ``model``, verify logits; return the copy."""
-    cfg.check_model(model, ctx.stage_name)
+def encode(artifact: Deployable, cfg: EncodeConfig, env: StageEnv) -> StageResult:
+    """Make the Deep Compression file, decode it into a copy of the model, verify logits; hand on the copy."""
+    model = as_module(artifact, env.name)
+    cfg.check_model(model, env.name)
     sharing.sync_(model)  # a shared layer's weights as its shared values (a forward pass would do the same)
     state = model.state_dict()
     packed = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
@@ -74,9 +75,7 @@ def encode(model: nn.Module, cfg: EncodeConfig, ctx: RunContext) -> nn.Module:
     encoded = encode_state(state, {f"{n}.weight": cfg.index_bits(n, m) for n, m in prunable_layers(model).items()},
                            cfg.block)
     encode_s = time.perf_counter() - start
-    path = ctx.stage_dir / FILE
-    atomic_write_bytes(path, encoded.data)
-    data = path.read_bytes()  # what is verified is what is on disk
+    data = encoded.data  # the file's bytes: what is verified is exactly what the pipeline writes
     start = time.perf_counter()
     back = decode_state(data)
     decode_s = time.perf_counter() - start
@@ -84,23 +83,23 @@ def encode(model: nn.Module, cfg: EncodeConfig, ctx: RunContext) -> nn.Module:
     # stage after encode trains single weights again.
     decoded = sharing.unshare_(copy.deepcopy(model))
     decoded.load_state_dict(back)
-    x = ctx.example_batch(cfg.verify_images, device_of(model))
+    x = env.example_batch(cfg.verify_images, module_device(model))
     model.eval()
     decoded.eval()
     with torch.no_grad():
         ok = same_state(back, state) and torch.equal(model(x), decoded(x))
     if not ok:  # an unverified size is never reported
-        raise RuntimeError(f"the model decoded from {path} does not give the encoded model's logits; this is a bug "
+        raise RuntimeError(f"the model decoded from {FILE} does not give the encoded model's logits; this is a bug "
                            "in compressbench.deepcompression.fileformat")
     table = layer_table(encoded)
-    write_csv(ctx.stage_dir / "layers.csv", table)
     total = table[-1]
-    ref = ctx.reference.metrics if ctx.reference is not None and ctx.reference.metrics else None
+    ref = env.reference.metrics if env.reference is not None and env.reference.metrics else None
     distinct = sharing.distinct_values(decoded)  # every conv/linear layer of the file, raw ones included
-    ctx.record(encoded_bytes=len(data), encode_verified=ok, encoded_layers=len(table) - 1,
+    record = dict(encoded_bytes=len(data), encode_verified=ok, encoded_layers=len(table) - 1,
                distinct_values_max=max(distinct.values(), default=None),
                encoded_ratio=ref["dense_bytes"] / len(data) if ref else None,
                weights_kept_pct=total["weights_kept_pct"], weight_bits_huffman=total["weight_bits_huffman"],
                index_bits_huffman=total["index_bits_huffman"], ratio_p=total["ratio_p"],
                ratio_pq=total["ratio_pq"], ratio_pqh=total["ratio_pqh"], encode_s=encode_s, decode_s=decode_s)
-    return decoded
+    return StageResult(Eager(decoded, artifact.arch, artifact.runtime), record,
+                       files={FILE: data, "layers.csv": csv_bytes(table)})

@@ -16,14 +16,15 @@ from torch import nn
 
 from compressbench.config import BadValue, StageConfig, check
 from compressbench.deepcompression.lowrank import METHODS, SCHEMES, factorize_, max_rank, params_saved
-from compressbench.measure import device_of
-from compressbench.measure.flops import count_macs
+from compressbench.models.counting import count_macs
 from compressbench.pruning.layers import check_selectors, matches, prunable_layers
-from compressbench.results import write_csv
-from compressbench.stages import register_stage
+from compressbench.results import csv_bytes
+from compressbench.runtimes import Deployable, Eager, as_module
+from compressbench.runtimes.eager import module_device
+from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 
 @dataclass
@@ -69,10 +70,11 @@ class LowRankConfig(StageConfig):
 
 
 @register_stage("lowrank", LowRankConfig)
-def lowrank(model: nn.Module, cfg: LowRankConfig, ctx: RunContext) -> nn.Module:
+def lowrank(artifact: Deployable, cfg: LowRankConfig, env: StageEnv) -> StageResult:
     """Factorize the model's layers as ``cfg`` says; record what fell and which layers were skipped."""
-    cfg.check_model(model, ctx.stage_name)
-    example = ctx.example_batch(1, device_of(model))
+    model = as_module(artifact, env.name)
+    cfg.check_model(model, env.name)
+    example = env.example_batch(1, module_device(model))
     params_before = sum(p.numel() for p in model.parameters())
     macs_before = count_macs(model, example)[0]
     decisions = factorize_(model, method=cfg.method, energy=cfg.energy, ratio=cfg.ratio, rank=cfg.rank,
@@ -80,13 +82,12 @@ def lowrank(model: nn.Module, cfg: LowRankConfig, ctx: RunContext) -> nn.Module:
     macs_after = count_macs(model, example)[0]
     done = [d for d in decisions if d.status == "factorized"]
     skipped = [d for d in decisions if d.status != "factorized"]
-    if ctx.dist.is_main:
-        write_csv(ctx.stage_dir / "layers.csv", [asdict(d) for d in decisions])
-    ctx.record(rank_method=cfg.method, conv_scheme=cfg.conv_scheme, layers_factorized=len(done),
+    record = dict(rank_method=cfg.method, conv_scheme=cfg.conv_scheme, layers_factorized=len(done),
                layers_skipped=len(skipped), lowrank_skipped=" ".join(d.layer for d in skipped) or None,
                params_removed_fraction=1 - sum(p.numel() for p in model.parameters()) / params_before,
                factorized_params_saved=params_saved(done) if done else 0.0,
                macs_reduction=macs_before / macs_after if macs_after else None,
                energy_kept_min=min((d.energy_kept for d in done), default=None),
                rank_mean=sum(d.rank for d in done) / len(done) if done else None)
-    return model
+    return StageResult(Eager(model, artifact.arch, artifact.runtime), record,
+                       files={"layers.csv": csv_bytes([asdict(d) for d in decisions])})

@@ -13,21 +13,20 @@ import torch
 from torch import nn
 
 from compressbench import distributed
-from compressbench.atomic import atomic_write_bytes
 from compressbench.config import BadValue, StageConfig, check
-from compressbench.engine import fit
-from compressbench.measure import device_of
 from compressbench.pruning import structured, unstructured
 from compressbench.pruning.encoding import encode_verified
 from compressbench.pruning.layers import Spec, check_selectors, classifier_name, prunable_layers
 from compressbench.pruning.schedules import SCHEDULES, GradualPruning, iterative_fractions
 from compressbench.pruning.stats import achieved, snapshot
-from compressbench.results import write_csv
-from compressbench.stages import register_stage
-from compressbench.stages.train import TrainConfig
+from compressbench.results import csv_bytes
+from compressbench.runtimes import Deployable, Eager, as_module
+from compressbench.runtimes.eager import module_device
+from compressbench.stages import StageResult, register_stage
+from compressbench.stages.train import TrainConfig, train_module
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 # What `amount` is a fraction of, per method.
 UNITS = {"magnitude": "weights", "random": "weights", "l1_filter": "channels", "taylor": "channels"}
@@ -106,90 +105,90 @@ class PruneConfig(StageConfig):
 
 
 @register_stage("prune", PruneConfig, distributed=True)
-def prune(model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> nn.Module:
-    """Prune ``model`` as ``cfg`` says; record what was achieved and the verified encoded size.
+def prune(artifact: Deployable, cfg: PruneConfig, env: StageEnv) -> StageResult:
+    """Prune the model as ``cfg`` says; record what was achieved and the verified encoded size.
 
     Registered as distributed because the iterative and agp schedules train (``engine.fit``): under torchrun
-    every rank runs it, makes the same pruning decisions (rank 0's Taylor scores are broadcast) and only rank 0
-    writes files.
+    every rank runs it, makes the same pruning decisions (rank 0's Taylor scores are broadcast) and only rank 0's
+    files are kept.
     """
-    cfg.check_model(model, ctx.stage_name)  # before any pruning: a wrong layer name costs nothing
-    example = ctx.example_batch(1, device_of(model))
+    model = as_module(artifact, env.name)
+    cfg.check_model(model, env.name)  # before any pruning: a wrong layer name costs nothing
+    example = env.example_batch(1, module_device(model))
     classifier = classifier_name(model, example)
     before = snapshot(model, example, classifier)
     original = structured.out_channels(model)
-    generator = torch.Generator().manual_seed(ctx.stage_seed)
-    main = ctx.dist.is_main
+    generator = torch.Generator().manual_seed(env.seed)
+    out = StageResult(artifact)
 
     def apply(m: nn.Module, fraction: float, round_: int = 0) -> Any:
         if cfg.amount_of == "weights":
             return unstructured.prune_weights_(m, cfg.spec, fraction, cfg.method, generator)
         batches: Any = ()
         if cfg.method == "taylor":
-            loader = ctx.train_loader(cfg.taylor_batch_size, augment=False)
+            loader = env.train_loader(cfg.taylor_batch_size, augment=False)
             loader.set_epoch(round_)
             batches = itertools.islice(loader, cfg.taylor_batches)
         return structured.prune_channels_(m, cfg.spec, example, classifier, method=cfg.method,
                                           fraction=fraction, original=original, batches=batches,
-                                          agree=distributed.broadcast if ctx.dist.enabled else None)
+                                          agree=distributed.broadcast if env.dist.enabled else None)
 
     if cfg.schedule == "oneshot":
         apply(model, 1.0)
     elif cfg.schedule == "iterative":
-        model = iterative(model, cfg, ctx, apply, lambda m: achieved(before, snapshot(m, example, classifier)))
+        model = iterative(model, cfg, env, apply, lambda m: achieved(before, snapshot(m, example, classifier)), out)
     else:
         gradual = GradualPruning(apply, prunable_layers(model), cfg.agp_start, cfg.agp_end, cfg.agp_frequency)
-        model = fit(model, cfg.retrain, ctx, callbacks=(gradual,))
+        fitted = train_module(model, cfg.retrain, env, callbacks=(gradual,))
+        model = fitted.model
+        out.history += fitted.history
+        out.record.update(fitted.record)
         apply(model, 1.0)  # idempotent when the schedule reached its end (it always does); a guarantee
-        if main:
-            write_csv(ctx.stage_dir / "agp_events.csv",
-                      [{"step": s, "fraction_of_amount": f} for s, f in gradual.events])
-        ctx.record(agp_events=len(gradual.events))
+        out.files["agp_events.csv"] = csv_bytes([{"step": s, "fraction_of_amount": f} for s, f in gradual.events])
+        out.record["agp_events"] = len(gradual.events)
 
-    ctx.record(amount=cfg.amount, amount_of=cfg.amount_of, scope=cfg.scope, schedule=cfg.schedule,
-               **achieved(before, snapshot(model, example, classifier)))
-    if main:
-        write_layer_table(model, original, ctx)
-    if cfg.encode and main:
+    out.record.update(amount=cfg.amount, amount_of=cfg.amount_of, scope=cfg.scope, schedule=cfg.schedule,
+                      **achieved(before, snapshot(model, example, classifier)))
+    out.files["layers.csv"] = layer_table(model, original)
+    if cfg.encode:
         encoded, ok = encode_verified(model.state_dict())
         if not ok:  # an unverified size is never reported
             raise RuntimeError("the sparse encoding did not decode back to the pruned weights; this is a bug in "
                                "compressbench.pruning.encoding; set prune.encode=false to skip it meanwhile")
-        atomic_write_bytes(ctx.stage_dir / "weights.cbsp", encoded.data)
-        ctx.record(encoded_bytes=len(encoded.data), encode_verified=ok, encoded_dense_bytes=encoded.dense_bytes,
-                   encoded_layouts=" ".join(f"{k}:{v}" for k, v in sorted(encoded.layouts.items())))
-    return model
+        out.files["weights.cbsp"] = encoded.data
+        out.record.update(encoded_bytes=len(encoded.data), encode_verified=ok,
+                          encoded_dense_bytes=encoded.dense_bytes,
+                          encoded_layouts=" ".join(f"{k}:{v}" for k, v in sorted(encoded.layouts.items())))
+    out.artifact = Eager(model, artifact.arch, artifact.runtime)
+    return out
 
 
-def iterative(model: nn.Module, cfg: PruneConfig, ctx: RunContext, apply: Callable[..., Any],
-              progress: Callable[[nn.Module], dict[str, float]]) -> nn.Module:
+def iterative(model: nn.Module, cfg: PruneConfig, env: StageEnv, apply: Callable[..., Any],
+              progress: Callable[[nn.Module], dict[str, float]], out: StageResult) -> nn.Module:
     """``cfg.rounds`` of prune → retrain; ``rounds.csv`` says what each round achieved.
 
-    Each round's training resumes from its own file (``resume_round<k>.pt`` beside the stage's
-    ``resume.pt``), so an interrupted stage replays the finished rounds' pruning (deterministic) and picks up
-    their trained weights instead of confusing one round's state with another's.
+    Each round's training resumes from its own checkpoint slot (``round<k>_``), so an interrupted stage replays
+    the finished rounds' pruning (deterministic) and picks up their trained weights instead of confusing one
+    round's state with another's.
     """
-    stage_resume, rounds = ctx.resume_file, []
-    round_files = []
-    try:
-        for k, fraction in enumerate(iterative_fractions(cfg.rounds)):
-            apply(model, fraction, k)
-            if stage_resume is not None:
-                ctx.resume_file = stage_resume.with_name(f"resume_round{k + 1}.pt")
-                round_files.append(ctx.resume_file)
-            model = fit(model, cfg.retrain, ctx)
-            rounds.append({"round": k + 1, "fraction_of_amount": fraction, **progress(model),
-                           "val_acc": ctx.history[-1]["val_acc"] if ctx.history and cfg.retrain.epochs else None})
-    finally:
-        ctx.resume_file = stage_resume
-    if ctx.dist.is_main:
-        write_csv(ctx.stage_dir / "rounds.csv", rounds)
-        for path in round_files:  # the stage is complete: its cache entry keeps the model, not these
-            path.unlink(missing_ok=True)
+    rounds, checkpoints = [], []
+    for k, fraction in enumerate(iterative_fractions(cfg.rounds)):
+        apply(model, fraction, k)
+        slot = f"round{k + 1}_"
+        checkpoints.append(env.checkpoint(slot))
+        fitted = train_module(model, cfg.retrain, env, slot=slot)
+        model = fitted.model
+        out.history += fitted.history
+        out.record.update(fitted.record)
+        rounds.append({"round": k + 1, "fraction_of_amount": fraction, **progress(model),
+                       "val_acc": fitted.history[-1]["val_acc"] if fitted.history else None})
+    out.files["rounds.csv"] = csv_bytes(rounds)
+    for checkpoint in checkpoints:  # the stage is complete: its cache entry keeps the model, not these
+        checkpoint.clear()
     return model
 
 
-def write_layer_table(model: nn.Module, original: dict[str, int], ctx: RunContext) -> None:
+def layer_table(model: nn.Module, original: dict[str, int]) -> bytes:
     """``layers.csv``: per conv/linear layer, output channels before/after and the weights left nonzero."""
     rows = []
     for name, m in prunable_layers(model).items():
@@ -197,4 +196,4 @@ def write_layer_table(model: nn.Module, original: dict[str, int], ctx: RunContex
         nonzero = int(torch.count_nonzero(w))
         rows.append({"layer": name, "out_channels_before": original.get(name), "out_channels": int(w.shape[0]),
                      "weights": w.numel(), "nonzero_weights": nonzero, "sparsity": 1 - nonzero / max(w.numel(), 1)})
-    write_csv(ctx.stage_dir / "layers.csv", rows)
+    return csv_bytes(rows)

@@ -14,14 +14,15 @@ from torch import nn
 
 from compressbench.config import StageConfig, check
 from compressbench.engine import evaluate
-from compressbench.measure import device_of
 from compressbench.pruning.layers import check_selectors, classifier_name
 from compressbench.pruning.sensitivity import METHODS, scan
-from compressbench.results import write_csv
-from compressbench.stages import register_stage
+from compressbench.results import csv_bytes
+from compressbench.runtimes import Deployable, as_module
+from compressbench.runtimes.eager import module_device
+from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 
 @dataclass
@@ -47,12 +48,13 @@ class SensitivityConfig(StageConfig):
 
 
 @register_stage("sensitivity", SensitivityConfig)
-def sensitivity(model: nn.Module, cfg: SensitivityConfig, ctx: RunContext) -> nn.Module:
-    """Scan every layer at every amount; write ``sensitivity.csv`` and the figures into the stage folder."""
-    cfg.check_model(model, ctx.stage_name)
-    device = device_of(model)
-    example = ctx.example_batch(1, device)
-    loader = ctx.eval_loader(cfg.split, device=device)
+def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> StageResult:
+    """Scan every layer at every amount; hand back ``sensitivity.csv`` and the figures. The model is unchanged."""
+    model = as_module(artifact, env.name)
+    cfg.check_model(model, env.name)
+    device = module_device(model)
+    example = env.example_batch(1, device)
+    loader = env.eval_loader(cfg.split, device=device)
 
     def accuracy(m: nn.Module) -> dict[str, float]:
         batches = itertools.islice(loader, cfg.max_batches) if cfg.max_batches else loader
@@ -60,14 +62,12 @@ def sensitivity(model: nn.Module, cfg: SensitivityConfig, ctx: RunContext) -> nn
 
     def progress(items):
         items = list(items)
-        return ctx.progress(items, desc=f"{ctx.stage_name} layers", unit="layer", leave=False)
+        return env.progress(items, desc=f"{env.name} layers", unit="layer", leave=False)
 
     rows = scan(model, accuracy, cfg.methods, cfg.amounts, cfg.ignore, example, classifier_name(model, example),
                 progress)
-    write_csv(ctx.stage_dir / "sensitivity.csv", rows)
     from compressbench.pruning.sensitivity_plots import draw  # matplotlib only when drawing
 
-    title = f"{ctx.cfg.model.name} on {ctx.cfg.dataset.name}, {cfg.split} split"
-    draw(rows, ctx.stage_dir, title)
-    ctx.record(sensitivity_points=len(rows))
-    return model
+    title = f"{env.cfg.model.name} on {env.cfg.dataset.name}, {cfg.split} split"
+    files = {"sensitivity.csv": csv_bytes(rows), **draw(rows, title)}
+    return StageResult(artifact, {"sensitivity_points": len(rows)}, files=files)

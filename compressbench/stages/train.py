@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import nn
 
 from compressbench.config import StageConfig, check
-from compressbench.engine import fit
-from compressbench.stages import register_stage
+from compressbench.engine import Callback, Criterion, Fitted, Precision, fit
+from compressbench.runtimes import Deployable, Eager, as_module
+from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:
-    from compressbench.context import RunContext
+    from compressbench.env import StageEnv
 
 
 @dataclass
@@ -33,6 +34,10 @@ class TrainConfig(StageConfig):
     augment: bool = True  # the dataset's batch-wise augmentation (crop/flip)
     keep: str = "best"  # which weights go on down the chain: best (by val accuracy) | last
     keep_sparsity: bool = True  # weights that are exactly zero at the start stay zero (pruned models)
+    reference_candidate: ClassVar[bool] = True
+
+    def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
+        return incoming, exact  # training keeps the architecture and its layer names
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "epochs", self.epochs, ">= 0")
@@ -53,6 +58,16 @@ class TrainConfig(StageConfig):
 
 
 @register_stage("train", TrainConfig, distributed=True)
-def train(model: nn.Module, cfg: TrainConfig, ctx: RunContext) -> nn.Module:
-    """Train (or finetune) ``model`` on the dataset's train split; model selection on val."""
-    return fit(model, cfg, ctx)
+def train(artifact: Deployable, cfg: TrainConfig, env: StageEnv) -> StageResult:
+    """Train (or finetune) the model on the dataset's train split; model selection on val."""
+    fitted = train_module(as_module(artifact, env.name), cfg, env)
+    return StageResult(Eager(fitted.model, artifact.arch, artifact.runtime), fitted.record, fitted.history)
+
+
+def train_module(model: nn.Module, cfg: TrainConfig, env: StageEnv, criterion: Criterion | None = None,
+                 callbacks: tuple[Callback, ...] = (), slot: str = "", return_index: bool = False,
+                 precision: Precision | None = None) -> Fitted:
+    """``engine.fit`` on ``env``'s data with the pipeline's checkpoint store: the one way stages train."""
+    return fit(model, cfg, env.loaders(cfg.batch_size, cfg.augment, return_index),
+               precision=precision or env.precision, checkpoint=env.checkpoint(slot), callbacks=callbacks,
+               criterion=criterion, progress=env.progress, collective=env.collective, label=env.name)

@@ -1,4 +1,4 @@
-"""MACs by counting: forward hooks on conv and linear layers at batch 1.
+"""Counting a torch model: MACs by forward hooks on conv and linear layers at batch 1, and its parameters.
 
 ``macs`` is the dense count of the model as it is (so unstructured zeros do not reduce it); ``effective_macs``
 leaves out output filters and input channels whose weights are all zero (channels a structured method zeroed
@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from compressbench.models import eval_mode
+from compressbench.models._common import eval_mode
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -45,14 +46,7 @@ def _live_fraction(weight: torch.Tensor, groups: int) -> float:
 
 @torch.no_grad()
 def count_macs(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
-    """(macs, effective_macs) for one sample shaped like ``example`` (batch dimension included).
-
-    A model that is not a torch graph of layers (an ONNX Runtime session, a compiled program) reports its own
-    counts through ``compressbench_macs(example)``.
-    """
-    own = getattr(model, "compressbench_macs", None)
-    if callable(own):
-        return own(example)
+    """(macs, effective_macs) for one sample shaped like ``example`` (batch dimension included)."""
     totals = [0.0, 0.0]
     batch = example.shape[0]
 
@@ -80,3 +74,29 @@ def count_macs(model: nn.Module, example: torch.Tensor) -> tuple[int, int]:
         for h in handles:
             h.remove()
     return int(round(totals[0])), int(round(totals[1]))
+
+
+def _packed_tensors(model: nn.Module) -> Iterator[torch.Tensor]:
+    """Weights and biases that quantized layers keep packed (their ``weight()``/``bias()`` are methods and
+    ``parameters()`` does not list them), dequantized."""
+    for m in model.modules():
+        for attr in ("weight", "bias"):
+            get = getattr(m, attr, None)
+            if inspect.ismethod(get):
+                t = get()
+                if isinstance(t, torch.Tensor):
+                    yield t.dequantize() if t.is_quantized else t
+
+
+def param_counts(model: nn.Module) -> tuple[int, int]:
+    """(parameters, nonzero parameters) of a torch model, counting shared tensors once; quantized layers count
+    their packed weights and biases."""
+    seen: set[int] = set()
+    total = nonzero = 0
+    for p in (*model.parameters(), *_packed_tensors(model)):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()).item())
+    return total, nonzero

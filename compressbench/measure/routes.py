@@ -1,0 +1,51 @@
+"""Timing an artifact against the fp32 baseline on every fp32 runtime (``speedup_vs_best_fp32``).
+
+Called by ``measure`` on each measurement of an artifact whose stage names fp32 routes (``quantize``), so these
+speedups are timed in the same process as the row's other numbers — never replayed from a cache entry made on
+another machine or with other threads. Routes are ``RUNTIMES`` names; each builds the fp32 model on its runtime
+through ``from_fp32``.
+"""
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from compressbench.config import MeasureConfig
+from compressbench.measure.latency import num_threads, time_model
+from compressbench.runtimes import RUNTIMES, Deployable, Eager
+
+
+def against_fp32_routes(artifact: Deployable, fp32: Eager, routes: Sequence[str], example: torch.Tensor,
+                        cfg: MeasureConfig) -> dict[str, Any]:
+    """Batch-1 speedup of ``artifact`` against ``fp32`` on each route, paired and interleaved like ``measure``
+    (median of per-round ratios); ``speedup_vs_best_fp32`` is the smallest: the speedup over the fastest fp32
+    runtime, which ``best_fp32_runtime`` names."""
+    if artifact.device.type != "cpu":
+        return {"fp32_routes_skipped": "the model runs on a GPU; fp32 routes are CPU runtimes"}
+    base = Eager(copy.deepcopy(fp32.module).cpu().eval().to(memory_format=torch.contiguous_format), fp32.arch)
+    out: dict[str, Any] = {}
+    skipped = []
+    with num_threads(cfg.threads):
+        candidate = artifact.timer(example)
+        for route in routes:
+            try:
+                reference = RUNTIMES.get(route).from_fp32(base, example)  # type: ignore[attr-defined]
+                timing = time_model(candidate, torch.device("cpu"), warmup=cfg.warmup, iters=cfg.iters,
+                                    rounds=cfg.rounds, reference=reference.timer(example))
+            except ImportError as e:  # an optional runtime that is not installed: say how to get it
+                skipped.append(f"{route} (not installed: {e})")
+                continue
+            except Exception as e:  # noqa: BLE001 — a route that cannot run this model is reported, not fatal
+                skipped.append(f"{route} ({type(e).__name__}: {str(e)[:120]})")
+                continue
+            out[f"speedup_vs_{route}_fp32"] = timing.speedup
+    if skipped:
+        out["fp32_routes_skipped"] = "; ".join(skipped)
+    timed = {k: v for k, v in out.items() if k.startswith("speedup_vs_")}
+    if timed:
+        best = min(timed, key=timed.__getitem__)
+        out.update(speedup_vs_best_fp32=timed[best], best_fp32_runtime=best[len("speedup_vs_"):-len("_fp32")])
+    return out

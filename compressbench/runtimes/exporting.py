@@ -1,0 +1,94 @@
+"""Deployable files a user takes away, and their check in a process that cannot import compressbench.
+
+``export_fp32`` writes an fp32 model as ONNX (any runtime) and as a ``torch.export`` program (``.pt2``, plain
+torch). ``verify`` runs ``verify_exported.py`` in a fresh interpreter with compressbench blocked from import:
+it loads each file with plain torch / onnxruntime / openvino, runs the test images and compares with the
+logits of the run, as a deployment would see them.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+# Largest |exported - in-run| logit difference accepted, relative to the logits' scale, per file format: the same
+# kernels give (nearly) the same numbers; another runtime's fp32 kernels differ by rounding only.
+TOLERANCE = {"onnx": 1e-3, "torch.export": 1e-4, "torchscript": 1e-4, "openvino": 1e-3}
+VERIFIER = Path(__file__).with_name("verify_exported.py")
+
+
+@dataclass
+class Exported:
+    """What an export wrote: file name → format, formats it could not write (format → why), and per file a
+    tolerance other than its format's (a file that runs other kernels than the run did)."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)
+
+    def merge(self, other: Exported) -> Exported:
+        return Exported({**self.files, **other.files}, {**self.skipped, **other.skipped},
+                        {**self.tolerance, **other.tolerance})
+
+    def tolerance_of(self, name: str) -> float:
+        return self.tolerance.get(name, TOLERANCE[self.files[name]])
+
+
+def export_fp32(module: nn.Module, directory: Path, example: torch.Tensor, stem: str = "model") -> Exported:
+    """``<stem>.onnx`` (dynamic batch) and ``<stem>.pt2`` (torch.export, dynamic batch) of ``module``."""
+    from compressbench.adapters import onnx as onnx_adapter
+
+    out = Exported()
+    module = module.cpu().eval()
+    example = example.cpu().contiguous()
+    try:
+        data, _ = onnx_adapter.export(module, example)
+        (directory / f"{stem}.onnx").write_bytes(data)
+        out.files[f"{stem}.onnx"] = "onnx"
+    except Exception as e:  # noqa: BLE001 — an op without an ONNX symbolic: say so in the manifest
+        out.skipped["onnx"] = f"{type(e).__name__}: {str(e)[:200]}"
+    try:
+        batch = example if len(example) >= 2 else example.repeat(2, *([1] * (example.dim() - 1)))
+        program = torch.export.export(module, (batch,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        torch.export.save(program, directory / f"{stem}.pt2")
+        out.files[f"{stem}.pt2"] = "torch.export"
+    except Exception as e:  # noqa: BLE001
+        out.skipped["torch.export"] = f"{type(e).__name__}: {str(e)[:200]}"
+    return out
+
+
+def export_torchscript(module: nn.Module, directory: Path, example: torch.Tensor, name: str) -> Exported:
+    """A traced TorchScript file (for int8 eager kernels, which have no other standalone form)."""
+    try:
+        with torch.no_grad():
+            traced = torch.jit.trace(module.eval(), example.cpu().contiguous())
+        torch.jit.save(traced, str(directory / name))
+        return Exported({name: "torchscript"})
+    except Exception as e:  # noqa: BLE001
+        return Exported(skipped={"torchscript": f"{type(e).__name__}: {str(e)[:200]}"})
+
+
+def verify(directory: Path, exported: Exported, inputs: torch.Tensor, expected: torch.Tensor,
+           timeout: float = 600) -> dict[str, dict[str, Any]]:
+    """Per file: ``ok``, ``max_abs_diff``, ``top1_agreement`` (percent) — or ``error`` — from a fresh process that
+    cannot import compressbench."""
+    np.save(directory / ".verify_inputs.npy", inputs.detach().cpu().float().numpy())
+    np.save(directory / ".verify_expected.npy", expected.detach().cpu().float().numpy())
+    spec = {"files": exported.files, "tolerance": {n: exported.tolerance_of(n) for n in exported.files}}
+    try:
+        proc = subprocess.run([sys.executable, str(VERIFIER), str(directory), json.dumps(spec)],
+                              capture_output=True, text=True, timeout=timeout)
+    finally:
+        for name in (".verify_inputs.npy", ".verify_expected.npy"):
+            (directory / name).unlink(missing_ok=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the export check could not run (exit {proc.returncode}): {proc.stderr[-800:]}")
+    return json.loads(lines[-1])
