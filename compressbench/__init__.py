@@ -22,8 +22,8 @@ def run(experiment: str | None = None, overrides: list[str] | tuple[str, ...] = 
     import pandas as pd
     from hydra import compose, initialize_config_dir
 
-    from compressbench import runner
     from compressbench.config import conf_dir
+    from compressbench.pipeline import runner
 
     overrides = [*([f"+experiment={experiment}"] if experiment else []), *overrides]
     with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):

@@ -10,9 +10,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from compressbench import runner
 from compressbench.config import conf_dir
-from compressbench.runner import report_best_effort
+from compressbench.pipeline import runner
+from compressbench.pipeline.runner import report_best_effort
 
 
 def budget_threads(cfg: DictConfig, hc: Any) -> None:

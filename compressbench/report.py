@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from compressbench.atomic import atomic_write_bytes, atomic_write_text
-from compressbench.locks import file_lock
+from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
+from compressbench.infra.locks import file_lock
 from compressbench.results import ordered_columns
 
 TABLE_COLUMNS = ["stage", "kind", "status", "test_acc", "params", "sparsity", "size_bytes", "compression_ratio",

@@ -30,10 +30,10 @@ import torch
 from compressbench import run as run_experiment
 from compressbench.config import resolve_path
 from compressbench.data.mnist import RAW_FILES
-from compressbench.deepcompression.fileformat import decode_state, encode_state
-from compressbench.pruning.layers import prunable_layers
+from compressbench.pipeline.runner import machine
 from compressbench.results import read_csv, write_csv
-from compressbench.runner import machine
+from compressbench.techniques.deepcompression.fileformat import decode_state, encode_state
+from compressbench.techniques.pruning.layers import prunable_layers
 
 # Han et al. 2016, Table 1 (MNIST): parameters and size of their reference, ratio, top-1 error before/after.
 HAN = {"lenet300_100": {"experiment": "lenet300_deep_compression", "han_params": 267_000, "han_kb": 1070,

@@ -31,12 +31,12 @@ import torch
 
 from compressbench.data import Split, load_dataset
 from compressbench.data.tensors import TensorLoader
-from compressbench.distillation import DistillLoss
 from compressbench.engine import Precision, cross_entropy, train_one_epoch
 from compressbench.measure.latency import quantile
 from compressbench.models import build_model
+from compressbench.pipeline.runner import machine
 from compressbench.results import write_csv
-from compressbench.runner import machine
+from compressbench.techniques.distillation import DistillLoss
 
 VARIANTS = ("plain", "kd_cached", "kd_live")
 
@@ -122,8 +122,8 @@ def accuracy(seeds: list[int], cache_dir: Path, out_dir: Path) -> list[dict[str,
     from hydra import compose, initialize_config_dir
 
     import compressbench.stages  # noqa: F401  (registers the stage configs before composing)
-    from compressbench import runner
     from compressbench.config import conf_dir
+    from compressbench.pipeline import runner
 
     rows = []
     for seed in seeds:

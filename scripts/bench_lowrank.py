@@ -20,13 +20,13 @@ from pathlib import Path
 
 import torch
 
-from compressbench.deepcompression.lowrank import factorize_
 from compressbench.measure.latency import num_threads, quantile, time_model
 from compressbench.models import build_model
 from compressbench.models.counting import count_macs
-from compressbench.pruning.layers import classifier_name, prunable_layers
+from compressbench.pipeline.runner import machine
 from compressbench.results import write_csv
-from compressbench.runner import machine
+from compressbench.techniques.deepcompression.lowrank import factorize_
+from compressbench.techniques.pruning.layers import classifier_name, prunable_layers
 
 CASES = {"lenet5": (10, 1, 8), "resnet56": (10, 3, 32), "vgg16": (10, 3, 32)}  # classes, channels, side
 

@@ -29,12 +29,12 @@ from torch import nn
 from compressbench.measure.latency import num_threads, time_model
 from compressbench.models import build_model
 from compressbench.models.counting import count_macs
-from compressbench.pruning.encoding import encode_verified
-from compressbench.pruning.layers import Spec, classifier_name
-from compressbench.pruning.structured import prune_channels_
-from compressbench.pruning.unstructured import prune_weights_
+from compressbench.pipeline.runner import machine
 from compressbench.results import write_csv
-from compressbench.runner import machine
+from compressbench.techniques.pruning.encoding import encode_verified
+from compressbench.techniques.pruning.layers import Spec, classifier_name
+from compressbench.techniques.pruning.structured import prune_channels_
+from compressbench.techniques.pruning.unstructured import prune_weights_
 
 TARGETS = {"structured": "speedup >= 1.7", "unstructured": "speedup ~ 1.0 and encoded_ratio >= 5"}
 

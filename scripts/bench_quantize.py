@@ -29,11 +29,11 @@ from torch import nn
 
 from compressbench.measure.latency import num_threads, quantile, time_model
 from compressbench.models import build_model
-from compressbench.quantization import methods
+from compressbench.pipeline.runner import machine
 from compressbench.results import write_csv
-from compressbench.runner import machine
 from compressbench.runtimes import RUNTIMES, Arch, Deployable, Eager
 from compressbench.stages.quantize import QuantizeConfig
+from compressbench.techniques.quantization import methods
 
 IMAGE = {"resnet20": 32, "resnet56": 32, "vgg16": 32, "resnet50": 224}
 SAME_RUNTIME = {"fx": "eager", "pt2e": "compiled", "onnxruntime": "onnxruntime", "openvino": "openvino"}

@@ -32,8 +32,8 @@ from compressbench.data import Augment, Split
 from compressbench.data.tensors import TensorLoader
 from compressbench.engine import Precision, cross_entropy, train_one_epoch
 from compressbench.models import build_model
+from compressbench.pipeline.runner import machine
 from compressbench.results import write_csv
-from compressbench.runner import machine
 
 MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 

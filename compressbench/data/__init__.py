@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from compressbench.data.split import Augment, DataBundle, Split
-from compressbench.registry import Registry
+from compressbench.infra.registry import Registry
 
 DatasetFn = Callable[[Mapping[str, Any], Path], DataBundle]
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.error import URLError
 
-from compressbench.locks import file_lock
+from compressbench.infra.locks import file_lock
 
 
 def require_files(name: str, files: Sequence[Path], where: Path, download: bool) -> None:

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.atomic import atomic_torch_save
 from compressbench.data import DATASETS
 from compressbench.data.split import DataBundle, Split, assemble, read_options
-from compressbench.locks import file_lock
+from compressbench.infra.atomic import atomic_torch_save
+from compressbench.infra.locks import file_lock
 
 SEA_ANIMALS_URL = "https://www.kaggle.com/datasets/vencerlanz09/sea-animals-image-dataste"
 SEA_DEFAULTS: dict[str, Any] = {

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from compressbench.config import check
-from compressbench.registry import Registry
+from compressbench.infra.registry import Registry
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 

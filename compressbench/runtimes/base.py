@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from compressbench.registry import Registry
+from compressbench.infra.registry import Registry
 
 if TYPE_CHECKING:
     from compressbench.runtimes.exporting import Exported

@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from hydra.core.config_store import ConfigStore
 
 from compressbench.config import StageConfig
-from compressbench.registry import Registry
+from compressbench.infra.registry import Registry
 from compressbench.runtimes import Deployable
 
 if TYPE_CHECKING:
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
 
 
 @dataclass

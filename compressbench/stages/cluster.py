@@ -14,19 +14,20 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from compressbench.config import BadValue, Plan, StageConfig, check
-from compressbench.deepcompression import sharing
-from compressbench.deepcompression.fileformat import decode_state, encode_state, same_state
-from compressbench.deepcompression.kmeans import INITS
-from compressbench.pruning.layers import by_layer, check_selectors, is_ignored, prunable_layers
+from compressbench.config import BadValue, Experiments, StageConfig, check
 from compressbench.results import csv_bytes
 from compressbench.runtimes import Deployable, Eager, as_module
 from compressbench.stages import StageResult, register_stage
+from compressbench.techniques.deepcompression import sharing
+from compressbench.techniques.deepcompression.fileformat import decode_state, encode_state, same_state
+from compressbench.techniques.deepcompression.kmeans import INITS
+from compressbench.techniques.pruning.layers import by_layer, check_selectors, is_ignored, prunable_layers
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
+    from compressbench.pipeline.plan import Plan
 
 
 @dataclass
@@ -59,7 +60,7 @@ class ClusterConfig(StageConfig):
         check_selectors(model, f"{node}.layer_bits", self.layer_bits)
         check_selectors(model, f"{node}.ignore", self.ignore)
 
-    def check_plan(self, name: str, cfg: DictConfig, plan: Plan) -> None:
+    def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
         """``update=sum`` is Han et al.'s eq. 3 only under plain SGD (momentum is fine: it is linear) without
         weight decay: summing the members' updates multiplies each one's decay, and AdamW's per-weight steps, by
         the cluster's size. Checked against every train stage after this one."""
@@ -114,7 +115,7 @@ def cluster(artifact: Deployable, cfg: ClusterConfig, env: StageEnv) -> StageRes
         ok = same_state(back, state)
         if not ok:  # an unverified size is never reported
             raise RuntimeError("the Deep Compression file did not decode back to the clustered weights; this is a "
-                               "bug in compressbench.deepcompression.fileformat; set cluster.encode=false meanwhile")
+                               "bug in compressbench.techniques.deepcompression.fileformat; set cluster.encode=false meanwhile")
         out.files["model.cbdc"] = encoded.data
         out.record.update(encoded_bytes=len(encoded.data), encode_verified=ok)
     return out

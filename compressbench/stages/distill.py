@@ -16,18 +16,19 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from omegaconf import DictConfig
 
-from compressbench.config import BadValue, ConfigError, Plan, check
-from compressbench.distillation.features import describe_names
-from compressbench.distillation.plan import check_plan, static_layers, student_layers
-from compressbench.distillation.run import distill_student
+from compressbench.config import BadValue, ConfigError, Experiments, check
 from compressbench.engine import Diverged
+from compressbench.engine.train import TrainConfig, train_module
 from compressbench.models import MODELS, build_model, check_model_config
 from compressbench.runtimes import Arch, Deployable, Eager, as_module
 from compressbench.stages import StageResult, register_stage
-from compressbench.stages.train import TrainConfig, train_module
+from compressbench.techniques.distillation.features import describe_names
+from compressbench.techniques.distillation.plan import check_plan, static_layers, student_layers
+from compressbench.techniques.distillation.run import distill_student
 
 if TYPE_CHECKING:
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
+    from compressbench.pipeline.plan import Plan
 
 LOSS_TERMS = ("kd", "fitnets", "at")
 
@@ -120,22 +121,22 @@ class DistillConfig(TrainConfig):
     def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
         return self.student_node, True
 
-    def check_plan(self, name: str, cfg: DictConfig, plan: Plan) -> None:
+    def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
         """Checks that need the whole chain (teacher stage order, other experiments, teacher layer names)."""
-        check_plan(self, name, cfg, plan)
+        check_plan(self, name, cfg, plan, experiments)
 
-    def cache_salt(self) -> str | None:
+    def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
         """What the teacher is, beyond this config, is part of this stage's cache key: a teacher file's content,
         or another experiment's teacher stage key (an edited experiment file trains another teacher)."""
         if self.teacher.experiment is not None:
-            from compressbench.distillation.teacher import compose_experiment, experiment_stage, stage_key_of
+            from compressbench.techniques.distillation.teacher import experiment_stage
 
-            cfg, plan = compose_experiment(self.teacher.experiment, self.teacher.overrides)
-            return stage_key_of(cfg, plan, experiment_stage(self.teacher, plan))
+            cfg, plan = experiments.compose(self.teacher.experiment, self.teacher.overrides)
+            return experiments.stage_key(cfg, plan, experiment_stage(self.teacher, plan), fingerprint)
         if self.teacher.path is None:
             return None
-        from compressbench.cache import file_sha256
         from compressbench.config import resolve_path
+        from compressbench.infra.hashing import file_sha256
 
         path = resolve_path(self.teacher.path)
         return file_sha256(path) if path.is_file() else None
@@ -165,7 +166,7 @@ def build_student(cfg: DistillConfig, env: StageEnv) -> Eager:
 def distill(artifact: Deployable, cfg: DistillConfig, env: StageEnv) -> StageResult:
     """Train ``cfg.student`` against the teacher ``cfg.teacher`` names (default: the incoming model); hand on
     the student."""
-    cfg.check_plan(env.name, env.cfg, env.plan)  # cheap; config.validate may already have run it
+    cfg.check_plan(env.name, env.cfg, env.plan, env.experiments)  # cheap; validate may already have run it
     student = build_student(cfg, env)
     record: dict[str, Any] = {"model": cfg.student, "student": cfg.student}
     if not cfg.loss:

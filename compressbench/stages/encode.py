@@ -21,16 +21,21 @@ import torch
 from torch import nn
 
 from compressbench.config import StageConfig, check
-from compressbench.deepcompression import sharing
-from compressbench.deepcompression.fileformat import decode_state, encode_state, layer_table, same_state
-from compressbench.pruning.layers import by_layer, check_selectors, prunable_layers
 from compressbench.results import csv_bytes
 from compressbench.runtimes import Deployable, Eager, as_module
 from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
+from compressbench.techniques.deepcompression import sharing
+from compressbench.techniques.deepcompression.fileformat import (
+    decode_state,
+    encode_state,
+    layer_table,
+    same_state,
+)
+from compressbench.techniques.pruning.layers import by_layer, check_selectors, prunable_layers
 
 if TYPE_CHECKING:
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
 
 FILE = "model.cbdc"
 
@@ -90,7 +95,7 @@ def encode(artifact: Deployable, cfg: EncodeConfig, env: StageEnv) -> StageResul
         ok = same_state(back, state) and torch.equal(model(x), decoded(x))
     if not ok:  # an unverified size is never reported
         raise RuntimeError(f"the model decoded from {FILE} does not give the encoded model's logits; this is a bug "
-                           "in compressbench.deepcompression.fileformat")
+                           "in compressbench.techniques.deepcompression.fileformat")
     table = layer_table(encoded)
     total = table[-1]
     ref = env.reference.metrics if env.reference is not None and env.reference.metrics else None

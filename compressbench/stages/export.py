@@ -22,12 +22,11 @@ import torch
 from compressbench import __version__
 from compressbench.adapters import onnx as onnx_adapter
 from compressbench.config import StageConfig, check, to_dict
-from compressbench.runtimes import Deployable
-from compressbench.runtimes import exporting
+from compressbench.runtimes import Deployable, exporting
 from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
 
 MANIFEST = "manifest.json"
 

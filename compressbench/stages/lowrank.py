@@ -15,16 +15,22 @@ from typing import TYPE_CHECKING, ClassVar
 from torch import nn
 
 from compressbench.config import BadValue, StageConfig, check
-from compressbench.deepcompression.lowrank import METHODS, SCHEMES, factorize_, max_rank, params_saved
 from compressbench.models.counting import count_macs
-from compressbench.pruning.layers import check_selectors, matches, prunable_layers
 from compressbench.results import csv_bytes
 from compressbench.runtimes import Deployable, Eager, as_module
 from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
+from compressbench.techniques.deepcompression.lowrank import (
+    METHODS,
+    SCHEMES,
+    factorize_,
+    max_rank,
+    params_saved,
+)
+from compressbench.techniques.pruning.layers import check_selectors, matches, prunable_layers
 
 if TYPE_CHECKING:
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The ``prune`` stage kind: unstructured (magnitude, random) or structured (l1_filter, taylor) pruning on a
 one-shot, iterative or gradual (AGP) schedule, with the achieved ratios in every unit and a verified sparse
-encoding of the result (``encoded_bytes``). The methods live in ``compressbench.pruning``.
+encoding of the result (``encoded_bytes``). The methods live in ``compressbench.techniques.pruning``.
 """
 from __future__ import annotations
 
@@ -12,21 +12,21 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from compressbench import distributed
 from compressbench.config import BadValue, StageConfig, check
-from compressbench.pruning import structured, unstructured
-from compressbench.pruning.encoding import encode_verified
-from compressbench.pruning.layers import Spec, check_selectors, classifier_name, prunable_layers
-from compressbench.pruning.schedules import SCHEDULES, GradualPruning, iterative_fractions
-from compressbench.pruning.stats import achieved, snapshot
+from compressbench.engine.train import TrainConfig, train_module
+from compressbench.infra import distributed
 from compressbench.results import csv_bytes
 from compressbench.runtimes import Deployable, Eager, as_module
 from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
-from compressbench.stages.train import TrainConfig, train_module
+from compressbench.techniques.pruning import structured, unstructured
+from compressbench.techniques.pruning.encoding import encode_verified
+from compressbench.techniques.pruning.layers import Spec, check_selectors, classifier_name, prunable_layers
+from compressbench.techniques.pruning.schedules import SCHEDULES, GradualPruning, iterative_fractions
+from compressbench.techniques.pruning.stats import achieved, snapshot
 
 if TYPE_CHECKING:
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
 
 # What `amount` is a fraction of, per method.
 UNITS = {"magnitude": "weights", "random": "weights", "l1_filter": "channels", "taylor": "channels"}
@@ -154,7 +154,7 @@ def prune(artifact: Deployable, cfg: PruneConfig, env: StageEnv) -> StageResult:
         encoded, ok = encode_verified(model.state_dict())
         if not ok:  # an unverified size is never reported
             raise RuntimeError("the sparse encoding did not decode back to the pruned weights; this is a bug in "
-                               "compressbench.pruning.encoding; set prune.encode=false to skip it meanwhile")
+                               "compressbench.techniques.pruning.encoding; set prune.encode=false to skip it meanwhile")
         out.files["weights.cbsp"] = encoded.data
         out.record.update(encoded_bytes=len(encoded.data), encode_verified=ok,
                           encoded_dense_bytes=encoded.dense_bytes,

@@ -4,7 +4,7 @@ The stage returns a deployable on the runtime a user would deploy — eager int8
 PT2E int8, or ONNX Runtime — and ``measure`` re-evaluates accuracy and times it there, against the fp32
 reference on the same runtime family. Beside it the stage writes ``fallback.csv`` (every layer/op: int8, float
 and why, fused) and the deployable files, and records ``speedup_vs_best_fp32``: the int8 model against the
-fastest fp32 runtime it timed, paired (DESIGN.md §6). Method code lives in ``compressbench.quantization``.
+fastest fp32 runtime it timed, paired (DESIGN.md §6). Method code lives in ``compressbench.techniques.quantization``.
 """
 from __future__ import annotations
 
@@ -17,14 +17,14 @@ from torch import nn
 
 from compressbench.adapters import torch_ao
 from compressbench.config import BadValue, StageConfig, check
-from compressbench.quantization import Unsupported, training  # noqa: F401  (training registers qat, weight_bits)
-from compressbench.quantization.methods import QUANTIZERS, backends, methods
 from compressbench.results import csv_bytes
 from compressbench.runtimes import RUNTIMES, Deployable, Eager, fp32_routes
 from compressbench.stages import StageResult, register_stage
+from compressbench.techniques.quantization import Unsupported, training  # noqa: F401  (training registers qat, weight_bits)
+from compressbench.techniques.quantization.methods import QUANTIZERS, backends, methods
 
 if TYPE_CHECKING:
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
 
 __all__ = ["QuantizeConfig", "Unsupported", "quantize"]
 

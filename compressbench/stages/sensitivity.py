@@ -14,15 +14,15 @@ from torch import nn
 
 from compressbench.config import StageConfig, check
 from compressbench.engine import evaluate
-from compressbench.pruning.layers import check_selectors, classifier_name
-from compressbench.pruning.sensitivity import METHODS, scan
 from compressbench.results import csv_bytes
 from compressbench.runtimes import Deployable, as_module
 from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
+from compressbench.techniques.pruning.layers import check_selectors, classifier_name
+from compressbench.techniques.pruning.sensitivity import METHODS, scan
 
 if TYPE_CHECKING:
-    from compressbench.env import StageEnv
+    from compressbench.engine.env import StageEnv
 
 
 @dataclass
@@ -66,7 +66,7 @@ def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> 
 
     rows = scan(model, accuracy, cfg.methods, cfg.amounts, cfg.ignore, example, classifier_name(model, example),
                 progress)
-    from compressbench.pruning.sensitivity_plots import draw  # matplotlib only when drawing
+    from compressbench.techniques.pruning.sensitivity_plots import draw  # matplotlib only when drawing
 
     title = f"{env.cfg.model.name} on {env.cfg.dataset.name}, {cfg.split} split"
     files = {"sensitivity.csv": csv_bytes(rows), **draw(rows, title)}

@@ -1,0 +1,18 @@
+"""Config: where the YAML lives (``conf_dir``), the typed configs every stage, runtime and measurement option is
+declared in, and the errors that name a bad key. ``pipeline.plan.validate`` turns a composed config into a plan.
+"""
+from compressbench.config.schema import (
+    BadValue,
+    ConfigError,
+    Experiments,
+    MeasureConfig,
+    RuntimeConfig,
+    StageConfig,
+    check,
+    conf_dir,
+    resolve_path,
+    to_dict,
+)
+
+__all__ = ["BadValue", "ConfigError", "Experiments", "MeasureConfig", "RuntimeConfig", "StageConfig", "check", "conf_dir",
+           "resolve_path", "to_dict"]

@@ -1,0 +1,168 @@
+"""Config schema: where the YAML lives, the typed stage/runtime/measure configs and their errors.
+
+Each stage kind declares a dataclass of its options next to its function (``stages/train.py``); registering the
+stage stores that dataclass in Hydra's ConfigStore as ``stage/<kind>``, so the YAML says
+``- stage@finetune: train`` and Hydra itself rejects typo'd keys and wrong types at the command line.
+``validate`` then builds every typed config (running the range checks in ``__post_init__``) and checks the model
+and dataset names — all before any data is loaded or any model trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+if TYPE_CHECKING:  # annotations only: the plan is made above this layer
+    from compressbench.pipeline.plan import Plan
+
+
+def conf_dir() -> Path:
+    """The directory holding ``config.yaml``: inside the installed wheel, else the repository's ``conf/``."""
+    here = Path(__file__).resolve().parent.parent  # the compressbench package
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"compressbench's conf/ directory was not found next to {here}; reinstall the package")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key, the value and what is allowed."""
+
+
+class BadValue(ConfigError):
+    def __init__(self, key: str, value: Any, allowed: str) -> None:
+        self.key, self.value, self.allowed = key, value, allowed
+        super().__init__(f"{key}={value!r} is not allowed: {allowed}")
+
+    def under(self, prefix: str) -> BadValue:
+        """The same error with its key qualified by the config node it sits in (``finetune.lr``)."""
+        return BadValue(f"{prefix}.{self.key}", self.value, self.allowed)
+
+
+def check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise a BadValue naming ``key``, ``value`` and what is ``allowed`` unless ``ok``."""
+    if not ok:
+        raise BadValue(key, value, allowed)
+
+
+class Experiments(Protocol):
+    """Other experiments as the pipeline composes and keys them, for stages that read another experiment's
+    output (a distill teacher). The pipeline hands its implementation to the hooks below and to ``StageEnv``."""
+
+    def compose(self, name: str, overrides: Sequence[str]) -> tuple[DictConfig, Plan]:
+        """``+experiment=name`` with ``overrides``, composed as the CLI would and validated."""
+
+    def stage_key(self, cfg: DictConfig, plan: Plan, stage: str, fingerprint: str) -> str:
+        """The cache key of ``stage``'s output in that experiment, on data with ``fingerprint``."""
+
+
+@dataclass
+class StageConfig:
+    """Options every stage kind has, and the hooks the pipeline calls on every stage config.
+
+    ``stage`` is the kind (the STAGES registry key). A kind overrides only the hooks it needs; the defaults
+    describe a stage that keeps the architecture, reads no files and needs no checks beyond its own fields.
+    """
+
+    stage: str = ""
+    # Layer names in later stages' configs refer to a changed model (low-rank renames layers; distill swaps
+    # the model): the pre-flight layer-name check stops here.
+    changes_layer_names: ClassVar[bool] = False
+    # The stage's output is another architecture (distill's student): layer names of the incoming model are not
+    # checked against it, nor later ones.
+    replaces_model: ClassVar[bool] = False
+    # A stage of this kind can be the baseline of ratios (``measure.reference`` defaults to the first one).
+    reference_candidate: ClassVar[bool] = False
+
+    def check_model(self, model: Any, node: str) -> None:
+        """Check names this config gives against the built model (before any training); raise BadValue."""
+
+    def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
+        """Checks that need the whole chain (run by ``validate``)."""
+
+    def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
+        """What this stage reads beyond its config (a file's content, another experiment's stage key, on data
+        with ``fingerprint``), for its cache key; None = nothing."""
+        return None
+
+    def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
+        """The model config of this stage's output given the ``incoming`` one, and whether its layer names are
+        still known exactly (``exact``: they were before; a stage that may rename or replace layers says False)."""
+        return incoming, False
+
+    def timing_routes(self) -> list[str]:
+        """fp32 runtimes (RUNTIMES names) this stage's output is also timed against (``speedup_vs_best_fp32``)."""
+        return []
+
+
+@dataclass
+class RuntimeConfig:
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms; slower on GPU
+    threads: int | None = None  # intra-op threads for training; None = torch's default
+    amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | bf16 | fp16 | off
+    channels_last: str = "auto"  # auto (on CUDA) | true | false
+    cache: bool = True  # reuse earlier stages from paths.cache_dir
+    progress: bool = True  # tqdm bars
+
+    def __post_init__(self) -> None:
+        check(self.device == "auto" or self.device.split(":")[0] in {"cpu", "cuda", "mps"}, "device",
+              self.device, "auto, cpu, cuda, cuda:N or mps")
+        check(self.amp in {"auto", "bf16", "fp16", "off"}, "amp", self.amp, "auto, bf16, fp16 or off")
+        check(str(self.channels_last).lower() in {"auto", "true", "false"}, "channels_last",
+              self.channels_last, "auto, true or false")
+        check(self.threads is None or self.threads >= 1, "threads", self.threads, "null or >= 1")
+
+
+@dataclass
+class MeasureConfig:
+    latency: bool = True  # false skips timing (tests, quick looks); latency columns stay empty
+    threads: int = 1  # intra-op threads for batch-1 latency (DESIGN.md §6: 1 thread is repeatable)
+    batch_size: int = 32  # batch for throughput_ips
+    throughput_threads: int | None = None  # None = all cores
+    warmup: int = 5
+    iters: int = 20  # timed calls per round
+    rounds: int = 5  # interleaved reference/candidate rounds for the paired speedup
+    eval_batch_size: int = 256
+    reference: str | None = None  # stage whose model is the baseline for ratios; None = first train stage
+
+    def __post_init__(self) -> None:
+        for key in ("threads", "batch_size", "iters", "rounds", "eval_batch_size"):
+            check(getattr(self, key) >= 1, f"{key}", getattr(self, key), ">= 1")
+        # At least one untimed call: compilation, autotuning and lazy initialisation stay out of the samples.
+        check(self.warmup >= 1, "warmup", self.warmup, ">= 1")
+        check(self.throughput_threads is None or self.throughput_threads >= 1, "throughput_threads",
+              self.throughput_threads, "null or >= 1")
+
+
+def _store_schemas() -> None:
+    """Runtime and measure options are typed configs selected in the defaults list (``- runtime: default``),
+    so Hydra checks their keys and types at the command line and the dataclasses stay the one source."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(group="runtime", name="default", node=RuntimeConfig)
+    store.store(group="measure", name="default", node=MeasureConfig)
+
+
+_store_schemas()
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A plain dict of a dataclass or OmegaConf node (for hashing and records)."""
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(obj, resolve=True)  # type: ignore[return-value]
+    return dict(obj)
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """Paths in the config are relative to where the user ran the command (we never chdir)."""
+    return Path(os.path.expanduser(str(path))).resolve()

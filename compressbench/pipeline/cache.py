@@ -1,0 +1,165 @@
+"""Content-addressed stage cache (DESIGN.md §5): what makes sweeps cheap, and what it trusts.
+
+The key of a stage hashes the key of the stage before it, the stage's resolved config, the model and dataset
+config, the data's fingerprint, the seed and the compressbench version, so two runs that share a prefix of their
+chain share its entries. An entry ``<root>/<key[:2]>/<key>/`` holds
+
+- ``artifact/``: the stage's deployable, as written by its runtime's ``save`` (architecture + tensors, ONNX);
+- ``files/``: what the stage wrote beside it (reports, encoded files), restored into a run that hits it;
+- ``entry.json``: its own key, the runtime and its metadata, the recorded fields, the history, and the sha256
+  of every file above;
+- ``DONE``: the key again, written last.
+
+An entry is used only when ``DONE``, ``entry.json`` and its folder name agree on the key and every listed file
+matches its checksum; anything else (half-written, edited, copied under another key, a flipped byte) is reported
+and recomputed. Nothing in an entry is unpickled: tensors are read with ``weights_only=True``. So whoever can
+write a shared cache dir can make us report wrong numbers (by forging consistent entries), never run code.
+A file lock per key makes parallel jobs that need the same stage compute it once.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from compressbench import __version__
+from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
+from compressbench.infra.hashing import file_sha256
+from compressbench.infra.locks import file_lock
+from compressbench.runtimes import RUNTIMES, Deployable
+
+# Bump when a change makes earlier cache entries wrong (a fixed training bug, a new default), so they are not hit.
+CACHE_VERSION = 3
+FORMAT = "compressbench-entry/1"
+
+
+def stage_key(previous: str, **parts: Any) -> str:
+    """sha256 over the previous key and the JSON of ``parts`` (sorted, so dict order never matters)."""
+    blob = json.dumps({"previous": previous, "version": __version__, "cache_version": CACHE_VERSION, **parts},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class DamagedEntry(ValueError):
+    """A cache entry that does not verify; the message says what is wrong with it."""
+
+
+@dataclass
+class Hit:
+    artifact: Deployable
+    info: dict[str, Any]
+    history: list[dict[str, Any]]
+    files: dict[str, bytes] = field(default_factory=dict)  # the stage's files, verified
+
+
+def _listing(root: Path) -> dict[str, str]:
+    """relative path → sha256 of every file under ``root`` (none when it does not exist)."""
+    if not root.is_dir():
+        return {}
+    return {p.relative_to(root).as_posix(): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class Entry:
+    """One key's directory. Use inside ``StageCache.hold`` so no other process writes it meanwhile."""
+
+    def __init__(self, path: Path | None, key: str) -> None:
+        self.path, self.key = path, key
+
+    def load(self, device: torch.device) -> Hit | None:
+        """The cached result, or None when absent or half-written; a damaged entry is reported and dropped."""
+        if self.path is None or not (self.path / "DONE").is_file():
+            return None
+        try:
+            return self._verified(device)
+        except Exception as e:  # noqa: BLE001 — any damage means: recompute
+            print(f"[compressbench] cache entry {self.key[:12]} is rejected ({type(e).__name__}: {e}); "
+                  f"recomputing it", flush=True)
+            self.discard()
+            return None
+
+    def _verified(self, device: torch.device) -> Hit:
+        assert self.path is not None
+        if self.path.name != self.key:
+            raise DamagedEntry(f"folder {self.path.name[:12]} does not hold key {self.key[:12]}")
+        done = (self.path / "DONE").read_text().strip()
+        meta = json.loads((self.path / "entry.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise DamagedEntry(f"format {meta.get('format')!r}, expected {FORMAT}")
+        if not (done == meta.get("key") == self.key):
+            raise DamagedEntry(f"made for key {str(meta.get('key'))[:12]} (DONE says {done[:12]}), not "
+                               f"{self.key[:12]}: copied or edited")
+        listed: dict[str, str] = meta["sha256"]
+        present = self._checksums()
+        if present != listed:
+            bad = sorted(set(present) ^ set(listed) | {k for k in set(present) & set(listed)
+                                                       if present[k] != listed[k]})
+            raise DamagedEntry(f"files do not match their checksums: {', '.join(bad[:5])}")
+        artifact = RUNTIMES.get(meta["kind"]).load(self.path / "artifact", meta["artifact"], device)
+        files = {k[len("files/"):]: (self.path / k).read_bytes() for k in listed if k.startswith("files/")}
+        return Hit(artifact, meta.get("info", {}), meta.get("history", []), files)
+
+    def save(self, artifact: Deployable, info: Mapping[str, Any], history: list[dict[str, Any]],
+             files: Mapping[str, bytes]) -> None:
+        """Store the stage's output: its deployable, recorded fields, history and files."""
+        if self.path is None:
+            return
+        self.discard()
+        for sub in ("artifact", "files"):
+            shutil.rmtree(self.path / sub, ignore_errors=True)
+        (self.path / "artifact").mkdir(parents=True)
+        meta_artifact = artifact.save(self.path / "artifact")
+        for name, data in files.items():
+            atomic_write_bytes(self.path / "files" / name, data)
+        sha = self._checksums()
+        meta = {"format": FORMAT, "key": self.key, "kind": artifact.kind, "runtime": artifact.runtime,
+                "artifact": meta_artifact, "sha256": sha, "info": dict(info), "history": history,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_version": torch.__version__,
+                "compressbench_version": __version__}
+        atomic_write_text(self.path / "entry.json", json.dumps(meta, indent=1, default=str))
+        atomic_write_text(self.path / "DONE", self.key + "\n")
+
+    def _checksums(self) -> dict[str, str]:
+        assert self.path is not None
+        return {f"{sub}/{k}": v for sub in ("artifact", "files") for k, v in _listing(self.path / sub).items()}
+
+    def discard(self) -> None:
+        if self.path is not None:
+            (self.path / "DONE").unlink(missing_ok=True)
+
+    @property
+    def resume_file(self) -> Path | None:
+        """Where an interrupted training stage keeps its state (read back weights-only)."""
+        return self.path / "resume.pt" if self.path is not None else None
+
+
+class StageCache:
+    """Entries under ``root``; ``root=None`` disables caching (every stage computes, nothing is stored)."""
+
+    def __init__(self, root: str | Path | None) -> None:
+        self.root = Path(root) if root is not None else None
+
+    def path_of(self, key: str) -> Path | None:
+        return self.root / key[:2] / key if self.root is not None else None
+
+    @contextmanager
+    def hold(self, key: str) -> Iterator[Entry]:
+        """Lock ``key`` for the body: a second process needing the same stage waits, then loads it."""
+        if self.root is None:
+            yield Entry(None, key)
+            return
+        with file_lock(self.root / "locks" / f"{key}.lock", what=f"stage cache entry {key[:12]}"):
+            yield Entry(self.path_of(key), key)
+
+    def lookup(self, key: str, device: torch.device) -> Deployable | None:
+        """The verified artifact of ``key``, or None (no entry, caching off, or a rejected entry)."""
+        with self.hold(key) as entry:
+            hit = entry.load(device)
+        return hit.artifact if hit is not None else None

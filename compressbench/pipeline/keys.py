@@ -1,0 +1,47 @@
+"""Cache keys of a chain (DESIGN.md §5): known up front, from configs, the data's fingerprint and file contents."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from compressbench.config import to_dict
+from compressbench.infra.hashing import file_sha256
+from compressbench.pipeline.cache import stage_key
+from compressbench.pipeline.plan import Plan
+
+
+def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | None = None) -> list[str]:
+    """Cache keys: [initial model, after stage 1, ...].
+
+    The first key covers the model and dataset configs, the seed, the training environment, the bytes of an
+    ``init_from`` file and ``fingerprint`` — the data actually loaded (files, split indices) — so a changed
+    dataset recomputes every stage instead of scoring an old model on images it trained on.
+    """
+    from compressbench.pipeline.experiments import EXPERIMENTS  # it keys other experiments with this function
+
+    dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download",)}
+    init = file_sha256(init_from) if init_from is not None else None
+    keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, data=fingerprint, seed=plan.runtime.seed,
+                      init_from=init, training=training_environment(plan))]
+    for name in plan.chain:
+        scfg = plan.stages[name]
+        salt = scfg.cache_salt(EXPERIMENTS, fingerprint)  # what it reads beyond its config (a teacher file)
+        keys.append(stage_key(keys[-1], stage=to_dict(scfg), **({"salt": salt} if salt else {})))
+    return keys
+
+
+def training_environment(plan: Plan) -> dict[str, Any]:
+    """What, besides configs, changes a trained model: precision, ranks (the global batch), determinism and the
+    torch/torchvision versions. Part of every cache key."""
+    import torchvision
+
+    from compressbench.engine import Precision, resolve_device
+
+    device = resolve_device(plan.runtime.device)
+    return {"precision": Precision.for_device(device, plan.runtime.amp).name,
+            "world_size": int(os.environ.get("WORLD_SIZE", "1")), "deterministic": plan.runtime.deterministic,
+            "torch": torch.__version__, "torchvision": torchvision.__version__}

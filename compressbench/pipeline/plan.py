@@ -1,0 +1,108 @@
+"""``validate(cfg)``: every config check before any work, turned into the typed ``Plan`` the pipeline walks.
+
+Each stage kind declares a dataclass of its options next to its function; ``validate`` builds every typed config
+(running the range checks in ``__post_init__``), checks the model and dataset names, the reference stage and the
+analyses, then each stage's whole-chain checks (``check_plan``) — all before any data is loaded or any model
+trained.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from compressbench.config import (
+    BadValue,
+    ConfigError,
+    MeasureConfig,
+    RuntimeConfig,
+    StageConfig,
+    check,
+    resolve_path,
+)
+
+
+@dataclass
+class Plan:
+    """Everything ``validate`` checked, typed: what the runner walks."""
+
+    name: str
+    chain: list[str]
+    stages: dict[str, StageConfig]
+    runtime: RuntimeConfig
+    measure: MeasureConfig
+    reference: str | None
+    analyses: dict[str, StageConfig] = field(default_factory=dict)  # name → config with an ``after`` stage
+
+
+def typed(schema: type, node: Any, key: str) -> Any:
+    """Merge ``node`` into the dataclass ``schema`` and instantiate it (runs its ``__post_init__`` checks)."""
+    try:
+        if isinstance(node, DictConfig):  # resolve ${...} against the whole config before detaching the node
+            node = OmegaConf.to_container(node, resolve=True)
+        merged = OmegaConf.merge(OmegaConf.structured(schema), node if node is not None else {})
+        return OmegaConf.to_object(merged)
+    except BadValue as e:
+        raise e.under(key) from None
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{key}: {e.msg if hasattr(e, 'msg') else e}") from None
+    except ValueError as e:
+        raise ConfigError(f"{key}: {e}") from None
+
+
+def validate(cfg: DictConfig) -> Plan:
+    """Check the whole config before any work; raise ConfigError (or UnknownNameError) with what to do."""
+    from compressbench.data import DATASETS
+    from compressbench.models import check_model_config
+    from compressbench.pipeline.experiments import EXPERIMENTS  # they import this module
+    from compressbench.stages import STAGES
+
+    check_model_config(cfg.model)
+    DATASETS.get(cfg.dataset.name)
+    chain = cfg.get("chain")
+    check(isinstance(chain, (list, ListConfig)) and len(chain) > 0, "chain", chain,
+          "a non-empty list of stage names, e.g. [train, finetune]")
+    stages: dict[str, StageConfig] = {}
+    defined = [k for k, v in cfg.items() if isinstance(v, (dict, DictConfig)) and "stage" in v]
+    for name in chain:
+        node = cfg.get(name)
+        close = difflib.get_close_matches(str(name), defined, n=1)
+        check(isinstance(node, (dict, DictConfig)) and "stage" in node, f"chain[{name}]", name,
+              (f"did you mean '{close[0]}'? " if close else "") +
+              f"Each name in chain needs a config node with a 'stage' kind, e.g. '{name}: {{stage: train}}' "
+              f"(or '- stage@{name}: train' in the defaults); stage nodes defined: {', '.join(defined)}; "
+              f"stage kinds: {', '.join(STAGES.names())}")
+        spec = STAGES.get(node.stage)
+        stages[name] = typed(spec.config, node, name)
+    init_from = cfg.get("init_from")
+    check(not init_from or resolve_path(init_from).is_file(), "init_from", init_from,
+          "the path of a state_dict file (torch.save(model.state_dict(), path)), or null for random init")
+    runtime = typed(RuntimeConfig, cfg.get("runtime"), "runtime")
+    measure = typed(MeasureConfig, cfg.get("measure"), "measure")
+    reference = measure.reference
+    if reference is None:
+        reference = next((n for n in chain if stages[n].reference_candidate), None)
+    check(reference is None or reference in stages, "measure.reference", reference,
+          f"one of the chain's stages: {', '.join(chain)}")
+    analyses: dict[str, StageConfig] = {}
+    for name in cfg.get("analyses") or []:
+        node = cfg.get(name)
+        check(isinstance(node, (dict, DictConfig)) and "stage" in node, f"analyses[{name}]", name,
+              "each analysis needs a config node with a 'stage' kind (e.g. +analysis=sensitivity adds one)")
+        analysis = typed(STAGES.get(node.stage).config, node, name)
+        after = getattr(analysis, "after", None) or reference
+        check(after in stages, f"{name}.after", after, f"one of the chain's stages: {', '.join(chain)}")
+        analysis.after = after  # type: ignore[attr-defined]
+        analyses[name] = analysis
+    plan = Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
+                measure=measure, reference=reference, analyses=analyses)
+    for name, scfg in plan.stages.items():  # checks that need the whole chain (e.g. a distill teacher's stage)
+        scfg.check_plan(name, cfg, plan, EXPERIMENTS)
+    return plan
+
+

@@ -1,0 +1,125 @@
+"""Where a teacher comes from: the model entering the stage, an earlier stage of the chain, another experiment's
+cached stage, or a user's state_dict file.
+
+Earlier stages and other experiments are found in the stage cache by their keys (the pipeline's
+``Experiments`` and ``StageEnv.lookup``), so the pipeline needs to keep no models: a stage's model is in the cache once it has run. A user's file is loaded with
+``weights_only=True`` (``compressbench.infra.safe_load``); cache entries are our own files.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
+from torch import nn
+
+from compressbench.config import ConfigError, resolve_path, to_dict
+
+if TYPE_CHECKING:
+    from compressbench.engine.env import StageEnv
+    from compressbench.pipeline.plan import Plan
+    from compressbench.stages.distill import TeacherConfig
+
+
+@dataclass
+class Teacher:
+    model: nn.Module
+    source: str  # input:<stage> | stage:<stage> | experiment:<name>/<stage> | checkpoint:<path>
+    arch: str  # its model name (a distilled student's name after a distill stage)
+
+
+def input_model(cfg: DictConfig, plan: Plan, index: int) -> tuple[dict[str, Any], bool]:
+    """The model config of what enters ``plan.chain[index]``, and whether its layers are known exactly.
+
+    ``train`` keeps the architecture and ``distill`` swaps in its student; any other kind (pruning,
+    quantization) may rename or replace layers, so names checked on the config would not be reliable.
+    """
+    node, exact = to_dict(cfg.model), True
+    for name in plan.chain[:index]:
+        node, exact = plan.stages[name].output_model(node, exact)
+    return node, exact
+
+
+def experiment_stage(spec: TeacherConfig, plan: Plan) -> str:
+    """The teacher stage of another experiment: ``teacher.stage``, else that experiment's reference stage."""
+    stage = spec.stage or plan.reference
+    if stage is None or stage not in plan.chain:
+        raise ConfigError(f"distill.teacher.stage={stage!r} is not a stage of experiment '{spec.experiment}'; "
+                          f"its chain: {', '.join(plan.chain)}")
+    return stage
+
+
+def check_same_data(ours: DictConfig, theirs: DictConfig, name: str) -> None:
+    """The teacher must have been trained on this dataset and split: its val/test images must be ours too."""
+    def split(node: DictConfig) -> dict[str, Any]:
+        return {k: v for k, v in to_dict(node).items() if k not in ("download", "augment")}
+
+    if split(ours) != split(theirs):
+        raise ConfigError(f"distill.teacher.experiment={name!r} uses dataset {split(theirs)}, this run "
+                          f"{split(ours)}; a teacher must be trained on the same data and splits (else it "
+                          f"has seen this run's test images). Match them with distill.teacher.overrides")
+
+
+def resolve_teacher(spec: TeacherConfig, incoming: nn.Module, env: StageEnv) -> Teacher:
+    """The teacher ``spec`` names, on ``env.device``, in eval mode."""
+    if spec.path is not None:
+        teacher = _from_checkpoint(spec, env)
+    elif spec.experiment is not None:
+        teacher = _from_experiment(spec, env)
+    elif spec.stage is not None:
+        teacher = _from_stage(spec.stage, env)
+    else:
+        index = env.index
+        before = env.plan.chain[index - 1] if index > 0 else "initial model"
+        teacher = Teacher(incoming, f"input:{before}", input_model(env.cfg, env.plan, index)[0]["name"])
+    teacher.model.eval()
+    return teacher
+
+
+def _from_stage(stage: str, env: StageEnv) -> Teacher:
+    from compressbench.runtimes import as_module
+
+    if not env.plan.runtime.cache:
+        raise ConfigError(f"distill.teacher.stage={stage!r} is read back from the stage cache, and "
+                          f"runtime.cache=false; set runtime.cache=true, or put this distill stage right after "
+                          f"'{stage}' and leave distill.teacher.stage unset (the incoming model is the teacher)")
+    artifact = env.lookup(stage)
+    if artifact is None:
+        raise ConfigError(f"distill.teacher.stage={stage!r}: that stage's model is not in the stage cache "
+                          f"(its kind '{env.plan.stages[stage].stage}' may not be cacheable); put this distill "
+                          f"stage right after it and leave distill.teacher.stage unset")
+    arch = input_model(env.cfg, env.plan, env.plan.chain.index(stage) + 1)[0]["name"]
+    return Teacher(as_module(artifact, env.name), f"stage:{stage}", arch)
+
+
+def _from_experiment(spec: TeacherConfig, env: StageEnv) -> Teacher:
+    assert spec.experiment is not None
+    from compressbench.runtimes import as_module
+
+    cfg, plan = env.experiments.compose(spec.experiment, spec.overrides)
+    check_same_data(env.cfg.dataset, cfg.dataset, spec.experiment)
+    stage = experiment_stage(spec, plan)
+    # check_same_data made sure it is this run's dataset config, so this run's data fingerprint is its too; the
+    # entry is looked for in this run's cache, wherever that experiment's config points.
+    artifact = env.lookup_key(env.experiments.stage_key(cfg, plan, stage, env.data.fingerprint))
+    if artifact is None:
+        command = " ".join(["python -m compressbench", f"+experiment={spec.experiment}", *spec.overrides,
+                            f"paths.cache_dir={resolve_path(env.cfg.paths.cache_dir)}"])
+        raise ConfigError(f"distill.teacher.experiment={spec.experiment!r}: its stage '{stage}' is not in the "
+                          f"stage cache at {resolve_path(env.cfg.paths.cache_dir)}; run that experiment first: "
+                          f"{command}")
+    arch = input_model(cfg, plan, plan.chain.index(stage) + 1)[0]["name"]
+    return Teacher(as_module(artifact, env.name), f"experiment:{spec.experiment}/{stage}", arch)
+
+
+def _from_checkpoint(spec: TeacherConfig, env: StageEnv) -> Teacher:
+    from compressbench.infra.safe_load import load_weights_
+    from compressbench.models import build_model
+
+    assert spec.path is not None
+    node = {"name": spec.model} if spec.model else to_dict(env.cfg.model)
+    node.pop("pretrained", None)  # the file holds the weights; nothing to download
+    data = env.data
+    model = build_model(node, data.num_classes, data.in_channels, data.image_size)
+    load_weights_(model, resolve_path(spec.path))
+    return Teacher(model.to(env.device), f"checkpoint:{resolve_path(spec.path)}", node["name"])

@@ -1,0 +1,121 @@
+"""Structured pruning: rank output channels and remove the weakest, physically, with their dependencies.
+
+``l1_filter`` ranks a channel by the L1 norm of its filters (Li et al. 2017, "Pruning Filters for Efficient
+ConvNets"); ``taylor`` by the first-order Taylor estimate of the loss change, sum |w * dL/dw| over the group
+(Molchanov et al. 2019), from gradients of a few training batches. Channels are counted per *group*
+(``adapters.torch_pruning``): a residual sum's convs, or a DenseNet concat's slices, lose the same channels.
+The classifier's outputs are never pruned, and every group keeps at least one channel.
+
+``amount`` is a fraction of each group's *original* channels, so iterative rounds prune towards the same
+final width (round k of n removes channels until ``k/n * amount`` of the original ones are gone).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compressbench.adapters.torch_pruning import ChannelGroup, channel_groups
+from compressbench.models import eval_mode
+from compressbench.techniques.pruning.layers import Spec, amount_for, matches, prunable_layers
+
+METHODS = ("l1_filter", "taylor")
+
+
+@dataclass
+class GroupResult:
+    layers: tuple[str, ...]
+    original: int
+    before: int
+    after: int
+
+
+def out_channels(model: nn.Module) -> dict[str, int]:
+    """Output channels (features) of every conv/linear layer, by name."""
+    return {n: int(m.weight.shape[0]) for n, m in prunable_layers(model).items()}
+
+
+def ignored_modules(model: nn.Module, ignore: Iterable[str], classifier: str) -> list[nn.Module]:
+    selectors = [classifier, *ignore]
+    return [m for n, m in prunable_layers(model).items() if any(matches(s, n) for s in selectors)]
+
+
+def accumulate_gradients_(model: nn.Module, batches: Iterable[tuple[torch.Tensor, ...]]) -> None:
+    """Sum the cross-entropy gradients of ``batches`` into ``.grad`` (in eval mode: BN statistics stay put)."""
+    model.zero_grad(set_to_none=True)
+    with eval_mode(model):
+        for x, y, *_ in batches:
+            F.cross_entropy(model(x), y).backward()
+
+
+def _scores(groups: list[ChannelGroup], method: str) -> list[torch.Tensor]:
+    if method == "l1_filter":
+        return [g.l1() for g in groups]
+    if method == "taylor":
+        return [g.taylor() for g in groups]
+    raise ValueError(f"unknown structured method {method!r}; use one of {', '.join(METHODS)}")
+
+
+def _removals(groups: list[ChannelGroup], scores: list[torch.Tensor], spec: Spec, fraction: float,
+              original: Mapping[str, int]) -> list[list[int]]:
+    """Which channels of each group to remove (local or global ranking; at least one channel survives)."""
+    chosen: list[list[int]] = [[] for _ in groups]
+    pooled: list[int] = []
+    for i, (g, s) in enumerate(zip(groups, scores, strict=True)):
+        amount, named = amount_for(g.layers, spec.layer_amounts, spec.amount)
+        if spec.scope == "global" and not named:
+            pooled.append(i)
+            continue
+        c0 = original.get(g.layers[0], g.channels)
+        keep = max(1, c0 - round(fraction * amount * c0))
+        chosen[i] = torch.argsort(s, stable=True)[: max(0, g.channels - keep)].tolist()
+    if pooled:
+        # One ranking over all pooled groups; scores are divided by their group's mean so wide and narrow
+        # layers, whose filters have very different norms, compete fairly.
+        total0 = sum(original.get(groups[i].layers[0], groups[i].channels) for i in pooled)
+        remove = sum(groups[i].channels for i in pooled) - (total0 - round(fraction * spec.amount * total0))
+        flat = [(float(v / scores[i].mean()) if scores[i].mean() > 0 else float(v), i, c)
+                for i in pooled for c, v in enumerate(scores[i].tolist())]
+        left = {i: groups[i].channels for i in pooled}
+        for _, i, c in sorted(flat):
+            if remove <= 0:
+                break
+            if left[i] > 1:
+                chosen[i].append(c)
+                left[i] -= 1
+                remove -= 1
+    return chosen
+
+
+def prune_channels_(model: nn.Module, spec: Spec, example: torch.Tensor, classifier: str, *,
+                    method: str = "l1_filter", fraction: float = 1.0, original: Mapping[str, int] | None = None,
+                    batches: Iterable[tuple[torch.Tensor, ...]] = (),
+                    agree: Callable[[list[torch.Tensor]], list[torch.Tensor]] | None = None) -> list[GroupResult]:
+    """Remove ``fraction`` of ``spec``'s channel amounts from ``model`` in place; return what each group lost.
+
+    Args:
+        example: an input batch to trace the model with.
+        classifier: the layer whose outputs are the classes (``layers.classifier_name``); never pruned.
+        original: output channels before any pruning (``out_channels``), for iterative rounds.
+        batches: training batches for the ``taylor`` gradients.
+        agree: makes every process use the same scores (under torchrun: rank 0's, whose batches differ
+            from the other ranks' shards), so all ranks remove the same channels.
+    """
+    original = dict(original or out_channels(model))
+    groups = channel_groups(model, example, ignored_modules(model, spec.ignore, classifier))
+    if method == "taylor":
+        accumulate_gradients_(model, batches)
+    scores = _scores(groups, method)
+    if agree is not None:
+        scores = agree(scores)
+    model.zero_grad(set_to_none=True)
+    removals = _removals(groups, scores, spec, fraction, original)
+    results = []
+    for g, idxs in zip(groups, removals, strict=True):
+        before = g.channels
+        g.remove(idxs)
+        results.append(GroupResult(g.layers, original.get(g.layers[0], before), before, g.channels))
+    return results

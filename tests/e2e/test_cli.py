@@ -1,0 +1,66 @@
+"""The command line as a user runs it: ``python -m compressbench`` and ``python -m compressbench.report``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from clihelp import FAST, cli
+
+
+def test_single_run_prints_a_table_and_writes_its_run_dir(tmp_path: Path):
+    proc = cli(tmp_path, *FAST, f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "test_acc" in proc.stdout and "finetune" in proc.stdout
+    rows = pd.read_csv(tmp_path / "run" / "results.csv")
+    assert list(rows["stage"]) == ["train", "finetune"] and set(rows["status"]) == {"ok"}
+    assert (tmp_path / "run" / "plots" / "accuracy_vs_size.png").is_file()
+
+
+def test_multirun_aggregates_the_sweep(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    proc = cli(tmp_path, "-m", *FAST, "finetune.lr=0.01,0.001", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert len(summary) == 4 and summary["run_id"].nunique() == 2
+    # Both jobs share the train stage: the second one loads it from the cache.
+    train = summary[summary["stage"] == "train"]
+    assert sorted(train["cache_hit"]) == [False, True]
+    assert {o.split()[-1] for o in summary["overrides"]} == {"finetune.lr=0.01", "finetune.lr=0.001"}
+    assert (sweep / "plots" / "accuracy_vs_size.png").is_file()
+
+
+def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path: Path):
+    sweep = tmp_path / "sweep"
+    proc = cli(tmp_path, "-m", *FAST, "train.lr=1e12,0.05", "train.momentum=0", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode != 0  # the exit status says a job failed
+    summary = pd.read_csv(sweep / "summary.csv")
+    assert set(summary["status"]) == {"ok", "diverged"}
+    assert len(summary[summary["overrides"].str.contains("0.05")]) == 2  # the healthy job ran both stages
+    md = (sweep / "summary.md").read_text()
+    assert "## Failed jobs" in md and "train.lr=1000000000000.0" in md
+
+
+def test_report_is_idempotent(make_cfg, tmp_path: Path):
+    from compressbench.pipeline.runner import run
+    from compressbench.report import main as report_main
+
+    run_dir = tmp_path / "run"
+    run(make_cfg(), run_dir)
+    assert report_main([str(run_dir), "--findings-dir", str(tmp_path / "findings")]) == 0
+    before = (run_dir / "summary.csv").read_text()
+    assert report_main([str(run_dir), "--findings-dir", str(tmp_path / "findings")]) == 0
+    assert (run_dir / "summary.csv").read_text() == before
+    assert (tmp_path / "findings" / "default" / "results.csv").is_file()
+
+
+def test_config_error_exits_nonzero_with_the_reason(tmp_path: Path):
+    proc = cli(tmp_path, *FAST, "train.epochs=-3", f"hydra.run.dir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "train.epochs=-3 is not allowed: >= 0" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [["--help"]])
+def test_help_works_offline(tmp_path: Path, args):
+    proc = cli(tmp_path, *args)
+    assert proc.returncode == 0 and "model" in proc.stdout
