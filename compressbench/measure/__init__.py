@@ -51,6 +51,8 @@ def measure(model: nn.Module, ctx: RunContext) -> dict[str, Any]:
     ref = ctx.reference
     if ref is not None and ref.metrics is not None:
         metrics["compression_ratio"] = ref.metrics["size_bytes"] / metrics["size_bytes"]
+        for column, key in (("macs_reduction_pct", "macs"), ("params_reduction_pct", "params")):  # Li et al.'s %
+            metrics[column] = 100 * (1 - metrics[key] / ref.metrics[key]) if ref.metrics.get(key) else None
         metrics["reference_stage"] = ref.stage
     return metrics
 

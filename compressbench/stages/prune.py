@@ -22,6 +22,7 @@ from compressbench.pruning.encoding import encode_verified
 from compressbench.pruning.layers import Spec, check_selectors, classifier_name, prunable_layers
 from compressbench.pruning.schedules import SCHEDULES, GradualPruning, iterative_fractions
 from compressbench.pruning.stats import achieved, snapshot
+from compressbench.pruning.structured import KEEP_ROUNDINGS
 from compressbench.results import write_csv
 from compressbench.stages import register_stage
 from compressbench.stages.train import TrainConfig
@@ -58,6 +59,11 @@ class PruneConfig(StageConfig):
     amount: float = 0.5  # fraction of `amount_of` to prune: 0 <= amount < 1
     amount_of: str | None = None  # weights | channels; null = the method's unit (it must match the method)
     scope: str = "layer"  # layer: each layer loses `amount` | global: one ranking over all layers together
+    # How a channel count is rounded (structured methods; weight counts are rounded to nearest). floor keeps
+    # int(c * (1 - p)) channels, as Li et al. 2017 and torch-pruning's pruners do; nearest removes round(c * p)
+    # (our earlier behaviour: 58 of 64 filters kept at p=0.1 where the paper keeps 57). floor is the default for
+    # every l1_filter/taylor use, not only the shipped recipes, so one `amount` means one width everywhere.
+    keep_rounding: str = "floor"
     layer_amounts: dict[str, float] = field(default_factory=dict)  # layer/stage/pattern → amount; first match
     ignore: list[str] = field(default_factory=list)  # layers never pruned (structured: the classifier never is)
     schedule: str = "oneshot"  # oneshot | iterative (rounds of prune → retrain) | agp (gradual, in training)
@@ -79,6 +85,8 @@ class PruneConfig(StageConfig):
               f"{'channels use l1_filter or taylor' if unit == 'weights' else 'weights use magnitude or random'}")
         self.amount_of = unit
         check(self.scope in ("layer", "global"), "scope", self.scope, "layer or global")
+        check(self.keep_rounding in KEEP_ROUNDINGS, "keep_rounding", self.keep_rounding,
+              f"one of {', '.join(KEEP_ROUNDINGS)} (floor keeps int(channels * (1 - amount)), as Li et al.)")
         for key, value in self.layer_amounts.items():
             check(0 <= value < 1, f"layer_amounts.{key}", value, f"a fraction 0 <= amount < 1 of the {unit}")
         check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
@@ -102,7 +110,7 @@ class PruneConfig(StageConfig):
 
     @property
     def spec(self) -> Spec:
-        return Spec(self.amount, dict(self.layer_amounts), tuple(self.ignore), self.scope)
+        return Spec(self.amount, dict(self.layer_amounts), tuple(self.ignore), self.scope, self.keep_rounding)
 
 
 @register_stage("prune", PruneConfig, distributed=True)
@@ -147,6 +155,7 @@ def prune(model: nn.Module, cfg: PruneConfig, ctx: RunContext) -> nn.Module:
         ctx.record(agp_events=len(gradual.events))
 
     ctx.record(amount=cfg.amount, amount_of=cfg.amount_of, scope=cfg.scope, schedule=cfg.schedule,
+               keep_rounding=cfg.keep_rounding if cfg.amount_of == "channels" else None,
                **achieved(before, snapshot(model, example, classifier)))
     if main:
         write_layer_table(model, original, ctx)
