@@ -63,6 +63,8 @@ def measure(artifact: Deployable, inputs: Inputs) -> dict[str, Any]:
     base = inputs.baseline
     if base is not None and base.metrics:
         metrics["compression_ratio"] = base.metrics["size_bytes"] / metrics["size_bytes"]
+        for column, key in (("macs_reduction_pct", "macs"), ("params_reduction_pct", "params")):  # Li et al.'s %
+            metrics[column] = 100 * (1 - metrics[key] / base.metrics[key]) if base.metrics.get(key) else None
         metrics["reference_stage"] = base.stage
     return metrics
 

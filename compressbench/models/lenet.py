@@ -1,4 +1,5 @@
-"""LeNet-5 and LeNet-300-100 (LeCun et al. 1998), the small models of the pruning papers (Han et al. 2015)."""
+"""LeNet-5 and LeNet-300-100 (LeCun et al. 1998), the small models of the pruning papers (Han et al. 2015), and
+the larger Caffe LeNet-5 that Han et al. actually pruned and compressed."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -51,6 +52,40 @@ class LeNet5(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+class CaffeLeNet5(nn.Module):
+    """Caffe's LeNet (``examples/mnist/lenet.prototxt``), the "LeNet-5" of Han et al. 2015/2016: conv5x5(20) →
+    max-pool → conv5x5(50) → max-pool → fc500 → ReLU → fc(classes). 431,080 parameters on 28x28x1 with 10
+    classes (LeCun's LeNet-5 has 61,706), 93% of them in fc500.
+
+    As in Caffe there is no nonlinearity after the convs, only after fc500. The convs are unpadded from 28x28 up
+    (Caffe's MNIST); on smaller images the first is padded by 2, and the second too when unpadded its pooled map
+    would be under 2x2 (8x8 digits: 8 → 4 → 2), as in ``LeNet5``.
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        pad1 = 0 if image_size >= 28 else 2
+        size = _conv_pool_out(image_size, pad1)
+        pad2 = 0 if _conv_pool_out(size, 0) >= 2 else 2
+        size = _conv_pool_out(size, pad2)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 20, 5, padding=pad1),
+            nn.MaxPool2d(2),
+            nn.Conv2d(20, 50, 5, padding=pad2),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(50 * size * size, 500),
+            nn.ReLU(),
+            nn.Linear(500, num_classes),
+        )
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.classifier(torch.flatten(x, 1))
+
+
 class LeNet300100(nn.Module):
     """Flatten → fc300 → fc100 → fc(classes), ReLU: the fully connected LeNet of the pruning papers."""
 
@@ -90,6 +125,13 @@ def lenet5(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
     """LeNet-5; 61,706 parameters on 32x32x1 with 10 classes."""
     check_args(num_classes, in_channels, image_size)
     return LeNet5(num_classes, in_channels, image_size)
+
+
+@MODELS.register("lenet5_caffe")
+def lenet5_caffe(num_classes: int, in_channels: int, image_size: int) -> nn.Module:
+    """Caffe's LeNet-5 (Han et al.'s); 431,080 parameters on 28x28x1 with 10 classes."""
+    check_args(num_classes, in_channels, image_size)
+    return CaffeLeNet5(num_classes, in_channels, image_size)
 
 
 @MODELS.register("lenet300_100")

@@ -24,12 +24,21 @@ from compressbench.techniques.pruning.encoding import encode_verified
 from compressbench.techniques.pruning.layers import Spec, check_selectors, classifier_name, prunable_layers
 from compressbench.techniques.pruning.schedules import SCHEDULES, GradualPruning, iterative_fractions
 from compressbench.techniques.pruning.stats import achieved, snapshot
+from compressbench.techniques.pruning.structured import KEEP_ROUNDINGS
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
 
 # What `amount` is a fraction of, per method.
 UNITS = {"magnitude": "weights", "random": "weights", "l1_filter": "channels", "taylor": "channels"}
+# `scope` when the config leaves it null: what each method's papers do with one amount. L1-filter ranks filters
+# within each layer (Li et al. 2017: per-layer, per-stage rates). Taylor ranks all neurons of the network
+# together (Molchanov et al. 2017, 2019: no per-layer sensitivity analysis). Magnitude: Han et al. (2015) set
+# per-layer rates from a sensitivity scan (say them in layer_amounts, which are always per layer); with one
+# amount, a single global threshold is the standard baseline (Frankle & Carbin 2019 for deep convnets; Blalock
+# et al. 2020 found it beats the same rate in every layer) and lets the big, redundant layers lose the most, as
+# Han's rates do. Random is magnitude's control, so it ranks the same way.
+DEFAULT_SCOPES = {"magnitude": "global", "random": "global", "l1_filter": "layer", "taylor": "global"}
 
 
 @dataclass
@@ -56,7 +65,14 @@ class PruneConfig(StageConfig):
     method: str = "magnitude"  # magnitude | random (zero weights) | l1_filter | taylor (remove channels)
     amount: float = 0.5  # fraction of `amount_of` to prune: 0 <= amount < 1
     amount_of: str | None = None  # weights | channels; null = the method's unit (it must match the method)
-    scope: str = "layer"  # layer: each layer loses `amount` | global: one ranking over all layers together
+    # layer: each layer loses `amount` | global: one ranking over all layers together | null: the method's
+    # papers' choice (DEFAULT_SCOPES). The one source of this default: the YAML leaves it unset.
+    scope: str | None = None
+    # How a channel count is rounded (structured methods; weight counts are rounded to nearest). floor keeps
+    # int(c * (1 - p)) channels, as Li et al. 2017 and torch-pruning's pruners do; nearest removes round(c * p)
+    # (our earlier behaviour: 58 of 64 filters kept at p=0.1 where the paper keeps 57). floor is the default for
+    # every l1_filter/taylor use, not only the shipped recipes, so one `amount` means one width everywhere.
+    keep_rounding: str = "floor"
     layer_amounts: dict[str, float] = field(default_factory=dict)  # layer/stage/pattern → amount; first match
     ignore: list[str] = field(default_factory=list)  # layers never pruned (structured: the classifier never is)
     schedule: str = "oneshot"  # oneshot | iterative (rounds of prune → retrain) | agp (gradual, in training)
@@ -77,7 +93,11 @@ class PruneConfig(StageConfig):
               f"method {self.method} prunes {unit}: set amount_of={unit} (or leave it null); to prune "
               f"{'channels use l1_filter or taylor' if unit == 'weights' else 'weights use magnitude or random'}")
         self.amount_of = unit
-        check(self.scope in ("layer", "global"), "scope", self.scope, "layer or global")
+        self.scope = DEFAULT_SCOPES[self.method] if self.scope is None else self.scope
+        check(self.scope in ("layer", "global"), "scope", self.scope,
+              f"layer or global (or null: the method's default, {self.method} → {DEFAULT_SCOPES[self.method]})")
+        check(self.keep_rounding in KEEP_ROUNDINGS, "keep_rounding", self.keep_rounding,
+              f"one of {', '.join(KEEP_ROUNDINGS)} (floor keeps int(channels * (1 - amount)), as Li et al.)")
         for key, value in self.layer_amounts.items():
             check(0 <= value < 1, f"layer_amounts.{key}", value, f"a fraction 0 <= amount < 1 of the {unit}")
         check(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
@@ -101,7 +121,8 @@ class PruneConfig(StageConfig):
 
     @property
     def spec(self) -> Spec:
-        return Spec(self.amount, dict(self.layer_amounts), tuple(self.ignore), self.scope)
+        scope = self.scope or DEFAULT_SCOPES[self.method]  # resolved in __post_init__ already
+        return Spec(self.amount, dict(self.layer_amounts), tuple(self.ignore), scope, self.keep_rounding)
 
 
 @register_stage("prune", PruneConfig, distributed=True)
@@ -148,6 +169,7 @@ def prune(artifact: Deployable, cfg: PruneConfig, env: StageEnv) -> StageResult:
         out.record["agp_events"] = len(gradual.events)
 
     out.record.update(amount=cfg.amount, amount_of=cfg.amount_of, scope=cfg.scope, schedule=cfg.schedule,
+                      keep_rounding=cfg.keep_rounding if cfg.amount_of == "channels" else None,
                       **achieved(before, snapshot(model, example, classifier)))
     out.files["layers.csv"] = layer_table(model, original)
     if cfg.encode:

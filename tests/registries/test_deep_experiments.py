@@ -64,7 +64,9 @@ def test_digits_deep_compression_runs_offline(make_cfg, tmp_path: Path):
     assert rows["cluster"]["nonzero_params"] == rows["prune"]["nonzero_params"] == rows["encode"]["nonzero_params"]
     encode = rows["encode"]
     assert encode["encode_verified"] is True and encode["encoded_bytes"] < rows["prune"]["encoded_bytes"]
-    assert encode["encoded_ratio"] > 15  # 85% pruned, 5-8 bit shared values, Huffman coded
+    # 85% pruned, 5-8 bit shared values, Huffman coded; every codebook entry is used (empty k-means clusters
+    # are relocated), so on this 21K-parameter model the 256- and 32-entry codebooks are a large share of the file
+    assert encode["encoded_ratio"] > 10
     assert 1 <= encode["distinct_values_max"] <= 2**8  # after the retrain: still shared values only
     state = decode_state((out / "stages/05_encode/model.cbdc").read_bytes())
     for key, w in state.items():

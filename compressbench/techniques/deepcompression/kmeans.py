@@ -7,6 +7,12 @@ first three; ``linear`` worked best for them, because it keeps the few large wei
   density    k points evenly spaced on the weights' CDF (quantiles): dense where weights are many;
   random     k distinct weights picked at random (Forgy);
   kmeans++   Arthur & Vassilvitskii's D² sampling.
+
+A cluster that ends up empty (linear init puts many centroids in the sparse tails) is relocated, as
+scikit-learn's Lloyd does: it restarts at the weight farthest from its own centroid, which leaves its old
+cluster. Dropping empty clusters instead wasted codebook entries (reported: 237 of 256 kept on a 400k-weight
+layer, 27% higher MSE than scikit-learn's KMeans from the same init; on a 50k Student-t sample 35 of 256 were
+kept, at 17x its MSE). With relocation the MSE matches scikit-learn's (tests/test_recipes_kmeans.py).
 """
 from __future__ import annotations
 
@@ -21,7 +27,10 @@ INITS = ("linear", "density", "random", "kmeans++")
 class Clustering:
     """The result: ``centroids[labels]`` approximates the input; ``iterations`` is how many Lloyd steps ran."""
 
-    centroids: torch.Tensor  # [k'] ascending, k' <= k (empty clusters are dropped)
+    # [k'] ascending; k' = k unless the data has fewer distinct values, the init repeated a value (density or
+    # random on tied weights: merged), or the iteration cap ended the search right after a step emptied a
+    # cluster (a cluster still empty at the end is dropped)
+    centroids: torch.Tensor
     labels: torch.Tensor  # [n] int64 in 0..k'-1
     iterations: int
 
@@ -60,6 +69,45 @@ def assign(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(x, midpoints)
 
 
+def relocate_empty_(x: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor, counts: torch.Tensor,
+                    sums: torch.Tensor) -> int:
+    """Give every empty cluster one point, the farthest from its centroid first, updating ``counts`` and ``sums``
+    in place (the point leaves its old cluster); return how many clusters were relocated.
+
+    Only points with distinct values that are no centroid already are used, so no two centroids coincide (in
+    1-D two equal centroids would leave one of them empty again).
+    """
+    empty = torch.nonzero(counts == 0).flatten()
+    if len(empty) == 0:
+        return 0
+    d = (x - centroids[labels]) ** 2
+    taken = centroids[counts > 0]
+    want = min(len(x), 4 * len(empty) + 64)  # the farthest few usually suffice: no full sort of a big layer
+    while True:
+        order = torch.topk(d, want).indices  # farthest first
+        order = order[(d[order] > 0) & ~torch.isin(x[order], taken)]
+        picks = _first_of_each_value(x, order)[: len(empty)]
+        if len(picks) == len(empty) or want == len(x):
+            break
+        want = min(len(x), 4 * want)
+    for cluster, i in zip(empty[: len(picks)].tolist(), picks.tolist(), strict=True):
+        old = int(labels[i])
+        counts[old] -= 1
+        sums[old] -= x[i]
+        counts[cluster], sums[cluster] = 1, x[i]
+    return len(picks)
+
+
+def _first_of_each_value(x: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """The indices ``order`` keeps, dropping each one whose value an earlier index already has."""
+    if len(order) == 0:
+        return order
+    _, inverse = torch.unique(x[order], return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(order), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(len(order)), reduce="amin")
+    return order[first.sort().values]
+
+
 @torch.no_grad()
 def kmeans_1d(values: torch.Tensor, k: int, init: str = "linear", iters: int = 30,
               generator: torch.Generator | None = None) -> Clustering:
@@ -84,7 +132,8 @@ def kmeans_1d(values: torch.Tensor, k: int, init: str = "linear", iters: int = 3
         done = step
         counts = torch.bincount(labels, minlength=len(centroids))
         sums = torch.zeros_like(centroids).index_add_(0, labels, x)
-        # An empty cluster keeps its place; it is dropped at the end if it stays empty.
+        relocate_empty_(x, labels, centroids, counts, sums)
+        # A cluster still empty (no point left to give it) keeps its place; dropped at the end if it stays so.
         centroids = torch.where(counts > 0, sums / counts.clamp_min(1), centroids).sort().values
         new = assign(x, centroids)
         if torch.equal(new, labels):

@@ -22,12 +22,14 @@ PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 @dataclass(frozen=True)
 class Spec:
     """What to prune, in the config's words: ``amount`` of every layer (or of all layers together when
-    ``scope`` is global) unless ``layer_amounts`` names the layer; ``ignore``d layers are never pruned."""
+    ``scope`` is global) unless ``layer_amounts`` names the layer; ``ignore``d layers are never pruned.
+    ``keep_rounding`` says how a channel count is rounded (``structured.kept_channels``)."""
 
     amount: float
     layer_amounts: Mapping[str, float] = field(default_factory=dict)
     ignore: Sequence[str] = ()
     scope: str = "layer"  # layer | global
+    keep_rounding: str = "floor"  # floor | nearest (channels only; see structured.KEEP_ROUNDINGS)
 
 
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:

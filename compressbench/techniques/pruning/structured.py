@@ -7,10 +7,13 @@ ConvNets"); ``taylor`` by the first-order Taylor estimate of the loss change, su
 The classifier's outputs are never pruned, and every group keeps at least one channel.
 
 ``amount`` is a fraction of each group's *original* channels, so iterative rounds prune towards the same
-final width (round k of n removes channels until ``k/n * amount`` of the original ones are gone).
+final width (round k of n removes channels until ``k/n * amount`` of the original ones are gone). How many
+channels a fraction ``p`` of ``c`` leaves is ``kept_channels``: Li et al. keep ``int(c * (1 - p))`` (floor),
+as torch-pruning's own pruners do; ``nearest`` removes ``round(c * p)`` instead.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -23,6 +26,7 @@ from compressbench.models import eval_mode
 from compressbench.techniques.pruning.layers import Spec, amount_for, matches, prunable_layers
 
 METHODS = ("l1_filter", "taylor")
+KEEP_ROUNDINGS = ("floor", "nearest")
 
 
 @dataclass
@@ -59,6 +63,17 @@ def _scores(groups: list[ChannelGroup], method: str) -> list[torch.Tensor]:
     raise ValueError(f"unknown structured method {method!r}; use one of {', '.join(METHODS)}")
 
 
+def kept_channels(channels: int, fraction: float, rounding: str = "floor") -> int:
+    """Channels left when ``fraction`` of ``channels`` is pruned: ``floor`` keeps int(c * (1 - p)) (Li et al.
+    2017; ResNet-56 at p=0.1 keeps 57 of 64 filters), ``nearest`` keeps c - round(c * p) (58 of 64)."""
+    if rounding == "floor":
+        # The epsilon keeps float noise from flooring an exact count one down: 10 * (1 - 0.9) = 0.99999...
+        return math.floor(channels * (1 - fraction) + 1e-9)
+    if rounding == "nearest":
+        return channels - round(channels * fraction)
+    raise ValueError(f"unknown keep_rounding {rounding!r}; use one of {', '.join(KEEP_ROUNDINGS)}")
+
+
 def _removals(groups: list[ChannelGroup], scores: list[torch.Tensor], spec: Spec, fraction: float,
               original: Mapping[str, int]) -> list[list[int]]:
     """Which channels of each group to remove (local or global ranking; at least one channel survives)."""
@@ -70,13 +85,14 @@ def _removals(groups: list[ChannelGroup], scores: list[torch.Tensor], spec: Spec
             pooled.append(i)
             continue
         c0 = original.get(g.layers[0], g.channels)
-        keep = max(1, c0 - round(fraction * amount * c0))
+        keep = max(1, kept_channels(c0, fraction * amount, spec.keep_rounding))
         chosen[i] = torch.argsort(s, stable=True)[: max(0, g.channels - keep)].tolist()
     if pooled:
         # One ranking over all pooled groups; scores are divided by their group's mean so wide and narrow
         # layers, whose filters have very different norms, compete fairly.
         total0 = sum(original.get(groups[i].layers[0], groups[i].channels) for i in pooled)
-        remove = sum(groups[i].channels for i in pooled) - (total0 - round(fraction * spec.amount * total0))
+        remove = sum(groups[i].channels for i in pooled) - kept_channels(total0, fraction * spec.amount,
+                                                                         spec.keep_rounding)
         flat = [(float(v / scores[i].mean()) if scores[i].mean() > 0 else float(v), i, c)
                 for i in pooled for c, v in enumerate(scores[i].tolist())]
         left = {i: groups[i].channels for i in pooled}
