@@ -20,6 +20,7 @@ from compressbench.runtimes import Deployable, Eager, as_module
 from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
 from compressbench.techniques.pruning import structured, unstructured
+from compressbench.techniques.pruning.criteria import PRUNE_CRITERIA, methods
 from compressbench.techniques.pruning.encoding import encode_verified
 from compressbench.techniques.pruning.layers import Spec, check_selectors, classifier_name, prunable_layers
 from compressbench.techniques.pruning.schedules import SCHEDULES, GradualPruning, iterative_fractions
@@ -28,18 +29,6 @@ from compressbench.techniques.pruning.structured import KEEP_ROUNDINGS
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
-
-# What `amount` is a fraction of, per method.
-UNITS = {"magnitude": "weights", "random": "weights", "l1_filter": "channels", "taylor": "channels"}
-# `scope` when the config leaves it null: what each method's papers do with one amount. L1-filter ranks filters
-# within each layer (Li et al. 2017: per-layer, per-stage rates). Taylor ranks all neurons of the network
-# together (Molchanov et al. 2017, 2019: no per-layer sensitivity analysis). Magnitude: Han et al. (2015) set
-# per-layer rates from a sensitivity scan (say them in layer_amounts, which are always per layer); with one
-# amount, a single global threshold is the standard baseline (Frankle & Carbin 2019 for deep convnets; Blalock
-# et al. 2020 found it beats the same rate in every layer) and lets the big, redundant layers lose the most, as
-# Han's rates do. Random is magnitude's control, so it ranks the same way.
-DEFAULT_SCOPES = {"magnitude": "global", "random": "global", "l1_filter": "layer", "taylor": "global"}
-
 
 @dataclass
 class RetrainConfig(TrainConfig):
@@ -62,11 +51,11 @@ class RetrainConfig(TrainConfig):
 @dataclass
 class PruneConfig(StageConfig):
     stage: str = "prune"
-    method: str = "magnitude"  # magnitude | random (zero weights) | l1_filter | taylor (remove channels)
+    method: str = "magnitude"  # a PRUNE_CRITERIA name: magnitude | random (zero weights) | l1_filter | taylor
     amount: float = 0.5  # fraction of `amount_of` to prune: 0 <= amount < 1
     amount_of: str | None = None  # weights | channels; null = the method's unit (it must match the method)
     # layer: each layer loses `amount` | global: one ranking over all layers together | null: the method's
-    # papers' choice (DEFAULT_SCOPES). The one source of this default: the YAML leaves it unset.
+    # papers' choice (the criterion's ``scope``). The one source of this default: the YAML leaves it unset.
     scope: str | None = None
     # How a channel count is rounded (structured methods; weight counts are rounded to nearest). floor keeps
     # int(c * (1 - p)) channels, as Li et al. 2017 and torch-pruning's pruners do; nearest removes round(c * p)
@@ -86,16 +75,17 @@ class PruneConfig(StageConfig):
     encode: bool = True  # write the verified sparse encoding (weights.cbsp) and record encoded_bytes
 
     def __post_init__(self) -> None:
-        check(self.method in UNITS, "method", self.method, f"one of {', '.join(UNITS)}")
-        unit = UNITS[self.method]
+        check(self.method in PRUNE_CRITERIA, "method", self.method, f"one of {', '.join(PRUNE_CRITERIA.names())}")
+        criterion = PRUNE_CRITERIA.get(self.method)
+        unit = criterion.unit
         check(0 <= self.amount < 1, "amount", self.amount, f"a fraction 0 <= amount < 1 of the {unit} to prune")
         check(self.amount_of in (None, unit), "amount_of", self.amount_of,
               f"method {self.method} prunes {unit}: set amount_of={unit} (or leave it null); to prune "
-              f"{'channels use l1_filter or taylor' if unit == 'weights' else 'weights use magnitude or random'}")
+              f"{' or '.join(methods('channels' if unit == 'weights' else 'weights'))}")
         self.amount_of = unit
-        self.scope = DEFAULT_SCOPES[self.method] if self.scope is None else self.scope
+        self.scope = criterion.scope if self.scope is None else self.scope
         check(self.scope in ("layer", "global"), "scope", self.scope,
-              f"layer or global (or null: the method's default, {self.method} → {DEFAULT_SCOPES[self.method]})")
+              f"layer or global (or null: the method's default, {self.method} → {criterion.scope})")
         check(self.keep_rounding in KEEP_ROUNDINGS, "keep_rounding", self.keep_rounding,
               f"one of {', '.join(KEEP_ROUNDINGS)} (floor keeps int(channels * (1 - amount)), as Li et al.)")
         for key, value in self.layer_amounts.items():
@@ -121,7 +111,7 @@ class PruneConfig(StageConfig):
 
     @property
     def spec(self) -> Spec:
-        scope = self.scope or DEFAULT_SCOPES[self.method]  # resolved in __post_init__ already
+        scope = self.scope or PRUNE_CRITERIA.get(self.method).scope  # resolved in __post_init__ already
         return Spec(self.amount, dict(self.layer_amounts), tuple(self.ignore), scope, self.keep_rounding)
 
 
@@ -146,7 +136,7 @@ def prune(artifact: Deployable, cfg: PruneConfig, env: StageEnv) -> StageResult:
         if cfg.amount_of == "weights":
             return unstructured.prune_weights_(m, cfg.spec, fraction, cfg.method, generator)
         batches: Any = ()
-        if cfg.method == "taylor":
+        if PRUNE_CRITERIA.get(cfg.method).needs_gradients:
             loader = env.train_loader(cfg.taylor_batch_size, augment=False)
             loader.set_epoch(round_)
             batches = itertools.islice(loader, cfg.taylor_batches)

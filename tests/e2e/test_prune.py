@@ -77,7 +77,7 @@ def test_structured_rows_show_fewer_params_macs_and_bytes(make_cfg, tmp_path: Pa
 
 @pytest.mark.parametrize("opts, message", [
     ({"amount": 1.2}, "prune.amount=1.2 is not allowed: a fraction 0 <= amount < 1 of the weights"),
-    ({"method": "prune_me"}, "prune.method='prune_me' is not allowed: one of magnitude, random, l1_filter, taylor"),
+    ({"method": "prune_me"}, "prune.method='prune_me' is not allowed: one of l1_filter, magnitude, random, taylor"),
     ({"method": "magnitude", "amount_of": "channels"}, "prune.amount_of='channels' is not allowed: method "
                                                        "magnitude prunes weights"),
     ({"method": "l1_filter", "schedule": "agp"}, "prune.schedule='agp' is not allowed"),

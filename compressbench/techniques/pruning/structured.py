@@ -23,9 +23,9 @@ from torch import nn
 
 from compressbench.adapters.torch_pruning import ChannelGroup, channel_groups
 from compressbench.models import eval_mode
+from compressbench.techniques.pruning.criteria import PRUNE_CRITERIA
 from compressbench.techniques.pruning.layers import Spec, amount_for, matches, prunable_layers
 
-METHODS = ("l1_filter", "taylor")
 KEEP_ROUNDINGS = ("floor", "nearest")
 
 
@@ -53,14 +53,6 @@ def accumulate_gradients_(model: nn.Module, batches: Iterable[tuple[torch.Tensor
     with eval_mode(model):
         for x, y, *_ in batches:
             F.cross_entropy(model(x), y).backward()
-
-
-def _scores(groups: list[ChannelGroup], method: str) -> list[torch.Tensor]:
-    if method == "l1_filter":
-        return [g.l1() for g in groups]
-    if method == "taylor":
-        return [g.taylor() for g in groups]
-    raise ValueError(f"unknown structured method {method!r}; use one of {', '.join(METHODS)}")
 
 
 def kept_channels(channels: int, fraction: float, rounding: str = "floor") -> int:
@@ -122,9 +114,10 @@ def prune_channels_(model: nn.Module, spec: Spec, example: torch.Tensor, classif
     """
     original = dict(original or out_channels(model))
     groups = channel_groups(model, example, ignored_modules(model, spec.ignore, classifier))
-    if method == "taylor":
+    criterion = PRUNE_CRITERIA.get(method)
+    if criterion.needs_gradients:
         accumulate_gradients_(model, batches)
-    scores = _scores(groups, method)
+    scores = [criterion.score(g) for g in groups]
     if agree is not None:
         scores = agree(scores)
     model.zero_grad(set_to_none=True)

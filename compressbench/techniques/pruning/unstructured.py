@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from compressbench.techniques.pruning.criteria import PRUNE_CRITERIA
 from compressbench.techniques.pruning.layers import Spec, amount_for, is_ignored, prunable_layers
-
-METHODS = ("magnitude", "random")
 
 
 def lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -32,12 +31,7 @@ def lowest(scores: torch.Tensor, k: int) -> torch.Tensor:
 
 def _scores(weight: torch.Tensor, method: str, generator: torch.Generator | None) -> torch.Tensor:
     w = weight.detach().flatten().float()
-    if method == "magnitude":
-        score = w.abs()
-    elif method == "random":
-        score = torch.rand(w.numel(), generator=generator).to(w.device)
-    else:
-        raise ValueError(f"unknown unstructured method {method!r}; use one of {', '.join(METHODS)}")
+    score = PRUNE_CRITERIA.get(method).score(weight, generator)
     return torch.where(w == 0, torch.full_like(score, -1.0), score)  # existing zeros go first
 
 
