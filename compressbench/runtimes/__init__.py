@@ -6,9 +6,16 @@ here and the adapter module that imports its library.
 """
 from __future__ import annotations
 
-from compressbench.runtimes import compiled, eager, fx_int8, onnxruntime, openvino  # noqa: F401  (register)
+import importlib
+import pkgutil
+
 from compressbench.runtimes.base import RUNTIMES, Arch, Deployable, NotDeployable, register_runtime
 from compressbench.runtimes.eager import Eager, as_module
+
+# Every module of this package registers its runtimes on import: a new runtime is a new file, no list to keep.
+for _info in pkgutil.iter_modules(__path__):
+    if _info.name not in ("base", "verify_exported"):  # the protocol; a script for a process without us
+        importlib.import_module(f"{__name__}.{_info.name}")
 
 
 def fp32_routes(installed: bool = False) -> list[str]:
