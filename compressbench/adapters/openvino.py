@@ -65,7 +65,8 @@ def quantize_int8(model: Any, batches: list[torch.Tensor]) -> Any:
 def to_ir(model: Any) -> tuple[bytes, bytes]:
     """The model as OpenVINO IR: (.xml, .bin) bytes, the runtime's own files (no pickle)."""
     with _folder() as tmp:
-        ov.save_model(model, str(tmp / "model.xml"))
+        # compress_to_fp16 defaults to True: it would halve fp32 weights on disk and change the model measured.
+        ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
         return (tmp / "model.xml").read_bytes(), (tmp / "model.bin").read_bytes()
 
 
