@@ -74,7 +74,10 @@ def backends(method: str) -> list[str]:
 
 
 def methods() -> list[str]:
-    return list(dict.fromkeys(k.split("/", 1)[0] for k in QUANTIZERS.names()))
+    """The registered methods, the common ones first (the order error messages list them in)."""
+    order = ("static_int8", "dynamic_int8", "qat", "fp16", "bf16", "weight_bits")
+    found = dict.fromkeys(k.split("/", 1)[0] for k in QUANTIZERS.names())
+    return sorted(found, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
 def fp32_cpu(model: Eager) -> Eager:
