@@ -10,6 +10,7 @@ import torch
 
 from compressbench.data import DATASETS
 from compressbench.data.fetch import download_guard, require_files
+from compressbench.data.fingerprint import file_checksums, files_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 DEFAULTS: dict[str, Any] = {"download": True, "augment": {"crop_padding": 4, "flip": True}}
@@ -19,7 +20,7 @@ URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 @DATASETS.register("cifar10")
-def load_cifar10(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
+def load_cifar10(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
     """Reads ``data_dir/cifar-10-batches-py/`` (torchvision's layout), downloading it when allowed."""
     from torchvision.datasets import CIFAR10
 
@@ -35,4 +36,5 @@ def load_cifar10(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
         images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
         return Split(images, torch.as_tensor(ds.targets, dtype=torch.int64))
 
-    return assemble("cifar10", split(train), split(test), list(train.classes), opts)
+    digest = files_digest(file_checksums([where / f for f in FILES], cache_dir))
+    return assemble("cifar10", split(train), split(test), list(train.classes), opts, source_digest=digest)

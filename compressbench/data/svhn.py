@@ -10,6 +10,7 @@ import torch
 
 from compressbench.data import DATASETS
 from compressbench.data.fetch import download_guard, require_files
+from compressbench.data.fingerprint import file_checksums, files_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 # No flip: digits are not mirror symmetric. The 531k "extra" images are left out (the usual small setting).
@@ -18,7 +19,7 @@ URL = "http://ufldl.stanford.edu/housenumbers/"
 
 
 @DATASETS.register("svhn")
-def load_svhn(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
+def load_svhn(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
     """Reads ``data_dir/svhn/{train,test}_32x32.mat``, downloading them when allowed."""
     from torchvision.datasets import SVHN
 
@@ -35,4 +36,5 @@ def load_svhn(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
         # torchvision already transposed to NCHW and mapped label 10 (SVHN's "0") to 0.
         return Split(torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels).long())
 
-    return assemble("svhn", split(train), split(test), [str(d) for d in range(10)], opts)
+    digest = files_digest(file_checksums(files, cache_dir))
+    return assemble("svhn", split(train), split(test), [str(d) for d in range(10)], opts, source_digest=digest)
