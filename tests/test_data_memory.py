@@ -59,3 +59,14 @@ def test_channel_stats_match_float64_on_large_images():
     ref = x.double().div(255).transpose(0, 1).reshape(3, -1)
     assert torch.allclose(torch.tensor(mean, dtype=torch.float64), ref.mean(1), atol=1e-7)
     assert torch.allclose(torch.tensor(std, dtype=torch.float64), ref.std(1, correction=0), atol=1e-6)
+
+
+def test_svhn_planes_are_transposed_in_place():
+    from compressbench.data.svhn import nchw_in_place
+
+    x = np.asfortranarray(np.random.default_rng(0).integers(0, 256, (5, 7, 3, 11), dtype=np.uint8))  # MATLAB's
+    view = np.transpose(x, (3, 2, 0, 1))  # what torchvision's SVHN holds: [N, C, H, W], planes column-major
+    expected = np.ascontiguousarray(view)  # a copy, taken before the memory is rearranged
+    out = nchw_in_place(view, chunk=4)
+    assert out.is_contiguous() and np.array_equal(out.numpy(), expected)
+    assert out.numpy().ctypes.data == x.ctypes.data  # the same memory: no second copy

@@ -22,6 +22,7 @@ import torch
 
 from compressbench.atomic import atomic_write
 from compressbench.data.fingerprint import listing_digest
+from compressbench.data.split import shrink_rows_
 from compressbench.locks import file_lock
 
 RESIZE = "shorter side to image_size (bilinear), centre crop"
@@ -164,14 +165,10 @@ def decode_files(paths: Sequence[str], size: int, *, workers: int = 1, mode: str
 
 def _compact_(images: torch.Tensor, index: np.ndarray) -> torch.Tensor:
     """Move the rows ``index`` (sorted) to the front and shrink the storage to them: no second copy."""
-    if len(index) == len(images):
-        return images
     for new, old in enumerate(index.tolist()):
         if new != old:
             images[new] = images[old]
-    storage = images.untyped_storage()
-    storage.resize_(len(index) * images[0].numel())
-    return torch.empty(0, dtype=torch.uint8).set_(storage, 0, (len(index), *images.shape[1:]))
+    return shrink_rows_(images, len(index))
 
 
 def _context() -> Any:

@@ -171,6 +171,15 @@ def channel_stats(images: torch.Tensor, chunk_elements: int = 1 << 20) -> tuple[
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
+def shrink_rows_(images: torch.Tensor, rows: int) -> torch.Tensor:
+    """The first ``rows`` rows of ``images`` with the storage shrunk to them (no copy; for over-allocations)."""
+    if rows == len(images):
+        return images
+    storage = images.untyped_storage()
+    storage.resize_(rows * images[0].numel() * images.element_size())
+    return torch.empty(0, dtype=images.dtype).set_(storage, 0, (rows, *images.shape[1:]))
+
+
 def permute_rows_(images: torch.Tensor, order: np.ndarray) -> None:
     """``images[:] = images[order]`` in place with one spare row: each cycle of the permutation is walked once.
 
