@@ -125,6 +125,10 @@ def test_layout_split_without_train_folder(tmp_path: Path):
         load(tmp_path / "flat", tmp_path, layout="split")
     with pytest.raises(ValueError, match="dataset.layout='grid': must be one of auto, split, flat"):
         load(tmp_path / "flat", tmp_path, layout="grid")
+    write_class(tmp_path / "loose" / "train", COLORS[0], 2)  # images right in train/: no class folders
+    write_class(tmp_path / "loose" / "test" / "a", COLORS[0], 2)
+    with pytest.raises(FileNotFoundError, match=r"train holds no class folders"):
+        load(tmp_path / "loose", tmp_path)
 
 
 def test_class_sets_of_the_splits_must_match(tmp_path: Path):
@@ -283,3 +287,11 @@ def test_torchvision_format_fingerprint_hashes_files_once(tmp_path: Path, monkey
     data[-1] = (data[-1] + 1) % 10  # one label changed, the file keeps its size
     labels.write_bytes(bytes(data))
     assert load_dataset(cfg, tmp_path, tmp_path / "cache").fingerprint != fp
+
+
+def test_an_unwritable_cache_dir_warns_and_still_loads(tmp_path: Path):
+    write_split(tmp_path / "ds", {"train": 3, "test": 2})
+    (tmp_path / "cache").write_text("a file where the cache dir should be")
+    with pytest.warns(UserWarning, match="cannot cache the decoded images.*paths.cache_dir"):
+        b = load(tmp_path / "ds", tmp_path)
+    assert len(b.train) + len(b.val) == 9 and b.split_info["layout"] == "split"

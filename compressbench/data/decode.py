@@ -7,6 +7,7 @@ needs the final size plus a few in-flight chunks, not a list of arrays and a sta
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
@@ -74,17 +75,23 @@ def decode_cached(root: Path, samples: Sequence[tuple[str, int]], listing: Seque
     hit = _read_cache(cache, key, size)
     if hit is not None:
         return hit
+    lock = contextlib.ExitStack()
     try:
-        with file_lock(cache.with_suffix(".lock"), f"decoding of {root}"):
-            hit = _read_cache(cache, key, size)  # another job may have decoded it while we waited
-            if hit is not None:
-                return hit
-            data = {"key": key, **_decode(root, samples, listing, size, cache)}
-            atomic_write(cache, lambda f: torch.save(data, f))  # streamed: no in-memory copy of the file
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        lock.enter_context(file_lock(cache.with_suffix(".lock"), f"decoding of {root}"))
     except OSError as e:  # an unwritable cache dir must not stop the run: decode without caching
         warnings.warn(f"cannot cache the decoded images in {cache_dir} ({e}); set paths.cache_dir to a "
-                      f"writable folder to decode once", stacklevel=2)
-        data = {"key": key, **_decode(root, samples, listing, size, None)}
+                      f"writable folder to decode once", stacklevel=3)
+        return {"key": key, **_decode(root, samples, listing, size, None)}
+    with lock:
+        hit = _read_cache(cache, key, size)  # another job may have decoded it while we waited
+        if hit is not None:
+            return hit
+        data = {"key": key, **_decode(root, samples, listing, size, cache)}
+        try:
+            atomic_write(cache, lambda f: torch.save(data, f))  # streamed: no in-memory copy of the file
+        except OSError as e:  # e.g. a full disk: this run goes on, the next one decodes again
+            warnings.warn(f"could not write the decode cache {cache} ({e})", stacklevel=3)
     return data
 
 
