@@ -54,6 +54,7 @@ def maxrss_mb(who: int = resource.RUSAGE_SELF) -> float:
 def child_load(name: str, root: str, size: int, cache: str) -> None:
     """In a fresh process: load once, print what it cost as one JSON line."""
     import PIL.Image  # noqa: F401  (the imports a load needs count in the baseline, not in the load)
+    import torchvision.datasets.folder  # noqa: F401
     import tqdm.auto  # noqa: F401
 
     base = maxrss_mb()
@@ -184,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.folder:
         parser.error("give at least one --folder NAME=PATH:SIZE")
     rows: list[dict[str, Any]] = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         cache = args.cache_dir or Path(tmp)
         for name, root, size in args.folder:
@@ -192,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_decode(name, root, size, args.decode_files, max(args.rounds // 2, 1))
         name, root, size = args.folder[0]
         rows += bench_train(name, root, size, cache / name, args.models, args.samples, args.batch_size, args.rounds)
+    # Other work on the machine moves every timing here; the load average says how much there was.
     stamp = {"threads": torch.get_num_threads(), "machine": machine(), "torch_version": torch.__version__,
+             "loadavg_start": round(load_before, 2), "loadavg_end": round(os.getloadavg()[0], 2),
              "date": time.strftime("%Y-%m-%d")}
     write_csv(args.out, [{**r, **stamp} for r in rows])
     print(f"wrote {args.out}")

@@ -74,9 +74,8 @@ def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> D
     dirs = {split: root / f for split, f in folders.items()} if folders else {"train": root}
     lists = {split: _list_images(d, classes) for split, d in dirs.items()}
     samples = [s for split in ("train", "val", "test") for s in lists.get(split, [])]
-    stats = [os.stat(path) for path, _ in samples]
-    rel = relative_paths(root, [path for path, _ in samples])
-    listing = [(r, label, st.st_size, st.st_mtime_ns) for r, (_, label), st in zip(rel, samples, stats, strict=True)]
+    listing = [(r, label, *_size_mtime(path))  # plain tuples: 60k stat results would hold ~40 MB
+               for r, (path, label) in zip(relative_paths(root, [p for p, _ in samples]), samples, strict=True)]
     data = decode_cached(root, samples, listing, size, cache_dir)
     kept = data["kept"].numpy()
     if data["skipped"]:
@@ -95,6 +94,11 @@ def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> D
             "resize": RESIZE, "skipped_files": list(data["skipped"])}
     return assemble(name, splits["train"], splits.get("test"), classes, opts, info, val=splits.get("val"),
                     source_digest=digest, skipped_count=len(data["skipped"]))
+
+
+def _size_mtime(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 def find_root(name: str, root: str | None, data_dir: Path) -> Path:
