@@ -1,7 +1,9 @@
 """Datasets held in memory as uint8 tensors, looked up by name in DATASETS (= conf/dataset/<name>.yaml).
 
-``load_dataset(cfg.dataset, data_dir)`` returns a DataBundle; ``tensors.TensorLoader`` batches, normalises
-and augments its splits on the training device.
+``load_dataset(cfg.dataset, data_dir, cache_dir)`` returns a DataBundle; ``tensors.TensorLoader`` batches,
+normalises and augments its splits on the training device. A loader is ``fn(cfg, data_dir, data_cache)``:
+``data_cache`` is where it may keep what it derives from the data (decoded images, file checksums), never
+inside the user's data folders.
 """
 from __future__ import annotations
 
@@ -12,18 +14,27 @@ from typing import Any
 from compressbench.data.split import Augment, DataBundle, Split
 from compressbench.infra.registry import Registry
 
-DatasetFn = Callable[[Mapping[str, Any], Path], DataBundle]
+DatasetFn = Callable[[Mapping[str, Any], Path, Path], DataBundle]
 
 DATASETS: Registry[DatasetFn] = Registry("dataset")
 
 
-def load_dataset(cfg: Mapping[str, Any], data_dir: str | Path) -> DataBundle:
-    """Load the dataset that the ``dataset`` config node names (key ``name``) from/into ``data_dir``."""
+def load_dataset(cfg: Mapping[str, Any], data_dir: str | Path, cache_dir: str | Path | None = None) -> DataBundle:
+    """Load the dataset that the ``dataset`` config node names (key ``name``) from/into ``data_dir``.
+
+    Derived files (decoded images, checksums) go to ``<cache_dir>/data`` (``paths.cache_dir``), or to
+    ``<data_dir>/.compressbench_cache`` when no cache_dir is given.
+    """
     name = cfg.get("name")
     if not name:
         raise ValueError(f"the dataset config needs a 'name' (one of {', '.join(DATASETS.names())}), "
                          "e.g. dataset=digits on the command line")
-    return DATASETS.get(str(name))(cfg, Path(data_dir))
+    return DATASETS.get(str(name))(cfg, Path(data_dir), data_cache_dir(data_dir, cache_dir))
+
+
+def data_cache_dir(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where loaders keep what they derive from the data (created on first write)."""
+    return Path(cache_dir) / "data" if cache_dir is not None else Path(data_dir) / ".compressbench_cache"
 
 
 # Imported for their registrations (after DATASETS exists: they import it from here).

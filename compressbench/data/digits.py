@@ -23,7 +23,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 @DATASETS.register("digits")
-def load_digits(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
+def load_digits(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
     """Digits ship with scikit-learn, so ``data_dir`` is unused; no official test split, so one is carved."""
     from sklearn.datasets import load_digits as sk_load_digits
 

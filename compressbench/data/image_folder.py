@@ -1,16 +1,20 @@
-"""Image folders (``<root>/<class name>/<image>``), decoded and resized once into a cached uint8 tensor.
+"""Image folders, decoded and resized once into a cached uint8 tensor, in a flat or a split layout.
 
-``sea_animals`` is the Kaggle "Sea Animals Image Dataset" (23 classes); ``image_folder`` is the same code for
-a user's own folder. Images are resized once at load: the shorter side to ``image_size`` (bilinear, with
-PIL's antialiasing), then a centre crop to a square, so aspect ratios are kept and nothing is stretched.
+Layouts (``dataset.layout``; ``auto`` tells them apart):
+- ``flat``: ``<root>/<class name>/<image>``; test and val are carved from it (stratified, seeded);
+- ``split``: ``<root>/train/<class name>/<image>`` with optional ``test/`` and ``val/`` (or ``valid/``,
+  ``validation/``) holding the same class folders; an official folder is used as is, and a missing test or
+  val split is carved from train only.
+``sea_animals`` (the Kaggle "Sea Animals Image Dataset", 23 classes, flat), ``cifar10_jpeg`` (CIFAR-10 as
+JPEG files, split) and ``image_folder`` (a user's own folder) are the same code with other defaults. Images
+are resized once at load: the shorter side to ``image_size`` (bilinear, with PIL's antialiasing), then a
+centre crop to a square, so nothing is stretched; an image already at ``image_size`` is used as is.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,78 +22,174 @@ import numpy as np
 import torch
 
 from compressbench.data import DATASETS
+from compressbench.data.decode import RESIZE, decode_cached, relative_paths
+from compressbench.data.fingerprint import listing_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
-from compressbench.infra.atomic import atomic_torch_save
-from compressbench.infra.locks import file_lock
 
 SEA_ANIMALS_URL = "https://www.kaggle.com/datasets/vencerlanz09/sea-animals-image-dataste"
 SEA_DEFAULTS: dict[str, Any] = {
     "root": None,  # null = <paths.data_dir>/sea_animals
-    "image_size": 64, "test_fraction": 0.2, "expected_classes": 23,
+    "layout": "auto", "image_size": 64, "test_fraction": 0.2, "expected_classes": 23,
     "augment": {"crop_padding": 4, "flip": True},  # photos: shifts and mirror images are still the class
 }
 FOLDER_DEFAULTS: dict[str, Any] = {**SEA_DEFAULTS, "expected_classes": None}
-RESIZE = "shorter side to image_size (bilinear), centre crop"
-CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
-
-
-def decode_image(path: str, size: int) -> np.ndarray:
-    """One image file → uint8 [size, size, 3] RGB (shorter side resized, centre-cropped)."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as img:
-        img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size (much faster)
-        rgb = img.convert("RGB")
-    return np.asarray(ImageOps.fit(rgb, (size, size), method=Image.Resampling.BILINEAR), dtype=np.uint8)
+CIFAR_JPEG_DEFAULTS: dict[str, Any] = {**SEA_DEFAULTS, "image_size": 32, "expected_classes": 10}
+LAYOUTS = ("auto", "split", "flat")
+SPLIT_DIRS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
+SPLIT_HELP = "<root>/train/<class name>/<image> plus optional test/ and val/ (or valid/) with the same classes"
 
 
 @DATASETS.register("sea_animals")
-def load_sea_animals(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
-    return _load("sea_animals", read_options(cfg, SEA_DEFAULTS, "sea_animals"), data_dir)
+def load_sea_animals(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
+    return _load("sea_animals", read_options(cfg, SEA_DEFAULTS, "sea_animals"), data_dir, cache_dir)
+
+
+@DATASETS.register("cifar10_jpeg")
+def load_cifar10_jpeg(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
+    return _load("cifar10_jpeg", read_options(cfg, CIFAR_JPEG_DEFAULTS, "cifar10_jpeg"), data_dir, cache_dir)
 
 
 @DATASETS.register("image_folder")
-def load_image_folder(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
-    return _load("image_folder", read_options(cfg, FOLDER_DEFAULTS, "image_folder"), data_dir)
+def load_image_folder(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
+    return _load("image_folder", read_options(cfg, FOLDER_DEFAULTS, "image_folder"), data_dir, cache_dir)
 
 
-def _load(name: str, opts: dict[str, Any], data_dir: Path) -> DataBundle:
-    size, expected = opts["image_size"], opts["expected_classes"]
+def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
+    size, expected, layout = opts["image_size"], opts["expected_classes"], opts["layout"]
     if expected is not None and (not isinstance(expected, int) or expected < 2):
         raise ValueError(f"dataset.expected_classes={expected!r}: must be an integer >= 2, or null (no check)")
     if opts["root"] is not None and not isinstance(opts["root"], str):
         raise ValueError(f"dataset.root={opts['root']!r}: must be a path, or null")
+    if layout not in LAYOUTS:
+        raise ValueError(f"dataset.layout={layout!r}: must be one of {', '.join(LAYOUTS)} (auto: split when the "
+                         f"folder holds train/, else flat)")
     root = find_root(name, opts["root"], data_dir)
-    classes = _visible_dirs(root)
+    folders = split_folders(root, layout)
+    classes = _split_classes(root, folders) if folders else _flat_classes(root)
     if expected is not None and len(classes) != expected:
         raise ValueError(
-            f"dataset '{name}' at {root} has {len(classes)} class folders ({', '.join(c.name for c in classes)}), "
-            f"expected {expected}; point dataset.root at the folder that holds the class folders, or set "
-            f"dataset.expected_classes=null (dataset=image_folder for a folder of your own)")
-    samples = _list_images(root, [c.name for c in classes])
-    data = _decode_cached(root, samples, size, data_dir)
-    source = Split(data["images"], data["labels"])
-    info = {"root": str(root), "resize": RESIZE, "skipped_files": list(data["skipped"])}
-    return assemble(name, source, None, [c.name for c in classes], opts, info)
+            f"dataset '{name}' at {root} has {len(classes)} class folders ({', '.join(classes)}), expected "
+            f"{expected}; point dataset.root at the folder that holds the class folders (or train/ and test/), "
+            f"or set dataset.expected_classes=null (dataset=image_folder for a folder of your own)")
+    dirs = {split: root / f for split, f in folders.items()} if folders else {"train": root}
+    lists = {split: _list_images(d, classes) for split, d in dirs.items()}
+    samples = [s for split in ("train", "val", "test") for s in lists.get(split, [])]
+    listing = [(r, label, *_size_mtime(path))  # plain tuples: 60k stat results would hold ~40 MB
+               for r, (path, label) in zip(relative_paths(root, [p for p, _ in samples]), samples, strict=True)]
+    data = decode_cached(root, samples, listing, size, cache_dir)
+    kept = data["kept"].numpy()
+    if data["skipped"]:
+        errors = data["errors"]
+        warnings.warn(f"skipped {len(data['skipped'])} unreadable image file(s) under {root} (listed in "
+                      f"split.json, skipped_files): {'; '.join(errors[:3])}{' ...' if len(errors) > 3 else ''}",
+                      stacklevel=3)
+    digest = listing_digest(listing[i] for i in kept.tolist())
+    # The decoded rows keep the sample order, so each split is one contiguous run of rows (a view, no copy).
+    starts = np.cumsum([0, *(len(lists.get(s, [])) for s in ("train", "val", "test"))])
+    rows = np.searchsorted(kept, starts).tolist()
+    splits = {s: Split(data["images"][rows[i]:rows[i + 1]], data["labels"][rows[i]:rows[i + 1]])
+              for i, s in enumerate(("train", "val", "test")) if s in lists}
+    _check_readable(root, splits, classes, folders)
+    info = {"root": str(root), "layout": "split" if folders else "flat", "split_folders": folders or None,
+            "resize": RESIZE, "skipped_files": list(data["skipped"])}
+    return assemble(name, splits["train"], splits.get("test"), classes, opts, info, val=splits.get("val"),
+                    source_digest=digest, skipped_count=len(data["skipped"]))
+
+
+def _size_mtime(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
 
 
 def find_root(name: str, root: str | None, data_dir: Path) -> Path:
-    """The folder that holds the class folders; descends through lone wrapper folders (Kaggle zips nest)."""
+    """The folder that holds the class folders (or train/); descends through lone wrapper folders (zips nest)."""
     if root is None:
         if name == "image_folder":
             raise ValueError("dataset 'image_folder' needs dataset.root=/path/to/folder (holding "
-                             "<class name>/<image>.jpg)")
-        root = str(data_dir / "sea_animals")
+                             "<class name>/<image>.jpg, or train/<class name>/<image>.jpg and test/...)")
+        root = str(data_dir / name)
     path = Path(os.path.expanduser(str(root))).resolve()
     if not path.is_dir() or not _visible_dirs(path):
         raise FileNotFoundError(_missing_message(name, path))
     for _ in range(3):
         sub = _visible_dirs(path)
-        if len(sub) == 1 and _visible_dirs(sub[0]) and not _image_files(sub[0]):
+        if (len(sub) == 1 and sub[0].name.lower() not in SPLIT_DIRS and _visible_dirs(sub[0])
+                and not _image_files(sub[0])):
             path = sub[0]
         else:
             break
     return path
+
+
+def split_folders(root: Path, layout: str) -> dict[str, str]:
+    """{split: folder name} of a split layout ({} = flat), checked against the forced ``layout``."""
+    dirs = _visible_dirs(root)
+    named: dict[str, list[str]] = {}
+    for d in dirs:
+        if d.name.lower() in SPLIT_DIRS:
+            named.setdefault(SPLIT_DIRS[d.name.lower()], []).append(d.name)
+    count = sum(map(len, named.values()))
+    if layout == "auto":  # split only when train/ is there and nothing but split folders is
+        layout = "split" if "train" in named and count == len(dirs) else "flat"
+    if layout == "flat":
+        if count >= 2:  # else the folders would silently become classes: a "test vs train" task
+            found = ", ".join(f"{n}/" for names in named.values() for n in names)
+            raise ValueError(
+                f"{root} holds {found}: that is a split layout ({SPLIT_HELP}), not class folders; "
+                f"set dataset.layout=split (or auto, when nothing else is in that folder), or rename the "
+                f"folders if they really are class names")
+        return {}
+    if "train" not in named:
+        raise FileNotFoundError(f"dataset.layout=split but {root} has no train/ folder (it holds "
+                                f"{', '.join(d.name for d in dirs) or 'nothing'}); expected {SPLIT_HELP}")
+    twice = {s: names for s, names in named.items() if len(names) > 1}
+    if twice:
+        raise ValueError(f"{root} has more than one folder for a split ({'; '.join(map(', '.join, twice.values()))}"
+                         f"); keep one per split ({SPLIT_HELP})")
+    other = [d.name for d in dirs if d.name.lower() not in SPLIT_DIRS]
+    if other:
+        warnings.warn(f"split layout under {root}: ignoring folder(s) {', '.join(other)} (not train/test/val)",
+                      stacklevel=4)
+    return {split: names[0] for split, names in named.items()}
+
+
+def _split_classes(root: Path, folders: dict[str, str]) -> list[str]:
+    classes = {s: [d.name for d in _visible_dirs(root / f)] for s, f in folders.items()}
+    train = classes["train"]
+    if not train:
+        raise FileNotFoundError(f"{root / folders['train']} holds no class folders; expected {SPLIT_HELP}")
+    for split, names in classes.items():
+        missing, extra = sorted(set(train) - set(names)), sorted(set(names) - set(train))
+        if missing or extra:
+            raise ValueError(
+                f"the class folders of {folders[split]}/ and {folders['train']}/ under {root} differ: "
+                + "; ".join(p for p in (f"{folders[split]}/ lacks {', '.join(missing)}" if missing else "",
+                                        f"{folders[split]}/ has {', '.join(extra)} that train/ lacks" if extra
+                                        else "") if p)
+                + ". Every split needs the same class folders (so that labels mean the same in all of them)")
+    return train
+
+
+def _flat_classes(root: Path) -> list[str]:
+    classes = _visible_dirs(root)
+    for c in classes:  # a "class" that is itself a dataset: dataset.root points one level too high
+        inner = [d.name for d in _visible_dirs(c) if d.name.lower() in SPLIT_DIRS]
+        if "train" in (n.lower() for n in inner) and len(inner) >= 2:
+            raise ValueError(f"class folder {c} holds {', '.join(inner)}: it looks like a dataset of its own; "
+                             f"point dataset.root at {c}")
+    return [c.name for c in classes]
+
+
+def _check_readable(root: Path, splits: Mapping[str, Split], classes: list[str], folders: dict[str, str]) -> None:
+    """Every class keeps training images after unreadable files were skipped, and no official split is empty."""
+    counts = torch.bincount(splits["train"].labels, minlength=len(classes))
+    empty = [classes[i] for i in torch.nonzero(counts == 0).flatten().tolist()]
+    if empty:
+        raise FileNotFoundError(f"class(es) {', '.join(map(repr, empty))} under {root} have no readable training "
+                                f"images (see the warning about skipped files); fix or remove them")
+    for split, s in splits.items():
+        if split != "train" and len(s) == 0:
+            raise FileNotFoundError(f"{root / folders[split]} has no readable images")
 
 
 def _missing_message(name: str, path: Path) -> str:
@@ -99,8 +199,11 @@ def _missing_message(name: str, path: Path) -> str:
                 f"folders (e.g. 'Jelly Fish', 'Sea Rays', 'Turtle_Tortoise'). Download it from {SEA_ANIMALS_URL}, "
                 f"unzip it there, or set dataset.root=/path/to/it or paths.data_dir=... (it is looked for in "
                 f"<paths.data_dir>/sea_animals)")
+    if name == "cifar10_jpeg":
+        return (f"dataset 'cifar10_jpeg' {what} at {path}; expected {SPLIT_HELP} (10 classes); set "
+                f"dataset.root=/path/to/it or paths.data_dir=... (it is looked for in <paths.data_dir>/cifar10_jpeg)")
     return (f"dataset '{name}' {what} at {path}; expected <root>/<class name>/<image>.jpg (one folder per "
-            f"class); set dataset.root=/path/to/it")
+            f"class) or {SPLIT_HELP}; set dataset.root=/path/to/it")
 
 
 def _visible_dirs(path: Path) -> list[Path]:
@@ -115,68 +218,13 @@ def _image_files(path: Path) -> list[Path]:
     return [p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS)]
 
 
-def _list_images(root: Path, classes: list[str]) -> list[tuple[str, int]]:
+def _list_images(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
-    samples = make_dataset(str(root), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS,
+    samples = make_dataset(str(folder), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS,
                            allow_empty=True)
     empty = sorted(set(classes) - {classes[i] for _, i in samples})
     if empty:
-        raise FileNotFoundError(f"class folder(s) {', '.join(map(repr, empty))} under {root} hold no images "
+        raise FileNotFoundError(f"class folder(s) {', '.join(map(repr, empty))} under {folder} hold no images "
                                 f"({', '.join(IMG_EXTENSIONS)}); remove them or add images")
     return samples
-
-
-def _decode_cached(root: Path, samples: list[tuple[str, int]], size: int, data_dir: Path) -> dict[str, Any]:
-    """Decoded images of ``samples``, from the cache file when the file list, sizes and mtimes match."""
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{RESIZE}\n".encode())
-    for path, label in samples:
-        st = os.stat(path)
-        h.update(f"{os.path.relpath(path, root)}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    key = h.hexdigest()
-    cache = root / f".compressbench_{size}.pt"
-    if not os.access(root, os.W_OK):  # a read-only folder of the user's: keep the cache under data_dir
-        cache = data_dir / ".compressbench_cache" / f"{hashlib.sha256(str(root).encode()).hexdigest()[:16]}_{size}.pt"
-    hit = _read_cache(cache, key)
-    if hit is not None:
-        return hit
-    with file_lock(cache.with_suffix(".lock"), f"decoding of {root}"):
-        hit = _read_cache(cache, key)  # another job may have decoded it while we waited
-        if hit is not None:
-            return hit
-        print(f"[compressbench] decoding {len(samples)} images under {root} to {size}x{size} "
-              f"(once; cached in {cache})", flush=True)
-        data = _decode_all(samples, size)
-        data["key"] = key
-        atomic_torch_save(data, cache)
-    return data
-
-
-def _read_cache(path: Path, key: str) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = torch.load(path, weights_only=True)
-    except Exception:  # unreadable or from another version: decode again and overwrite it
-        return None
-    return data if isinstance(data, dict) and data.get("key") == key else None
-
-
-def _decode_all(samples: list[tuple[str, int]], size: int) -> dict[str, Any]:
-    def one(path: str) -> np.ndarray | None:
-        try:
-            return decode_image(path, size)
-        except (OSError, ValueError) as e:  # a corrupt or non-image file must not sink a 13k-image dataset
-            warnings.warn(f"skipping unreadable image {path}: {e}", stacklevel=2)
-            return None
-
-    # PIL releases the GIL while decoding, so threads give a real speedup on this one-off pass.
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        decoded = list(pool.map(one, [p for p, _ in samples]))
-    keep = [i for i, a in enumerate(decoded) if a is not None]
-    if not keep:
-        raise FileNotFoundError(f"none of the {len(samples)} image files could be decoded")
-    images = torch.from_numpy(np.stack([decoded[i] for i in keep])).permute(0, 3, 1, 2).contiguous()
-    labels = torch.tensor([samples[i][1] for i in keep], dtype=torch.int64)
-    skipped = [samples[i][0] for i in range(len(samples)) if decoded[i] is None]
-    return {"images": images, "labels": labels, "skipped": skipped}

@@ -7,6 +7,7 @@ from typing import Any
 
 from compressbench.data import DATASETS
 from compressbench.data.fetch import download_guard, require_files
+from compressbench.data.fingerprint import file_checksums, files_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 DEFAULTS: dict[str, Any] = {"download": True, "augment": {"crop_padding": 2, "flip": False}}
@@ -15,7 +16,7 @@ RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 
 
 @DATASETS.register("mnist")
-def load_mnist(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
+def load_mnist(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
     """Reads ``data_dir/MNIST/raw/*-ubyte`` (torchvision's layout), downloading them when allowed."""
     from torchvision.datasets import MNIST
 
@@ -29,4 +30,5 @@ def load_mnist(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
     def split(ds: MNIST) -> Split:
         return Split(ds.data.unsqueeze(1).contiguous(), ds.targets.long())
 
-    return assemble("mnist", split(train), split(test), list(train.classes), opts)
+    digest = files_digest(file_checksums([where / f for f in RAW_FILES], cache_dir))
+    return assemble("mnist", split(train), split(test), list(train.classes), opts, source_digest=digest)

@@ -10,6 +10,7 @@ import torch
 
 from compressbench.data import DATASETS
 from compressbench.data.fetch import download_guard, require_files
+from compressbench.data.fingerprint import file_checksums, files_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 # No flip: digits are not mirror symmetric. The 531k "extra" images are left out (the usual small setting).
@@ -18,7 +19,7 @@ URL = "http://ufldl.stanford.edu/housenumbers/"
 
 
 @DATASETS.register("svhn")
-def load_svhn(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
+def load_svhn(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
     """Reads ``data_dir/svhn/{train,test}_32x32.mat``, downloading them when allowed."""
     from torchvision.datasets import SVHN
 
@@ -32,7 +33,24 @@ def load_svhn(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
         test = SVHN(str(where), split="test", download=opts["download"])
 
     def split(ds: SVHN) -> Split:
-        # torchvision already transposed to NCHW and mapped label 10 (SVHN's "0") to 0.
-        return Split(torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels).long())
+        # torchvision already mapped label 10 (SVHN's "0") to 0, and transposed to NCHW as a view.
+        return Split(nchw_in_place(ds.data), torch.from_numpy(ds.labels).long())
 
-    return assemble("svhn", split(train), split(test), [str(d) for d in range(10)], opts)
+    digest = files_digest(file_checksums(files, cache_dir))
+    return assemble("svhn", split(train), split(test), [str(d) for d in range(10)], opts, source_digest=digest)
+
+
+def nchw_in_place(data: np.ndarray, chunk: int = 4096) -> torch.Tensor:
+    """A C-contiguous [N, C, H, W] tensor of torchvision's NCHW view of MATLAB's column-major array.
+
+    That view is contiguous per image channel but stores each plane column-major; transposing the planes in
+    place, a chunk at a time, fixes it without a second copy of the set (a copy would double the peak).
+    """
+    planes = data.transpose(0, 1, 3, 2)  # the memory as it lies: [N, C, W, H], C-contiguous
+    if not planes.flags.c_contiguous or not planes.flags.writeable:
+        return torch.from_numpy(np.ascontiguousarray(data))
+    w, h = planes.shape[2:]
+    t = torch.from_numpy(planes).view(-1, w * h)
+    for i in range(0, len(t), chunk):
+        t[i:i + chunk] = t[i:i + chunk].view(-1, w, h).transpose(1, 2).reshape(-1, w * h)
+    return t.view(data.shape)

@@ -19,7 +19,7 @@ DEFAULTS: dict[str, Any] = {
 
 
 @DATASETS.register("synthetic")
-def load_synthetic(cfg: Mapping[str, Any], data_dir: Path) -> DataBundle:
+def load_synthetic(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
     """Deterministic in the options; nothing is read from ``data_dir``."""
     opts = read_options(cfg, DEFAULTS, "synthetic")
     k, c, s = opts["num_classes"], opts["in_channels"], opts["image_size"]

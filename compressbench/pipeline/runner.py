@@ -88,7 +88,7 @@ def write_status(run_dir: Path, status: str, overrides: Any, experiment: str, er
 def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]:
     plan = validate(cfg)  # every config error surfaces here, before any data or compute
     apply_runtime(plan.runtime)
-    data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir))
+    data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir), resolve_path(cfg.paths.cache_dir))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_text(run_dir / "split.json", json.dumps(data.split_info, indent=1))
     pipeline = Pipeline(cfg, plan, run_dir, data)
@@ -97,7 +97,8 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
                 "precision": pipeline.precision.name, "train_threads": torch.get_num_threads(),
                 "world_size": pipeline.dist.world_size,
-                "num_classes": data.num_classes, "started": time.strftime("%Y-%m-%d %H:%M")}
+                "num_classes": data.num_classes, "skipped_images": data.skipped_count,
+                "started": time.strftime("%Y-%m-%d %H:%M")}
     artifact: Deployable = pipeline.initial_model()
     rows: list[dict[str, Any]] = []
     failure = None
@@ -220,7 +221,8 @@ class Pipeline:
         if name == self.plan.reference and status == "ok" and isinstance(artifact, Eager):
             self.reference = Baseline(name, Eager(copy.deepcopy(artifact.module).eval(), artifact.arch), metrics)
             # The reference against itself: ratios are 1 by definition, not a measurement.
-            metrics.update(compression_ratio=1.0, reference_stage=name,
+            metrics.update(compression_ratio=1.0, reference_stage=name, macs_reduction_pct=0.0,
+                           params_reduction_pct=0.0,
                            **({"speedup": 1.0, "throughput_speedup": 1.0, "speedup_iqr": 0.0}
                               if "latency_ms_p50" in metrics else {}))
         row = {"stage_index": index, "stage": name, "kind": scfg.stage, "method": getattr(scfg, "method", None),
@@ -316,7 +318,7 @@ def stage_env(cfg: DictConfig, stage: str, run_dir: str | Path) -> tuple[StageEn
     Example: ``env, model = stage_env(cfg, "prune", "out"); result = STAGES["prune"].fn(model, cfg_of_prune, env)``.
     """
     plan = validate(cfg)
-    data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir))
+    data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir), resolve_path(cfg.paths.cache_dir))
     pipeline = Pipeline(cfg, plan, Path(run_dir), data)
     index = plan.chain.index(stage)
     spec = STAGES.get(plan.stages[stage].stage)

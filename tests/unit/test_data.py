@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from compressbench.data import DATASETS, Augment, DataBundle, Split, image_folder, load_dataset
+from compressbench.data import DATASETS, Augment, DataBundle, Split, decode, load_dataset
 from compressbench.data.split import stratified_split
 from compressbench.data.tensors import TensorLoader
 from compressbench.infra.registry import UnknownNameError
@@ -129,6 +129,11 @@ def prepare(name: str, data_dir: Path) -> dict[str, Any]:
     if name == "image_folder":
         write_tree(data_dir / "mine", ["Jelly Fish", "Sea Rays", "Turtle_Tortoise"], per_class=6)
         cfg.update(root=str(data_dir / "mine"), image_size=16)
+    if name == "cifar10_jpeg":  # split layout: official test/, val carved from train/
+        classes = [f"c{i}" for i in range(10)]
+        write_tree(data_dir / "cifar10_jpeg" / "train", classes, per_class=5)
+        write_tree(data_dir / "cifar10_jpeg" / "test", classes, per_class=2)
+        cfg["image_size"] = 16
     return cfg
 
 
@@ -253,7 +258,7 @@ def test_bad_values_say_what_is_allowed(override: dict, match: str):
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="valid datasets: cifar10, digits"):
+    with pytest.raises(UnknownNameError, match="valid datasets: cifar10, cifar10_jpeg, digits"):
         load_dataset({"name": "imagenet"}, "unused")
 
 
@@ -270,12 +275,14 @@ def test_image_folder_nested_root_labels_and_cache(tmp_path: Path, monkeypatch: 
         for img, label in zip(split.images, split.labels, strict=True):  # each class keeps its colour
             colour = img.float().mean((1, 2))
             assert torch.allclose(colour, torch.tensor(COLORS[int(label)], dtype=torch.float), atol=8)
-    assert (tmp_path / "mine" / "archive" / ".compressbench_16.pt").is_file()
+    # The decoded images are cached under the data cache (paths.cache_dir/data), never in the user's folder.
+    assert not [p for p in (tmp_path / "mine").rglob("*") if p.name.startswith(".compressbench")]
+    assert list((tmp_path / ".compressbench_cache").glob("*_16.pt"))
 
     def fail(path: str, size: int) -> np.ndarray:
         raise AssertionError("decoded again although the cache is valid")
 
-    monkeypatch.setattr(image_folder, "decode_image", fail)
+    monkeypatch.setattr(decode, "decode_image", fail)
     again = load_dataset(cfg, tmp_path)
     assert torch.equal(again.train.images, b.train.images) and again.split_info == b.split_info
     from PIL import Image  # a new file changes the cache key, so decoding must run again
