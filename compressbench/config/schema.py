@@ -79,7 +79,7 @@ class StageConfig:
     # A stage of this kind can be the baseline of ratios (``measure.reference`` defaults to the first one).
     reference_candidate: ClassVar[bool] = False
 
-    def check_model(self, model: Any, node: str) -> None:
+    def check_model(self, model: Any, node: str = "") -> None:
         """Check names this config gives against the built model (before any training); raise BadValue."""
 
     def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
