@@ -23,7 +23,9 @@ def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | 
     """
     from compressbench.pipeline.experiments import EXPERIMENTS  # it keys other experiments with this function
 
-    dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download",)}
+    # Where the files are is not what they are: the fingerprint covers the content, so a moved folder (another
+    # machine, another session's unpack) keeps its keys; whether to download changes nothing either.
+    dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download", "root")}
     init = file_sha256(init_from) if init_from is not None else None
     keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, data=fingerprint, seed=plan.runtime.seed,
                       init_from=init, training=training_environment(plan))]
