@@ -70,7 +70,7 @@ def speedup_vs_compression(table: pd.DataFrame, look: Look) -> Figure | None:
         return None
     mixed = pts["speedup_baseline"].nunique() > 1
     no_iqr = pts[_num(pts, "speedup_best_iqr").isna()]
-    rows = [[r["point"], r["chain_to"][:48], times(r["compression_ratio"]), times(r["speedup_best"]),
+    rows = [[r["point"], r["chain_to"][:64], times(r["compression_ratio"]), times(r["speedup_best"]),
              "" if math.isnan(_num(pts, "speedup_best_iqr")[i]) else f"{r['speedup_best_iqr']:.2f}",
              r["speedup_baseline"]] for i, r in pts.iterrows()]
     fig, (ax,), key = layout(len(rows) + 1, width=8.2)
@@ -108,7 +108,7 @@ def accuracy_change_vs_speedup(table: pd.DataFrame, look: Look) -> Figure | None
     mixed = pts["speedup_baseline"].nunique() > 1
     lo, hi = zoom(list(_num(pts, "delta_lo").fillna(pts["delta_acc"])) + [0.0],
                   list(_num(pts, "delta_hi").fillna(pts["delta_acc"])), 0.0, -FLOOR_PT)
-    rows = [[r["point"], r["chain_to"][:48], interval(r["delta_acc"], r["delta_lo"], r["delta_hi"], signed=True),
+    rows = [[r["point"], r["chain_to"][:64], interval(r["delta_acc"], r["delta_lo"], r["delta_hi"], signed=True),
              _noise(r), times(r["speedup_best"]), r["speedup_baseline"]] for _, r in pts.iterrows()]
     fig, (ax,), key = layout(len(rows) + 1, width=8.2)
     labels = []
@@ -143,7 +143,7 @@ def accuracy_change_vs_speedup(table: pd.DataFrame, look: Look) -> Figure | None
 def _noise(r: pd.Series) -> str:
     if r.get("near_chance"):
         return "near chance"
-    return {True: "within noise", False: "", None: "n unknown"}[r.get("within_noise")]
+    return {True: "within noise", False: "outside noise", None: "n unknown"}[r.get("within_noise")]
 
 
 def accuracy_vs_size(table: pd.DataFrame, look: Look, flavour: str = "size_bytes") -> Figure | None:
@@ -161,7 +161,7 @@ def accuracy_vs_size(table: pd.DataFrame, look: Look, flavour: str = "size_bytes
     lo, hi = zoom(list(_num(usable, "acc_lo").fillna(usable["test_acc"])) + [base.get("acc_lo", b_acc)],
                   list(_num(usable, "acc_hi").fillna(usable["test_acc"])) + [base.get("acc_hi", b_acc)],
                   b_acc, b_acc - FLOOR_PT, ceiling=100.0)
-    rows = [[r["point"], r["chain_to"][:48], human(r[flavour], "B"),
+    rows = [[r["point"], r["chain_to"][:64], human(r[flavour], "B"),
              interval(r["test_acc"], r["acc_lo"], r["acc_hi"]),
              "yes" if r.name in front.index or r.get("stage_key") in set(front.get("stage_key", [])) else "",
              _noise(r)] for _, r in pts.iterrows()]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from compressbench.report.figures import FLOOR_PT, _baseline, _num, numbered
@@ -31,12 +30,12 @@ def waterfall(table: pd.DataFrame, look: Look) -> Figure | None:
     number = {b: p for b, p in zip(table["branch"], table["point"], strict=True) if p not in ("", "B")}
     names, last_branch = [], None
     for _, r in stages.iterrows():
-        tag = "B" if r["point"] == "B" else number.get(r["branch"], "·")
+        tag = r["point"] or number.get(r["branch"], "·")  # its own number, else its branch's
         arrow = "  → " if r["branch"] == last_branch and r["point"] != "B" else ""
         names.append(f"{tag} {arrow}{r['stage']}"[:28])
         last_branch = r["branch"] if r["point"] != "B" else None
     n = len(stages)
-    fig, (left, right), _ = layout(0, plot_h=0.24 * n + 0.3, ncols=2, left=2.1, width=9.5, gap=0.4)
+    fig, (left, right), _ = layout(0, plot_h=max(1.6, 0.24 * n + 0.3), ncols=2, left=2.1, width=9.5, gap=0.4)
     ys = list(range(n))[::-1]
     encoded = stages["stored_flavour"].astype(str) == "encoded_bytes"
     colors = [look.color(t) for t in stages["credited_technique"]]
@@ -52,10 +51,7 @@ def waterfall(table: pd.DataFrame, look: Look) -> Figure | None:
     right.xaxis.set_major_locator(MaxNLocator(nbins=6, prune="lower"))
     left.set_yticks(ys, names, fontsize=7)
     left.set_ylim(-0.7, n - 0.3)
-    left.set_xlabel("smallest size (kB, from 0; × smaller than B)", fontsize=8)
-    left.legend(handles=[Patch(facecolor="0.7", label="size_bytes (artifact)"),
-                         Patch(facecolor="0.7", edgecolor="white", hatch="////", label="encoded_bytes (verified file)")],
-                fontsize=7, loc="lower right", frameon=False)
+    left.set_xlabel("smallest size (kB from 0, × smaller than B; hatched: encoded_bytes file)", fontsize=8)
     b_acc = float(base["test_acc"])
     lo, hi = zoom(list(_num(stages, "acc_lo").fillna(stages["test_acc"])),
                   list(_num(stages, "acc_hi").fillna(stages["test_acc"])), b_acc, b_acc - FLOOR_PT, ceiling=100)
@@ -64,7 +60,8 @@ def waterfall(table: pd.DataFrame, look: Look) -> Figure | None:
         acc = r["test_acc"]
         if acc < lo:
             right.plot(lo, y, marker="<", color=c, clip_on=False, linestyle="")
-            right.text(lo, y + 0.32, f" {acc:.1f}%", fontsize=7, color=c, va="center")
+            right.text(lo, y + 0.32, f" {acc:.1f}%" + (" (near chance)" if r["near_chance"] else ""), fontsize=7,
+                       color=c, va="center")
             continue
         err = [[acc - r["acc_lo"]], [r["acc_hi"] - acc]] if not math.isnan(r["acc_lo"]) else None
         right.errorbar(acc, y, xerr=err, marker="o", color=c, capsize=2, markersize=4, linestyle="",
@@ -84,7 +81,9 @@ def training_curves(table: pd.DataFrame, root: Path, look: Look) -> Figure | Non
     distillation objectives (KD × T²) on their own panel, never on the cross-entropy axis."""
     curves, seen = [], set()
     number = {b: p for b, p in zip(table["branch"], table["point"], strict=True) if p not in ("", "B")}
-    for _, r in table.sort_values(["branch", "stage_index"]).iterrows():
+    order = {b: (0 if p == "B" else int(p)) for b, p in zip(table["branch"], table["point"], strict=True) if p}
+    ordered = table.assign(_o=table["branch"].map(order).fillna(1e9)).sort_values(["_o", "stage_index"])
+    for _, r in ordered.iterrows():  # a model shared by branches is drawn once, for the lowest number
         key = r.get("stage_key") if not pd.isna(r.get("stage_key")) else (r["run_dir"], r["stage_index"])
         if key in seen:
             continue
@@ -96,14 +95,15 @@ def training_curves(table: pd.DataFrame, root: Path, look: Look) -> Figure | Non
             continue
         if not {"epoch", "train_loss", "val_acc"} <= set(h.columns) or h.empty:
             continue
-        tag = "B" if r["is_baseline"] else number.get(r["branch"], "·")
-        curves.append((f"{tag} {r['stage']} ({r['kind']}, {len(h)} ep)", str(r["kind"]) == "distill", h,
+        tag = "B" if r["is_baseline"] else (r["point"] or number.get(r["branch"], "·"))
+        kd = str(r["kind"]) == "distill" and "scratch" not in str(r.get("method"))  # scratch: labels only, CE
+        curves.append((f"{tag} {r['stage']} ({r['kind']}, {len(h)} ep)", kd, h,
                        look.color(r["credited_technique"])))
     if not curves:
         return None
     shown, extra = curves[:MAX_CURVES], len(curves) - MAX_CURVES
     distill = any(d for _, d, _, _ in shown)
-    fig, axes, _ = layout(0, plot_h=3.0, ncols=3 if distill else 2, width=11 if distill else 9, left=0.75,
+    fig, axes, _ = layout(0, plot_h=3.0, ncols=3 if distill else 2, width=10.5 if distill else 9, left=0.75,
                           gap=0.75)
     loss, kd, acc = (axes[0], axes[1], axes[2]) if distill else (axes[0], None, axes[1])
     for i, (label, is_kd, h, color) in enumerate(shown):

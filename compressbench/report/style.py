@@ -109,8 +109,10 @@ def bytes_axis(ax: Axes, values: Sequence[float]) -> None:
     lo, hi = min(vals) / 1.3, max(vals) * 1.3
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
-    candidates = [m * 10 ** e for e in range(0, 13) for m in (1, 2, 5)]
-    ticks = [t for t in candidates if lo <= t <= hi]
+    for mantissas in ((1, 2, 5), (1, 1.5, 2, 3, 5, 7)):  # the finer set when a narrow range needs it
+        ticks = [m * 10 ** e for e in range(0, 13) for m in mantissas if lo <= m * 10 ** e <= hi]
+        if len(ticks) >= 3:
+            break
     ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _bytes(v)))
     ax.xaxis.set_minor_locator(NullLocator())
@@ -186,7 +188,7 @@ def place_labels(ax: Axes, items: Sequence[tuple[float, float, str, str]], fonts
                                   annotation_clip=False)
                 box = ann.get_window_extent(renderer)
                 inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
-                if inside and not any(overlaps(box, t) for t in taken):
+                if inside and not any(overlaps(box, t, pad=-3.0) for t in taken):  # 3 px clear of all
                     chosen = (ann, box, radius, dx, dy)
                     break
                 ann.remove()

@@ -35,7 +35,7 @@ def candidates(table: pd.DataFrame) -> pd.DataFrame:
 def _noise(r: Mapping[str, Any]) -> str:
     if r.get("is_baseline"):
         return "baseline"
-    return {True: "within noise", False: "", None: "n unknown"}[r.get("within_noise")]
+    return {True: "within noise", False: "outside noise", None: "n unknown"}[r.get("within_noise")]
 
 
 def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> tuple[pd.DataFrame, list[str]]:
@@ -162,7 +162,7 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
             "steps": " → ".join(str(s["stage"]) for s in steps), "from": before["stage"],
             "acc": f"{pct(before['test_acc'], 2)} → {pct(after['test_acc'], 2)}",
             "delta": interval(delta, lo, hi, digits=2, signed=True),
-            "noise": {True: "within noise", False: "", None: "n unknown"}[stats.within_noise(lo, hi)],
+            "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
             "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
             "speed": _speed(after), "near_chance": after.get("near_chance")}
 
