@@ -101,3 +101,14 @@ def test_speedups_against_different_baselines_are_never_pooled():
                                 row("b", 1, "kd", "distill", 96, 1e4, speedup=1.4),
                                 row("c", 1, "int8", "quantize", 96, 3e4, runtime="onnxruntime-int8", speedup=2.4)]))
     assert rows["speedup_baseline"].tolist() == ["best fp32 (onnxruntime)", "eager fp32", "onnxruntime fp32"]
+
+
+def test_seeds_with_and_without_a_best_fp32_timing_never_mix_baselines(tmp_path: Path):
+    for seed, best in ((0, None), (1, 0.12), (2, 0.10)):  # seed 0's quantize came from the cache, untimed
+        extra = {"speedup_vs_best_fp32": best, "best_fp32_runtime": "onnxruntime"} if best else {}
+        write_run(tmp_path, str(seed), [baseline(f"r{seed}", seed=seed, overrides=f"runtime.seed={seed}"),
+                                        row(f"r{seed}", 1, "int8", "quantize", 96.0, 3e4, runtime="fx-int8",
+                                            speedup=0.95, seed=seed, overrides=f"runtime.seed={seed}", **extra)])
+    int8 = build(collect(tmp_path)[0]).set_index("stage").loc["int8"]
+    assert int8["n_seeds"] == 3 and int8["speedup_baseline"] == "best fp32 (onnxruntime)"
+    assert int8["speedup_best"] == pytest.approx(0.11)  # the median of the two best-fp32 timings only

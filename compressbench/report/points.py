@@ -12,7 +12,7 @@ import shlex
 import pandas as pd
 
 from compressbench.report import stats
-from compressbench.report.labels import parse_overrides
+from compressbench.report.labels import parse_overrides, speedup_columns
 
 MEAN_COLUMNS = ("test_acc", "val_acc", "test_top5")  # averaged over seeds; every other number: the median
 
@@ -74,11 +74,17 @@ def stage_table(rows: pd.DataFrame) -> pd.DataFrame:
             values = group[c]
             if values.notna().any():
                 first[c] = values.mean() if c in MEAN_COLUMNS else values.median()
+        for c in ("best_fp32_runtime", "runtime"):  # the first seed that names it
+            if c in group and group[c].notna().any():
+                first[c] = group[c].dropna().iloc[0]
+        # Recomputed from the medians: a seed without a best-fp32 timing never mixes its baseline in silently.
+        first["speedup_best"], first["speedup_best_iqr"], first["speedup_baseline"] = speedup_columns(first)
         n_test = pd.to_numeric(group.get("test_images"), errors="coerce").max() if "test_images" in group \
             else math.nan
         mean, sd, lo, hi, n = stats.mean_interval(pd.to_numeric(group["test_acc"], errors="coerce"))
         wl, wh = stats.wilson(mean, n_test)
-        first["acc_lo"], first["acc_hi"] = stats.union((lo, hi), (wl, wh)) if n > 1 else (wl, wh)
+        lo, hi = stats.union((lo, hi), (wl, wh)) if n > 1 else (wl, wh)
+        first["acc_lo"], first["acc_hi"] = max(lo, 0.0), min(hi, 100.0)  # a t interval may overshoot 100%
         first["test_acc"], first["test_acc_sd"], first["n_seeds"] = mean, sd, len(group)
         first["seed_accs"] = dict(zip(group.get("seed", group["run_id"]).astype(str),
                                       pd.to_numeric(group["test_acc"], errors="coerce"), strict=True))
