@@ -59,14 +59,17 @@ def techniques(seg: pd.DataFrame) -> list[str]:
                          ("speedup at the end", "speed", str)]), ""]
 
 
-def pareto(cand: pd.DataFrame) -> list[str]:
+def pareto(cand: pd.DataFrame, table: pd.DataFrame) -> list[str]:
     lines = []
     for flavour in ("size_bytes", "encoded_bytes"):
-        if flavour not in cand or pd.to_numeric(cand[flavour], errors="coerce").isna().all():
+        if flavour not in table or pd.to_numeric(table[flavour], errors="coerce").isna().all():
             continue
-        front = cand[stats.pareto_mask(cand, flavour)].sort_values(flavour)
-        lines += [f"## Pareto-optimal (test accuracy vs {flavour}; near-chance and failed stages never count)", "",
-                  _table(front, [("#", None, _num_cell), ("chain", "chain_to", str),
+        lines += [f"## Pareto-optimal (test accuracy vs {flavour}; near-chance and failed stages never count)", ""]
+        front = cand[stats.pareto_mask(cand, flavour)].sort_values(flavour) if flavour in cand else cand.head(0)
+        if front.empty:
+            lines += ["None: every stage with this size is failed or near chance (see 'Every stage').", ""]
+            continue
+        lines += [_table(front, [("#", None, _num_cell), ("chain", "chain_to", str),
                                  ("technique", "credited_technique", str), (flavour, flavour, FORMAT[flavour]),
                                  ("test acc % [95%]", None, _acc), ("Δ pt [95%]", None, _delta),
                                  ("noise", None, _noise), ("speedup", None, _speed)]), ""]

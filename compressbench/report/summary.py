@@ -180,7 +180,7 @@ def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], pro
                   "the smallest artifact and the fastest one. Intervals are 95%; *within noise* means the "
                   "interval of the difference contains 0.", ""]
         if budget.empty:
-            lines += ["No stage is within 2 pt of the baseline.", ""]
+            lines += ["No stage qualifies (status ok, not near chance, within 2 pt of the baseline).", ""]
         else:
             lines += [_table(budget, [
                 ("budget", "budget", str), ("pick", "pick", str), ("#", None, _num_cell),
@@ -190,7 +190,7 @@ def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], pro
                 ""]
         lines += [*(f"- {n}" for n in notes), *([""] if notes else [])]
         lines += sections.branches(table) + sections.techniques(segments(table))
-        lines += sections.pareto(candidates(table)) + sections.stages(table)
+        lines += sections.pareto(candidates(table), table) + sections.stages(table)
     lines += sections.jobs(jobs, table) + sections.problems(problems)
     lines += sections.how_to_read(table, baseline_note(table) if not table.empty else "")
     lines.append(f"_Report made {time.strftime('%Y-%m-%d %H:%M')}._")
