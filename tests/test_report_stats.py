@@ -112,3 +112,11 @@ def test_seeds_with_and_without_a_best_fp32_timing_never_mix_baselines(tmp_path:
     int8 = build(collect(tmp_path)[0]).set_index("stage").loc["int8"]
     assert int8["n_seeds"] == 3 and int8["speedup_baseline"] == "best fp32 (onnxruntime)"
     assert int8["speedup_best"] == pytest.approx(0.11)  # the median of the two best-fp32 timings only
+
+
+def test_a_stage_that_made_no_model_is_listed_not_fatal(tmp_path: Path):
+    write_run(tmp_path, "0", [baseline("u"), row("u", 1, "again", "quantize", float("nan"), float("nan"),
+                                                 status="unsupported", error="Unsupported: already quantized")])
+    write_report(tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert "## Unsupported stages" in md and "already quantized" in md

@@ -109,7 +109,7 @@ def stage_table(rows: pd.DataFrame) -> pd.DataFrame:
     sizes = table[[c for c in ("size_bytes", "encoded_bytes") if c in table]].apply(pd.to_numeric,
                                                                                    errors="coerce")
     table["stored_bytes"] = sizes.min(axis=1)
-    table["stored_flavour"] = sizes.idxmin(axis=1, skipna=True).where(sizes.notna().any(axis=1))
+    table["stored_flavour"] = [None if r.isna().all() else r.idxmin() for _, r in sizes.iterrows()]
     chains = {b: list(g.sort_values("stage_index")["stage"].astype(str)) for b, g in table.groupby("branch")}
     table["chain"] = table["branch"].map(lambda b: "→".join(chains[b]))
     table["chain_to"] = [("→".join(chains[b][: chains[b].index(str(s)) + 1]))
