@@ -1,23 +1,18 @@
-"""Report generation on synthetic result tables: failed jobs, NaN values, sweeps, Pareto fronts, findings."""
+"""Report generation on synthetic result tables: failed jobs, NaN values, sweeps, Pareto fronts, findings,
+where files go (and where they never go), the terminal table."""
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_rows import row
 
-from compressbench.report import collect, enrich, pareto_mask, write_findings, write_report
+from compressbench.report import collect, enrich, main, pareto_mask, print_table, write_findings, write_report
 from compressbench.results import write_results
-
-
-def row(run: str, index: int, stage: str, kind: str, acc: float, size: float, **extra) -> dict:
-    base = {"run_id": run, "experiment": "demo", "model": "lenet5", "dataset": "digits", "seed": 0,
-            "stage_index": index, "stage": stage, "kind": kind, "status": "ok", "test_acc": acc,
-            "size_bytes": size, "compression_ratio": 90000 / size, "machine": "cpu X (2 cores)", "device": "cpu",
-            "runtime": "eager", "threads": 1, "num_classes": 10, "latency_ms_p50": 0.2, "speedup": 1.0}
-    return {**base, **extra}
 
 
 def make_sweep(root: Path) -> None:
@@ -45,9 +40,8 @@ def test_sweep_report_lists_failures_and_never_plots_nan(tmp_path: Path):
     assert len(rows) == 7
     md = (tmp_path / "summary.md").read_text()
     assert "## Failed jobs" in md and "prune.amount=1.5" in md and "diverged" in md
-    assert "| nan" not in md.lower()
-    for name in ("accuracy_vs_size", "accuracy_vs_encoded_bytes", "waterfall", "accuracy_vs_swept",
-                 "accuracy_vs_latency"):
+    assert "nan" not in md.lower().replace("nanoseconds", "")
+    for name in ("accuracy_vs_size", "accuracy_vs_encoded_bytes", "waterfall", "accuracy_vs_swept"):
         assert (tmp_path / "plots" / f"{name}.png").stat().st_size > 1000, name
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert set(summary["technique"]) == {"train", "prune:magnitude"}
@@ -71,6 +65,8 @@ def test_pareto_front():
     df = pd.DataFrame({"status": ["ok"] * 5 + ["failed"], "size_bytes": [10, 20, 30, 15, 5, 1],
                        "test_acc": [90, 95, 94, 89, math.nan, 99]})
     assert pareto_mask(df, "size_bytes").tolist() == [True, True, False, False, False, False]
+    df["near_chance"] = [True, False, False, False, False, False]  # the smallest is useless: not on the front
+    assert pareto_mask(df, "size_bytes").tolist() == [False, True, False, True, False, False]
 
 
 def test_chain_sweeps_are_labelled_by_their_stages():
@@ -79,18 +75,7 @@ def test_chain_sweeps_are_labelled_by_their_stages():
     assert enrich(df)["run_label"].tolist() == ["train→prune→finetune", "train→quantize"]
 
 
-def test_latency_from_two_machines_gets_two_panels(tmp_path: Path):
-    rows = [row("a", 0, "train", "train", 97, 9e4), row("b", 0, "train", "train", 96, 9e4, machine="gpu box")]
-    write_results(tmp_path / "a" / "results.csv", rows[:1])
-    write_results(tmp_path / "b" / "results.csv", rows[1:])
-    from compressbench import plots
-
-    fig = plots.accuracy_vs_latency(enrich(collect(tmp_path)[0]))
-    assert len(fig.axes) == 2 and "separate panels" in fig._suptitle.get_text()
-    plots.close(fig)
-
-
-def test_findings_get_one_folder_per_experiment(tmp_path: Path):
+def test_findings_get_one_folder_per_experiment_and_no_lock_files(tmp_path: Path):
     make_sweep(tmp_path / "runs")
     write_results(tmp_path / "runs" / "other" / "results.csv",
                   [row("z", 0, "train", "train", 90, 9e4, experiment="second")])
@@ -99,6 +84,45 @@ def test_findings_get_one_folder_per_experiment(tmp_path: Path):
     demo = pd.read_csv(tmp_path / "findings" / "demo" / "results.csv")
     assert set(demo["experiment"]) == {"demo"} and (tmp_path / "findings/demo/plots/waterfall.png").is_file()
     assert "machine: cpu X (2 cores)" in (tmp_path / "findings/demo/summary.md").read_text()
+    leftovers = [p for p in (tmp_path / "findings").rglob("*") if p.name.startswith(".") or p.suffix == ".lock"]
+    assert not leftovers
+
+
+def test_an_unsafe_experiment_name_never_writes_outside_the_findings_dir(tmp_path: Path, capsys):
+    runs, findings = tmp_path / "deep" / "runs", tmp_path / "deep" / "findings"
+    write_results(runs / "0" / "results.csv", [row("a", 0, "train", "train", 97, 9e4, experiment="../../X"),
+                                               row("b", 0, "train", "train", 97, 9e4, experiment="/abs"),
+                                               row("c", 0, "train", "train", 97, 9e4, experiment="ok_name")])
+    assert [p.name for p in write_findings(runs, findings)] == ["ok_name"]
+    assert not (tmp_path / "X").exists() and not Path("/abs").exists()
+    assert {p.parent.name for p in findings.rglob("summary.md")} == {"ok_name"}
+    assert "not a safe folder name" in capsys.readouterr().err
+
+
+def test_the_command_writes_into_findings_only_when_asked(tmp_path: Path, monkeypatch):
+    make_sweep(tmp_path / "runs")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "findings").mkdir()
+    assert main([str(tmp_path / "runs")]) == 0
+    assert not list((tmp_path / "findings").iterdir())  # the repo's findings/ stays untouched
+    assert (tmp_path / "runs" / "summary.md").is_file()
+    assert main([str(tmp_path / "runs"), "--findings-dir", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "demo" / "summary.md").is_file()
+
+
+def test_terminal_table_fits_120_columns_and_shows_the_encoding():
+    rows = [row("a", 0, "finetune_with_a_long_name", "train", 97.123, 89541, params=21386, sparsity=0.0,
+                macs=66600, cache_hit=True, wall_s=1.5, latency_ms_p50=0.181),
+            row("a", 1, "prune", "prune", 94.4, 89541, encoded_bytes=20480, sparsity=0.79, params=21386,
+                macs=66600, wall_s=0.01, latency_ms_p50=0.174, method="magnitude"),
+            row("a", 2, "int8", "quantize", 97.5, 35907, runtime="fx-int8", speedup=0.94, params=21386,
+                speedup_vs_best_fp32=0.113, best_fp32_runtime="onnxruntime", macs=66600, wall_s=2.0)]
+    buf = io.StringIO()
+    print_table(rows, file=buf)
+    lines = [line for line in buf.getvalue().splitlines() if line]
+    assert max(len(line) for line in lines) <= 120
+    assert "encoded_bytes" in lines[0] and "20.5kB" in lines[2]
+    assert "0.11×" in lines[3] and "best (ort)" in lines[3]  # the speedup a deployer asks about, named
 
 
 @pytest.mark.parametrize("empty", [True])

@@ -1,0 +1,22 @@
+"""Reports over ``results.csv`` files: ``python -m compressbench.report DIR [--findings-dir PATH] [--html]``.
+
+A leaf of the package: it reads result tables and run folders and imports nothing from compressbench but
+``results``, ``atomic`` and ``locks``. The data flow, one module each:
+collect (read the tree) → labels (technique, credit, speedup baseline) → points (seed groups, intervals,
+numbered branches) → figures / stage_figures (plots, with style) → summary / sections (summary.md) → html
+(one page) → write (files and locks); tables prints the terminal table; cli is the command.
+"""
+from __future__ import annotations
+
+from compressbench.report.cli import main
+from compressbench.report.collect import collect, safe_slug
+from compressbench.report.labels import enrich
+from compressbench.report.points import number_points, stage_table
+from compressbench.report.stats import pareto_mask, wilson
+from compressbench.report.summary import budget_table, candidates
+from compressbench.report.tables import markdown_table, print_table, terminal_table
+from compressbench.report.write import build, write_findings, write_report
+
+__all__ = ["build", "budget_table", "candidates", "collect", "enrich", "main", "markdown_table", "number_points",
+           "pareto_mask", "print_table", "safe_slug", "stage_table", "terminal_table", "wilson",
+           "write_findings", "write_report"]

@@ -1,0 +1,129 @@
+"""The sections of summary.md after the deployment advice: provenance, branches, techniques, Pareto fronts,
+every stage, jobs that are still running or failed, and how to read the numbers."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from compressbench.report import stats
+from compressbench.report.summary import FORMAT, _acc, _delta, _noise, _num_cell, _size, _speed, _table
+from compressbench.report.tables import cell, human, times
+
+
+def _join(rows: pd.DataFrame, col: str) -> str:
+    return ", ".join(sorted(rows[col].dropna().astype(str).unique())) if col in rows else ""
+
+
+def provenance(table: pd.DataFrame, raw: pd.DataFrame, root: Path) -> list[str]:
+    seeds = _join(raw, "seed")
+    n_test = _join(table, "test_images") if "test_images" in table else ""
+    return [
+        f"- experiment: {_join(raw, 'experiment')}",
+        f"- model / dataset: {_join(raw, 'model')} / {_join(raw, 'dataset')}"
+        + (f"; {n_test.replace('.0', '')} test images" if n_test else "; number of test images unknown"),
+        f"- machine: {_join(raw, 'machine')}; device {_join(raw, 'device')}; torch {_join(raw, 'torch_version')}"
+        f"; compressbench {_join(raw, 'git_sha')}",
+        f"- runs: {raw['run_id'].nunique()} in {table['branch'].nunique()} branches (seeds {seeds or '?'}); "
+        f"started {_join(raw, 'started')}",
+        f"- made from `{root}` by `python -m compressbench.report`; each row's command is in the tables",
+        ""]
+
+
+def branches(table: pd.DataFrame) -> list[str]:
+    pts = table[table["point"] != ""].copy()
+    pts["_order"] = pts["point"].map(lambda p: -1 if p == "B" else int(p))
+    pts = pts.sort_values("_order")
+    return ["## Branches (the numbered points of every figure)", "", _table(pts, [
+        ("#", None, _num_cell), ("chain", "chain_to", str), ("technique", "credited_technique", str),
+        ("test acc % [95%]", None, _acc), ("Δ pt [95%]", None, _delta), ("noise", None, _note),
+        ("size", None, _size), ("compression", "compression_ratio", times), ("speedup", None, _speed),
+        ("IQR", "speedup_best_iqr", FORMAT["speedup_best_iqr"]), ("command", "command", FORMAT["command"])]), ""]
+
+
+def _note(r: Mapping[str, Any]) -> str:
+    return "near chance" if r.get("near_chance") else _noise(r)
+
+
+def techniques(seg: pd.DataFrame) -> list[str]:
+    if seg.empty:
+        return []
+    seg = seg.sort_values("technique", kind="stable")
+    return ["## Per technique (each step credited to the technique that made it; its finetune included)", "",
+            _table(seg, [("technique", "technique", str), ("#", "point", str), ("steps", "steps", str),
+                         ("after", "from", str), ("test acc %", "acc", str), ("Δ pt [95%]", "delta", str),
+                         ("noise", None, lambda r: "near chance" if r.get("near_chance") else r.get("noise", "")),
+                         ("× smaller (size_bytes)", "size_x", times), ("× smaller (stored)", "stored_x", times),
+                         ("speedup at the end", "speed", str)]), ""]
+
+
+def pareto(cand: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    lines = []
+    for flavour in ("size_bytes", "encoded_bytes"):
+        if flavour not in table or pd.to_numeric(table[flavour], errors="coerce").isna().all():
+            continue
+        lines += [f"## Pareto-optimal (test accuracy vs {flavour}; near-chance and failed stages never count)", ""]
+        front = cand[stats.pareto_mask(cand, flavour)].sort_values(flavour) if flavour in cand else cand.head(0)
+        if front.empty:
+            lines += ["None: every stage with this size is failed or near chance (see 'Every stage').", ""]
+            continue
+        lines += [_table(front, [("#", None, _num_cell), ("chain", "chain_to", str),
+                                 ("technique", "credited_technique", str), (flavour, flavour, FORMAT[flavour]),
+                                 ("test acc % [95%]", None, _acc), ("Δ pt [95%]", None, _delta),
+                                 ("noise", None, _noise), ("speedup", None, _speed)]), ""]
+    return lines
+
+
+def stages(table: pd.DataFrame) -> list[str]:
+    return ["## Every stage", "", _table(table, [
+        ("chain", "chain_to", str), ("kind", "kind", str), ("status", "status", str),
+        ("seeds", "n_seeds", FORMAT["n_seeds"]), ("test acc % [95%]", None, _acc), ("Δ pt [95%]", None, _delta),
+        ("noise", None, _note), ("params", "params", human), ("sparsity", "sparsity", FORMAT["sparsity"]),
+        ("size_bytes", "size_bytes", FORMAT["size_bytes"]), ("encoded_bytes", "encoded_bytes", FORMAT["encoded_bytes"]),
+        ("ratio", "compression_ratio", times), ("p50 ms", "latency_ms_p50", FORMAT["latency_ms_p50"]),
+        ("speedup", None, _speed), ("cache", "cache_hit", lambda v: "hit" if str(v) in ("True", "1.0") else "")]),
+        ""]
+
+
+def jobs(jobs: Sequence[Mapping[str, Any]], table: pd.DataFrame) -> list[str]:
+    lines = []
+    running = [j for j in jobs if j.get("state") == "in progress"]
+    failed = [j for j in jobs if j.get("state") == "failed"]
+    if running:
+        lines += ["## Jobs in progress when this report was made", "",
+                  "(a run refreshes its report just before it finishes, so it may list itself here)", "",
+                  "| run dir | overrides |", "|---|---|"]
+        lines += [f"| {cell(j['run_dir'])} | {cell(j.get('overrides', ''))} |" for j in running] + [""]
+    if failed:
+        lines += ["## Failed jobs", "", "| run dir | status | overrides | error |", "|---|---|---|---|"]
+        lines += [f"| {cell(j['run_dir'])} | {cell(j.get('status'))} | {cell(j.get('overrides', ''))} | "
+                  f"{cell(j.get('error', ''))} |" for j in failed] + [""]
+    unsupported = table[table["status"].astype(str) == "unsupported"] if not table.empty else table
+    if not unsupported.empty:  # findings about a model, not crashes: those jobs succeeded
+        lines += ["## Unsupported stages", "", "| run dir | stage | overrides | why |", "|---|---|---|---|"]
+        lines += [f"| {cell(r['run_dir'])} | {cell(r['stage'])} | {cell(r.get('overrides', ''))} | "
+                  f"{cell(r.get('error', ''))} |" for _, r in unsupported.iterrows()] + [""]
+    return lines
+
+
+def problems(problems: Sequence[str]) -> list[str]:
+    return ["## Unreadable files", "", *[f"- {p}" for p in problems], ""] if problems else []
+
+
+def how_to_read(table: pd.DataFrame, baseline: str) -> list[str]:
+    if table.empty:
+        return []
+    return ["## How to read these numbers", "",
+            f"- Baseline: each branch's first stage (B); {baseline}.",
+            "- test acc [95%]: Wilson interval over the test images for one run; with seeds, mean ± sd (n) and a "
+            "t interval of the mean, never narrower than the Wilson one.",
+            "- Δ pt [95%]: Newcombe's interval of the difference (conservative: both models saw the same images); "
+            "with seeds, the t interval of the per-seed differences as well. *within noise*: it contains 0.",
+            f"- near chance: within {stats.NEAR_CHANCE_FRACTION:.0%} of the way from chance to 100%; never picked.",
+            "- speedup: paired, batch 1, median of per-round ratios; *vs best fp32 (route)* is against the fastest "
+            "fp32 runtime timed for the baseline, *vs eager fp32* (or another runtime) against the baseline on the "
+            "row's own runtime — the two are never ranked together. IQR: spread of the per-round ratios.",
+            "- size: the artifact that runs (size_bytes) or, where smaller, the verified encoded file "
+            "(encoded_bytes, decoded before running).", ""]

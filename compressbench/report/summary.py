@@ -1,0 +1,197 @@
+"""summary.md: what to deploy for an accuracy budget, how sure we are, and every branch, technique and stage.
+
+Picks never use a failed stage or one at or near chance; every accuracy carries its 95% interval and every
+speedup says what it was measured against.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from compressbench.report import stats
+from compressbench.report.points import baseline_note
+from compressbench.report.tables import cell, human, interval, pct, times
+
+BUDGETS_PT = (0.5, 1.0, 2.0)
+
+
+def candidates(table: pd.DataFrame) -> pd.DataFrame:
+    """Artifacts one could deploy: ok stages with an accuracy, not near chance, one per model (stage key; the
+    shortest chain that makes it)."""
+    ok = table[(table["status"].astype(str) == "ok") & pd.to_numeric(table["test_acc"], errors="coerce").notna()
+               & ~table["near_chance"].astype(bool)].copy()
+    ok["_len"] = ok["chain_to"].str.count("→")
+    ok = ok.sort_values(["_len", "stage_index"], kind="stable")
+    if "stage_key" in ok and ok["stage_key"].notna().all():
+        ok = ok.drop_duplicates("stage_key")
+    return ok.drop(columns="_len")
+
+
+def _noise(r: Mapping[str, Any]) -> str:
+    if r.get("is_baseline"):
+        return "baseline"
+    return {True: "within noise", False: "outside noise", None: "n unknown"}[r.get("within_noise")]
+
+
+def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> tuple[pd.DataFrame, list[str]]:
+    """For each budget (pt below the baseline): the smallest and the fastest candidate; and notes on the
+    candidates whose speedups cannot be ranked (timed against another fp32 runtime)."""
+    cand = candidates(table)
+    base = cand[cand["is_baseline"].astype(bool)]
+    routes = cand.loc[cand["speedup_baseline"].astype(str).str.startswith("best"), "speedup_baseline"]
+    speed = cand.copy()
+    speed["deploy"] = speed["runtime"].astype(str)
+    notes = []
+    if len(routes):  # the baseline itself on the fastest fp32 route: 1× by definition, zero accuracy cost
+        on_best = base.assign(speedup_best=1.0, speedup_best_iqr=0.0, speedup_baseline=routes.mode().iloc[0],
+                              deploy=f"fp32 on {routes.mode().iloc[0][len('best fp32 ('):-1]}")
+        speed = pd.concat([speed[~speed["is_baseline"].astype(bool)], on_best])
+        comparable = speed["speedup_baseline"].astype(str).str.startswith("best")
+    else:
+        label = base["speedup_baseline"].iloc[0] if len(base) else ""
+        comparable = speed["speedup_baseline"] == label
+    others = speed[~comparable & pd.to_numeric(speed["speedup_best"], errors="coerce").notna()
+                   & (speed["point"] != "") & (speed["delta_acc"] >= -max(budgets) - 1e-9)]
+    if len(others):
+        notes.append("Not ranked for speed (timed only against their own runtime's fp32, not the fastest fp32 "
+                     "route): " + "; ".join(f"#{r['point']} {r['chain_to']} {times(r['speedup_best'])} vs {r['speedup_baseline']}"
+                                            for _, r in others.iterrows()) + ".")
+    speed = speed[comparable & pd.to_numeric(speed["speedup_best"], errors="coerce").notna()]
+    out = []
+    for budget in budgets:
+        fits = cand[cand["delta_acc"] >= -budget - 1e-9]
+        if len(fits):
+            small = fits.sort_values(["size_bytes", "test_acc"], ascending=[True, False]).iloc[0]
+            out.append({"budget": f"≤ {budget:g} pt", "pick": "smallest that runs as is", **small.to_dict(),
+                        "stored_bytes": small["size_bytes"], "stored_flavour": "size_bytes",
+                        "deploy": small.get("runtime")})
+            stored = fits.sort_values(["stored_bytes", "test_acc"], ascending=[True, False]).iloc[0]
+            if stored["stored_bytes"] < small["size_bytes"]:
+                out.append({"budget": f"≤ {budget:g} pt", "pick": "smallest file (decode to run)",
+                            **stored.to_dict(), "deploy": stored.get("runtime")})
+        fast = speed[speed["delta_acc"] >= -budget - 1e-9]
+        if len(fast):
+            best = fast.sort_values(["speedup_best", "test_acc"], ascending=[False, False]).iloc[0]
+            out.append({"budget": f"≤ {budget:g} pt", "pick": "fastest", **best.to_dict()})
+    return pd.DataFrame(out), notes
+
+
+def _size(r: Mapping[str, Any]) -> str:
+    flavour = r.get("stored_flavour")
+    return f"{human(r.get('stored_bytes'), 'B')} ({'encoded' if flavour == 'encoded_bytes' else 'artifact'})"
+
+
+def _acc(r: Mapping[str, Any]) -> str:
+    text = interval(r.get("test_acc"), r.get("acc_lo"), r.get("acc_hi"), digits=2)
+    n = int(r.get("n_seeds") or 1)
+    if n > 1:
+        text += f"; {pct(r.get('test_acc'), 2)} ± {pct(r.get('test_acc_sd'), 2)} (n={n} seeds)"
+    return text
+
+
+def _delta(r: Mapping[str, Any]) -> str:
+    return "0" if r.get("is_baseline") else interval(r.get("delta_acc"), r.get("delta_lo"), r.get("delta_hi"),
+                                                     digits=2, signed=True)
+
+
+def _speed(r: Mapping[str, Any]) -> str:
+    value = r.get("speedup_best")
+    return "" if value is None or pd.isna(value) else f"{times(value)} vs {r.get('speedup_baseline')}"
+
+
+def _num_cell(r: Mapping[str, Any]) -> str:
+    return str(r.get("point") or "·")
+
+
+FORMAT = {"point": lambda v: v or "·", "n_seeds": lambda v: "" if pd.isna(v) else str(int(v)),
+          "params": human, "size_bytes": lambda v: human(v, "B"), "encoded_bytes": lambda v: human(v, "B"),
+          "compression_ratio": times, "speedup_best_iqr": lambda v: "" if pd.isna(v) else f"{v:.2f}",
+          "latency_ms_p50": lambda v: "" if pd.isna(v) else f"{v:.3g}", "sparsity": lambda v: pct(v, 3),
+          "command": lambda v: f"`{v}`" if v else ""}
+
+
+def _table(df: pd.DataFrame, spec: Sequence[tuple[str, str, Any]]) -> str:
+    """Markdown from (header, column or None, formatter over the whole row)."""
+    lines = ["| " + " | ".join(h for h, _, _ in spec) + " |", "|" + "---|" * len(spec)]
+    for _, r in df.iterrows():
+        d = r.to_dict()
+        lines.append("| " + " | ".join(cell(f(d) if col is None else f(d.get(col))) for _, col, f in spec) + " |")
+    return "\n".join(lines)
+
+
+def segments(table: pd.DataFrame) -> pd.DataFrame:
+    """Each technique's step in each chain: from the stage before it through its finetune (a training stage
+    right after it), so the gain is credited to the technique, not to the finetune row."""
+    out, seen = [], set()
+    for _, branch in table[table["status"].astype(str) == "ok"].groupby("branch", sort=False):
+        stages = branch.sort_values("stage_index").to_dict("records")
+        i = 1
+        while i < len(stages):
+            j = i
+            while j + 1 < len(stages) and str(stages[j + 1]["kind"]) == "train" and str(stages[i]["kind"]) != "train":
+                j += 1
+            before, after = stages[i - 1], stages[j]
+            key = (before.get("stage_key"), after.get("stage_key"), before["branch"] if pd.isna(
+                after.get("stage_key")) else None)
+            if key not in seen:
+                seen.add(key)
+                out.append(_segment(before, stages[i: j + 1], after))
+            i = j + 1
+    return pd.DataFrame(out)
+
+
+def _segment(before: dict, steps: list[dict], after: dict) -> dict:
+    n_test = after.get("test_images")
+    diffs = [after["seed_accs"][s] - before["seed_accs"][s] for s in after.get("seed_accs", {})
+             if s in before.get("seed_accs", {})]
+    mean, _, lo, hi, n = stats.mean_interval(diffs)
+    _, nlo, nhi = stats.newcombe(after["test_acc"], n_test, before["test_acc"], n_test)
+    lo, hi = stats.union((lo, hi), (nlo, nhi)) if n > 1 else (nlo, nhi)
+    delta = mean if n else after["test_acc"] - before["test_acc"]
+
+    def ratio(col: str) -> float:
+        a, b = pd.to_numeric(after.get(col), errors="coerce"), pd.to_numeric(before.get(col), errors="coerce")
+        return float(b / a) if a and not pd.isna(a) and not pd.isna(b) else math.nan
+
+    return {"technique": steps[0]["technique"], "point": after.get("point") or "·",
+            "steps": " → ".join(str(s["stage"]) for s in steps), "from": before["stage"],
+            "acc": f"{pct(before['test_acc'], 2)} → {pct(after['test_acc'], 2)}",
+            "delta": interval(delta, lo, hi, digits=2, signed=True),
+            "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
+            "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
+            "speed": _speed(after), "near_chance": after.get("near_chance")}
+
+
+def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], problems: Sequence[str],
+                     root: Path, raw: pd.DataFrame) -> str:
+    from compressbench.report import sections  # the provenance and status sections
+
+    lines = ["# compressbench summary", ""]
+    if not table.empty:
+        lines += sections.provenance(table, raw, root)
+        budget, notes = budget_table(table)
+        lines += ["## What should I deploy?", "",
+                  "For each accuracy budget (test accuracy at most this far below the baseline, point estimate), "
+                  "the smallest artifact and the fastest one. Intervals are 95%; *within noise* means the "
+                  "interval of the difference contains 0.", ""]
+        if budget.empty:
+            lines += ["No stage qualifies (status ok, not near chance, within 2 pt of the baseline).", ""]
+        else:
+            lines += [_table(budget, [
+                ("budget", "budget", str), ("pick", "pick", str), ("#", None, _num_cell),
+                ("chain", "chain_to", str), ("deploy on", "deploy", lambda v: str(v or "")),
+                ("size", None, _size), ("speedup", None, _speed), ("test acc % [95%]", None, _acc),
+                ("Δ pt [95%]", None, _delta), ("noise", None, _noise), ("command", "command", FORMAT["command"])]),
+                ""]
+        lines += [*(f"- {n}" for n in notes), *([""] if notes else [])]
+        lines += sections.branches(table) + sections.techniques(segments(table))
+        lines += sections.pareto(candidates(table), table) + sections.stages(table)
+    lines += sections.jobs(jobs, table) + sections.problems(problems)
+    lines += sections.how_to_read(table, baseline_note(table) if not table.empty else "")
+    lines.append(f"_Report made {time.strftime('%Y-%m-%d %H:%M')}._")
+    return "\n".join(lines) + "\n"
