@@ -22,7 +22,7 @@ import torch
 
 from compressbench.infra.atomic import atomic_write_text
 from compressbench.infra.locks import file_lock
-from compressbench.pipeline.cache import file_sha256
+from compressbench.infra.hashing import file_sha256
 
 FINGERPRINT_VERSION = 1  # bump when what goes into a fingerprint changes
 CHECKSUMS = "checksums.json"
