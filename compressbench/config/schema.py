@@ -131,6 +131,9 @@ class MeasureConfig:
     rounds: int = 5  # interleaved reference/candidate rounds for the paired speedup
     eval_batch_size: int = 256
     reference: str | None = None  # stage whose model is the baseline for ratios; None = first train stage
+    # The chain's last stage is also timed against the baseline on each of these fp32 runtimes (RUNTIMES names),
+    # for speedup_vs_best_fp32: what a deployer compares with. null = every fp32 runtime installed; [] = none.
+    fp32_routes: list[str] | None = None
 
     def __post_init__(self) -> None:
         for key in ("threads", "batch_size", "iters", "rounds", "eval_batch_size"):

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from compressbench.infra.atomic import atomic_write_text
-from compressbench.infra.locks import file_lock
 from compressbench.infra.hashing import file_sha256
+from compressbench.infra.locks import file_lock
 
 FINGERPRINT_VERSION = 1  # bump when what goes into a fingerprint changes
 CHECKSUMS = "checksums.json"

@@ -42,10 +42,12 @@ def against_fp32_routes(artifact: Deployable, fp32: Eager, routes: Sequence[str]
                 skipped.append(f"{route} ({type(e).__name__}: {str(e)[:120]})")
                 continue
             out[f"speedup_vs_{route}_fp32"] = timing.speedup
+            out[f"speedup_vs_{route}_fp32_iqr"] = timing.speedup_iqr
     if skipped:
         out["fp32_routes_skipped"] = "; ".join(skipped)
-    timed = {k: v for k, v in out.items() if k.startswith("speedup_vs_")}
+    timed = {k: v for k, v in out.items() if k.startswith("speedup_vs_") and k.endswith("_fp32")}
     if timed:
         best = min(timed, key=timed.__getitem__)
-        out.update(speedup_vs_best_fp32=timed[best], best_fp32_runtime=best[len("speedup_vs_"):-len("_fp32")])
+        out.update(speedup_vs_best_fp32=timed[best], speedup_vs_best_fp32_iqr=out[f"{best}_iqr"],
+                   best_fp32_runtime=best[len("speedup_vs_"):-len("_fp32")])
     return out

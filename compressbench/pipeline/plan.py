@@ -84,6 +84,15 @@ def validate(cfg: DictConfig) -> Plan:
           "the path of a state_dict file (torch.save(model.state_dict(), path)), or null for random init")
     runtime = typed(RuntimeConfig, cfg.get("runtime"), "runtime")
     measure = typed(MeasureConfig, cfg.get("measure"), "measure")
+    from compressbench.runtimes import RUNTIMES, fp32_routes
+
+    if measure.fp32_routes is None:
+        measure.fp32_routes = fp32_routes(installed=True)
+    for route in measure.fp32_routes:
+        check(route in fp32_routes(), "measure.fp32_routes", measure.fp32_routes,
+              f"a list drawn from {', '.join(fp32_routes())}, or null for every installed one")
+        check(RUNTIMES.get(route).available(), "measure.fp32_routes", measure.fp32_routes,
+              f"installed runtimes only: {route} needs {RUNTIMES.get(route).install_hint()}")
     reference = measure.reference
     if reference is None:
         reference = next((n for n in chain if stages[n].reference_candidate), None)

@@ -214,7 +214,7 @@ class Pipeline:
         if status not in ("failed", "unsupported"):  # a diverged stage keeps its last good weights: measure those
             env = self.env(index, name, key, spec, stage_dir, None)
             try:
-                metrics = measure(artifact, env.measure_inputs(scfg.timing_routes()))
+                metrics = measure(artifact, env.measure_inputs(self.routes_for(index, name, scfg)))
             except Exception as e:  # noqa: BLE001
                 status, error = "failed", f"measurement failed: {type(e).__name__}: {e}"
                 atomic_write_text(stage_dir / "error.txt", traceback.format_exc())
@@ -229,6 +229,14 @@ class Pipeline:
                "status": status, **metrics, **result.record, "wall_s": wall, "cache_hit": hit,
                "stage_key": key[:16], "stage_params": json.dumps(to_dict(scfg), sort_keys=True), "error": error}
         return artifact, row
+
+    def routes_for(self, index: int, name: str, scfg: StageConfig) -> list[str]:
+        """The fp32 runtimes a stage's output is timed against: what it asks for (quantize), and for the chain's
+        last stage every ``measure.fp32_routes`` — so each branch's final model has a ``speedup_vs_best_fp32``."""
+        routes = list(scfg.timing_routes())
+        if index == len(self.plan.chain) - 1 and name != self.plan.reference:
+            routes += [r for r in self.plan.measure.fp32_routes or [] if r not in routes]
+        return routes
 
     def produce(self, artifact: Deployable, index: int, name: str, key: str, spec: StageSpec,
                 stage_dir: Path) -> tuple[StageResult, bool]:

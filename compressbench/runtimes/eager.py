@@ -8,6 +8,7 @@ state_dict (weight sharing keeps its codebook in non-persistent buffers and a fo
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -49,6 +50,14 @@ class ModuleState(Protocol):
 
 
 MODULE_STATES: list[ModuleState] = []
+# Results fields techniques derive from an eager model (e.g. the verified size of a sparse model's encoding),
+# added to every row that measures one: ``fn(module) -> dict`` (empty when it does not apply).
+ROW_FIELDS: list[Callable[[nn.Module], dict[str, Any]]] = []
+
+
+def register_row_fields(fn: Callable[[nn.Module], dict[str, Any]]) -> Callable[[nn.Module], dict[str, Any]]:
+    ROW_FIELDS.append(fn)
+    return fn
 
 
 def register_state(state: ModuleState) -> ModuleState:
@@ -131,9 +140,12 @@ class Eager(Deployable):
         return count_macs(self.module, example)
 
     def extra_metrics(self) -> dict[str, Any]:
+        self.settle()
         out: dict[str, Any] = {}
         for handler in MODULE_STATES:
             out.update(handler.metrics(self.module))
+        for fields in ROW_FIELDS:
+            out.update(fields(self.module))
         return out
 
     @classmethod

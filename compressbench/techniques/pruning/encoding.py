@@ -19,9 +19,12 @@ import struct
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+
+from compressbench.runtimes.eager import register_row_fields
 
 MAGIC, VERSION = b"CBSPARSE", 1
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int16,
@@ -145,3 +148,23 @@ def encode_verified(state: Mapping[str, torch.Tensor]) -> tuple[Encoded, bool]:
         back[k].dtype == t.dtype and back[k].shape == t.shape and torch.equal(back[k], t.detach().cpu())
         for k, t in state.items())
     return encoded, ok
+
+
+# A model this sparse (or sparser) is worth shipping encoded: below it the dense state_dict is the artifact.
+SPARSE_ENOUGH = 0.1
+
+
+@register_row_fields
+def sparse_encoding_fields(module: torch.nn.Module) -> dict[str, Any]:
+    """``encoded_bytes`` of a sparse eager model on every row that measures it (a finetune after a prune keeps
+    its zeros, so its encoded size is what it would ship): the verified encoding, or nothing if not sparse."""
+    if any(hasattr(m, "compressbench_clusters") for m in module.modules()):
+        return {}  # weight sharing: the Deep Compression file (cluster / encode rows) is its encoding
+    state = module.state_dict()
+    weights = [t for k, t in state.items() if k.endswith("weight") and t.dim() > 1 and t.is_floating_point()]
+    total = sum(t.numel() for t in weights)
+    zeros = sum(int((t == 0).sum()) for t in weights)
+    if not total or zeros / total < SPARSE_ENOUGH:
+        return {}
+    encoded, ok = encode_verified(state)
+    return {"encoded_bytes": len(encoded.data), "encode_verified": ok} if ok else {}
