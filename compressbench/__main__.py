@@ -42,5 +42,11 @@ def main(cfg: DictConfig) -> float | None:
     return rows[-1].get("test_acc") if rows else None
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``compressbench`` console script. ``main`` returns the sweep objective (a float), which must not
+    become the process's exit status."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -78,6 +78,13 @@ class StageConfig:
     replaces_model: ClassVar[bool] = False
     # A stage of this kind can be the baseline of ratios (``measure.reference`` defaults to the first one).
     reference_candidate: ClassVar[bool] = False
+    # Fields that change only how the output is measured, never the model: left out of the cache key, so e.g.
+    # installing another fp32 runtime does not recompute a quantized model.
+    unkeyed: ClassVar[tuple[str, ...]] = ()
+
+    def key_fields(self, node: dict[str, Any]) -> dict[str, Any]:
+        """This stage's config ``node`` as its cache key sees it (without the ``unkeyed`` fields)."""
+        return {k: v for k, v in node.items() if k not in self.unkeyed}
 
     def check_model(self, model: Any, node: str = "") -> None:
         """Check names this config gives against the built model (before any training); raise BadValue."""

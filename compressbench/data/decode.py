@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import multiprocessing
 import os
 import sys
@@ -25,6 +26,8 @@ from compressbench.data.fingerprint import listing_digest
 from compressbench.data.split import shrink_rows_
 from compressbench.infra.atomic import atomic_write
 from compressbench.infra.locks import file_lock
+
+log = logging.getLogger(__name__)
 
 RESIZE = "shorter side to image_size (bilinear), centre crop"
 CACHE_VERSION = 2  # bump when decoding or the cache's content changes, so old caches are not reused
@@ -115,8 +118,8 @@ def _read_cache(path: Path, key: str, size: int) -> dict[str, Any] | None:
 def _decode(root: Path, samples: Sequence[tuple[str, int]], listing: Sequence[tuple[str, int, int, int]],
             size: int, cache: Path | None) -> dict[str, Any]:
     workers = default_workers(len(samples))
-    print(f"[compressbench] decoding {len(samples)} images under {root} to {size}x{size} with {workers} "
-          f"process(es)" + (f" (once; cached in {cache})" if cache else ""), flush=True)
+    log.info("decoding %d images under %s to %dx%d with %d process(es)%s", len(samples), root, size, size, workers,
+             f" (once; cached in {cache})" if cache else "")
     images, index, errors = decode_files([p for p, _ in samples], size, workers=workers)
     if len(index) == 0:
         raise FileNotFoundError(f"none of the {len(samples)} image files under {root} could be decoded (first "
@@ -140,7 +143,7 @@ def decode_files(paths: Sequence[str], size: int, *, workers: int = 1, mode: str
     do not scale, see findings/benchmarks/bench_data.csv), ``thread``, or ``serial``. ``progress``: a tqdm bar
     (None = only on a terminal).
     """
-    from tqdm.auto import tqdm
+    from compressbench.infra.progress import bar as progress_bar
 
     n = len(paths)
     chunks = [(s, paths[s:s + CHUNK]) for s in range(0, n, CHUNK)]
@@ -153,8 +156,8 @@ def decode_files(paths: Sequence[str], size: int, *, workers: int = 1, mode: str
     kept = np.zeros(n, dtype=bool)
     errors: list[str] = []
     try:
-        with tqdm(total=n, desc="decoding images", unit="img", disable=None if progress is None else not progress,
-                  dynamic_ncols=True) as bar:
+        with progress_bar(total=n, desc="decoding images", unit="img",
+                          enabled=progress is None or progress) as bar:
             results = (pool.map(_decode_chunk, *zip(*chunks, strict=True), [size] * len(chunks)) if pool and chunks
                        else (_decode_chunk(start, chunk, size) for start, chunk in chunks))
             for _, stacked, ok, errs in results:

@@ -8,6 +8,7 @@ loses at most one epoch; everything they read is loaded with ``weights_only=True
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
 from compressbench.config import Experiments
 from compressbench.data import DataBundle
@@ -24,9 +24,12 @@ from compressbench.engine.loop import Loaders, Precision
 from compressbench.infra.atomic import atomic_torch_save
 from compressbench.infra.distributed import Dist
 from compressbench.infra.locks import file_lock
+from compressbench.infra.progress import bar
 from compressbench.measure import Baseline, Inputs
 from compressbench.results import write_csv
 from compressbench.runtimes import Deployable
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from compressbench.pipeline.plan import Plan
@@ -41,21 +44,25 @@ class Checkpoint:
     def __init__(self, path: Path | None, key: str, history_dir: Path | None, writer: bool, label: str) -> None:
         self.path, self.key, self.history_dir, self.writer, self.label = path, key, history_dir, writer, label
 
-    def load(self, device: torch.device) -> dict[str, Any] | None:
-        """The state of an interrupted earlier run of this same training, if it is ours and intact."""
+    def load(self) -> dict[str, Any] | None:
+        """The state of an interrupted earlier run of this same training, if it is ours and intact.
+
+        Loaded on the CPU: the RNG states must stay there (``torch.set_rng_state`` takes a CPU tensor), and
+        ``load_state_dict`` moves model and optimizer tensors to their parameters' device.
+        """
         if self.path is None or not self.path.is_file():
             return None
         try:
-            state = torch.load(self.path, map_location=device, weights_only=True)
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 — unreadable or not tensors-only: never trusted, start afresh
-            print(f"[compressbench] not resuming {self.label}: {self.path} is unreadable or holds more than "
-                  f"tensors ({type(e).__name__}); starting afresh", flush=True)
+            log.warning("not resuming %s: %s is unreadable or holds more than tensors (%s); starting afresh",
+                        self.label, self.path, type(e).__name__)
             return None
         if not isinstance(state, dict) or state.get("key") != self.key:
-            print(f"[compressbench] not resuming {self.label} from {self.path}: it was made with a different "
-                  f"config or earlier stages; starting afresh", flush=True)
+            log.warning("not resuming %s from %s: it was made with a different config or earlier stages; "
+                        "starting afresh", self.label, self.path)
             return None
-        print(f"[compressbench] resuming {self.label} after epoch {state['epoch']} from {self.path}", flush=True)
+        log.warning("resuming %s after epoch %s from %s", self.label, state["epoch"], self.path)
         return state
 
     def save(self, state: dict[str, Any]) -> None:
@@ -96,7 +103,7 @@ class TensorMemo:
                     if isinstance(table, torch.Tensor) and valid(table):
                         return table, True
                 except Exception as e:  # noqa: BLE001 — a damaged file means: recompute it
-                    print(f"[compressbench] {name} {key[:12]} is unreadable ({e}); recomputing", flush=True)
+                    log.warning("%s %s is unreadable (%s); recomputing", name, key[:12], e)
             table = compute()
             atomic_torch_save(table.detach().cpu(), path)
         return table, False
@@ -171,5 +178,5 @@ class StageEnv:
                       num_classes=self.data.num_classes, train_threads=self.plan.runtime.threads,
                       baseline=self.reference, fp32_routes=tuple(fp32_routes))
 
-    def progress(self, iterable: Any = None, **kwargs: Any) -> tqdm:
-        return tqdm(iterable, disable=not (self.progress_on and self.dist.is_main), dynamic_ncols=True, **kwargs)
+    def progress(self, iterable: Any = None, **kwargs: Any) -> Any:
+        return bar(iterable, enabled=self.progress_on and self.dist.is_main, **kwargs)

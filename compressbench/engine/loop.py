@@ -235,9 +235,9 @@ class Fitted:
 
 class _NoProgress:
     def __call__(self, iterable: Any = None, **kwargs: Any) -> Any:
-        from tqdm.auto import tqdm
+        from compressbench.infra.progress import bar
 
-        return tqdm(iterable, disable=True, **kwargs)
+        return bar(iterable, enabled=False, **kwargs)
 
 
 def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Precision,
@@ -266,7 +266,7 @@ def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Prec
     for cb in callbacks:
         cb.on_train_begin(model, len(train_batches), cfg.epochs)
     start = 0
-    resume = checkpoint.load(device) if checkpoint is not None else None
+    resume = checkpoint.load() if checkpoint is not None else None
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])

@@ -5,13 +5,15 @@ so a ``kill -9`` never leaves a stale lock behind.
 """
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock, Timeout
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -26,8 +28,7 @@ def file_lock(path: str | os.PathLike, what: str = "", poll_s: float = 30.0) -> 
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(f"[compressbench] waiting for another process that holds {what or path} ...", file=sys.stderr,
-              flush=True)
+        log.warning("waiting for another process that holds %s ...", what or path)
         while True:
             try:
                 lock.acquire(timeout=poll_s)

@@ -5,6 +5,7 @@ images, a grayscale first conv), so loading is by name and shape, never strict; 
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
@@ -12,6 +13,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 from torchvision.models import WeightsEnum
+
+log = logging.getLogger(__name__)
 
 StateDict = dict[str, torch.Tensor]
 
@@ -65,9 +68,9 @@ def load_pretrained_(
     skipped = [k for k in state if k not in matched]
     # BN's step counter is absent from older checkpoints and meaningless to transfer.
     absent = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    print(f"model '{model_name}': loaded {len(matched)}/{len(state)} tensors of {weights}")
+    log.info("model '%s': loaded %d/%d tensors of %s", model_name, len(matched), len(state), weights)
     if skipped:
-        print(f"  skipped (name or shape differs in this variant): {', '.join(skipped)}")
+        log.info("  skipped (name or shape differs in this variant): %s", ", ".join(skipped))
     if absent:
-        print(f"  not in the checkpoint, left at their initial values: {', '.join(absent)}")
+        log.info("  not in the checkpoint, left at their initial values: %s", ", ".join(absent))
     return model

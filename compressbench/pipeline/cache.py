@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Iterator, Mapping
@@ -35,6 +36,8 @@ from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.hashing import file_sha256
 from compressbench.infra.locks import file_lock
 from compressbench.runtimes import RUNTIMES, Deployable
+
+log = logging.getLogger(__name__)
 
 # Bump when a change makes earlier cache entries wrong (a fixed training bug, a new default), so they are not hit.
 CACHE_VERSION = 3
@@ -80,8 +83,7 @@ class Entry:
         try:
             return self._verified(device)
         except Exception as e:  # noqa: BLE001 — any damage means: recompute
-            print(f"[compressbench] cache entry {self.key[:12]} is rejected ({type(e).__name__}: {e}); "
-                  f"recomputing it", flush=True)
+            log.warning("cache entry %s is rejected (%s: %s); recomputing it", self.key[:12], type(e).__name__, e)
             self.discard()
             return None
 
@@ -107,8 +109,9 @@ class Entry:
         return Hit(artifact, meta.get("info", {}), meta.get("history", []), files)
 
     def save(self, artifact: Deployable, info: Mapping[str, Any], history: list[dict[str, Any]],
-             files: Mapping[str, bytes]) -> None:
-        """Store the stage's output: its deployable, recorded fields, history and files."""
+             files: Mapping[str, bytes], stage: str = "") -> None:
+        """Store the stage's output: its deployable, recorded fields, history and files; ``stage`` (the kind
+        that made it) is for whoever browses the cache, never read back."""
         if self.path is None:
             return
         self.discard()
@@ -119,7 +122,7 @@ class Entry:
         for name, data in files.items():
             atomic_write_bytes(self.path / "files" / name, data)
         sha = self._checksums()
-        meta = {"format": FORMAT, "key": self.key, "kind": artifact.kind, "runtime": artifact.runtime,
+        meta = {"format": FORMAT, "key": self.key, "stage": stage, "kind": artifact.kind, "runtime": artifact.runtime,
                 "artifact": meta_artifact, "sha256": sha, "info": dict(info), "history": history,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_version": torch.__version__,
                 "compressbench_version": __version__}

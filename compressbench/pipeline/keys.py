@@ -32,7 +32,7 @@ def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | 
     for name in plan.chain:
         scfg = plan.stages[name]
         salt = scfg.cache_salt(EXPERIMENTS, fingerprint)  # what it reads beyond its config (a teacher file)
-        keys.append(stage_key(keys[-1], stage=to_dict(scfg), **({"salt": salt} if salt else {})))
+        keys.append(stage_key(keys[-1], stage=scfg.key_fields(to_dict(scfg)), **({"salt": salt} if salt else {})))
     return keys
 
 

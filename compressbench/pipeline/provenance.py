@@ -25,7 +25,7 @@ def run_id_of(cfg: DictConfig) -> str:
 @cache
 def git_sha() -> str:
     """Short commit of the compressbench checkout (``+dirty`` with local changes); empty when installed."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # compressbench/pipeline/provenance.py -> repo
     if not (root / ".git").exists():
         return ""
     try:

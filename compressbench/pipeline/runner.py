@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import os
 import random
 import shutil
@@ -43,6 +44,8 @@ from compressbench.runtimes import Arch, Deployable, Eager
 from compressbench.runtimes.base import Unsupported
 from compressbench.stages import STAGES, StageResult, StageSpec
 
+log = logging.getLogger(__name__)
+
 
 class RunFailed(RuntimeError):
     """A stage failed or diverged; its row (status, error) is in results.csv and the chain stopped there."""
@@ -65,6 +68,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     ensure_writable(run_dir, "hydra.run.dir (or the sweep dir)")
     name = str(cfg.get("name", "default"))
     write_status(run_dir, "running", overrides, name)
+    log.info("run dir: %s", run_dir.resolve())
     try:
         rows = _run(cfg, run_dir, overrides)
     except BaseException as e:
@@ -72,10 +76,12 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
         write_status(run_dir, status, overrides, name, error=f"{type(e).__name__}: {e}")
         if isinstance(e, RunFailed):  # its rows are written: the report shows how far it got
             report_best_effort(run_dir)
+        log.info("%s; run dir: %s", status, run_dir.resolve())
         raise
     # The status first: the report reads it, and must not list a finished run as still running.
     write_status(run_dir, "ok", overrides, name)
     report_best_effort(run_dir)
+    log.info("done; results, summary.md and plots in %s", run_dir.resolve())
     return rows
 
 
@@ -113,7 +119,7 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]
             message = (f"stage '{name}' {row['status']}: {row['error']}"
                        + (f"; not run: {', '.join(not_run)}" if not_run else ""))
             if row["status"] == "unsupported":  # a finding about this model, not a crash: the job succeeds
-                print(f"[compressbench] {message}", flush=True)
+                log.warning("%s", message)
             else:
                 failure = message
             break
@@ -145,10 +151,9 @@ class Pipeline:
         OmegaConf.set_readonly(self.cfg, True)  # stages read the run config; none may change it
 
     def progress(self, iterable: Any, **kwargs: Any) -> Any:
-        from tqdm.auto import tqdm
+        from compressbench.infra.progress import bar
 
-        return tqdm(iterable, disable=not (self.plan.runtime.progress and self.dist.is_main), dynamic_ncols=True,
-                    **kwargs)
+        return bar(iterable, enabled=self.plan.runtime.progress and self.dist.is_main, **kwargs)
 
     def initial_model(self) -> Eager:
         """The model the chain starts from (its initial weights are part of the first key), checked."""
@@ -270,7 +275,7 @@ class Pipeline:
             resume_dir = entry.path or (None if dist.enabled else stage_dir)
             result = spec.fn(artifact, scfg, self.env(index, name, key, spec, stage_dir, resume_dir))
             self.write_stage_files(result, stage_dir)
-            entry.save(result.artifact, result.record, result.history, result.files)
+            entry.save(result.artifact, result.record, result.history, result.files, stage=scfg.stage)
             if resume_dir is not None:  # the stage is complete: its entry keeps the artifact, not these
                 for path in resume_dir.glob("*resume.pt"):
                     path.unlink(missing_ok=True)
@@ -340,8 +345,8 @@ def report_best_effort(directory: Path) -> None:
     try:
         write_report(directory)
     except Exception as e:  # noqa: BLE001
-        print(f"[compressbench] the report in {directory} could not be refreshed ({type(e).__name__}: {e}); "
-              f"results.csv is complete — run python -m compressbench.report {directory}", flush=True)
+        log.warning("the report in %s could not be refreshed (%s: %s); results.csv is complete — run "
+                    "python -m compressbench.report %s", directory, type(e).__name__, e, directory)
 
 
 def check_layer_names(model: nn.Module, plan: Plan) -> None:

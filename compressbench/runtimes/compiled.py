@@ -15,13 +15,14 @@ from torch import nn
 
 from compressbench.models.counting import count_macs, param_counts
 from compressbench.runtimes.base import Counts, Deployable, load_tensors, register_runtime, tensor_bytes
-from compressbench.runtimes.eager import Eager, load_module, save_module
+from compressbench.runtimes.eager import Eager, cpu_module, load_module, save_module
 from compressbench.runtimes.exporting import Exported
 
 
 def compiled(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """``module`` under ``torch.compile`` (inductor, one graph per batch size) with freezing on: weights become
     constants and are prepacked, which the int8 lowering needs and which speeds fp32 up as well."""
+    import torch._dynamo.config as dynamo_config
     import torch._inductor.config as inductor_config
 
     fn = torch.compile(module, dynamic=False)
@@ -29,13 +30,16 @@ def compiled(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     def call(x: torch.Tensor) -> torch.Tensor:
         # Set per call, not globally: compilation happens lazily at the first call of each batch size, and a
         # process-wide flag would change other code's compiles. (``options={"freezing": True}`` fails on
-        # int8 graphs in torch 2.14.)
-        before = inductor_config.freezing
+        # int8 graphs in torch 2.14.) Every model of a class shares one code object, and dynamo stops compiling
+        # it after ``recompile_limit`` (8) guards failed: the 9th model of a sweep would silently run eager
+        # and be timed as "compiled".
+        before = inductor_config.freezing, dynamo_config.recompile_limit
         inductor_config.freezing = True
+        dynamo_config.recompile_limit = max(before[1], 1024)
         try:
             return fn(x)
         finally:
-            inductor_config.freezing = before
+            inductor_config.freezing, dynamo_config.recompile_limit = before
 
     return call
 
@@ -61,7 +65,7 @@ class Compiled(Deployable):
 
     @classmethod
     def from_fp32(cls, fp32: Eager, example: torch.Tensor) -> Compiled:
-        return cls(Eager(fp32.module.cpu().eval(), fp32.arch))
+        return cls(Eager(cpu_module(fp32.module).eval(), fp32.arch))
 
     def artifact_bytes(self) -> bytes:
         return self.source.artifact_bytes()

@@ -73,6 +73,13 @@ def module_device(module: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def cpu_module(module: nn.Module) -> nn.Module:
+    """``module`` if it is on the CPU, else a CPU copy: the caller's model stays on its device."""
+    if all(t.device.type == "cpu" for t in [*module.parameters(), *module.buffers()]):
+        return module
+    return copy.deepcopy(module).cpu()
+
+
 def save_module(module: nn.Module, arch: Arch, directory: Path, prefix: str = "") -> dict[str, Any]:
     """Write ``module`` as architecture + tensors into ``directory``; the metadata to rebuild it."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -151,7 +158,7 @@ class Eager(Deployable):
     @classmethod
     def from_fp32(cls, fp32: Eager, example: torch.Tensor) -> Deployable:
         """The fp32 route ``eager``: the model itself (on the CPU, where fp32 routes are timed)."""
-        return Eager(fp32.module.cpu().eval(), fp32.arch)
+        return Eager(cpu_module(fp32.module).eval(), fp32.arch)
 
     def save(self, directory: Path) -> dict[str, Any]:
         self.settle()

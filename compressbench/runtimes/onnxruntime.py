@@ -11,7 +11,7 @@ from compressbench.adapters import onnx as onnx_adapter
 from compressbench.adapters import onnxruntime as ort_adapter
 from compressbench.models.counting import count_macs
 from compressbench.runtimes.base import Arch, Counts, Deployable, register_runtime
-from compressbench.runtimes.eager import Eager
+from compressbench.runtimes.eager import Eager, cpu_module
 from compressbench.runtimes.exporting import Exported
 
 
@@ -50,7 +50,7 @@ class Ort(Deployable):
     @classmethod
     def from_fp32(cls, fp32: Eager, example: torch.Tensor) -> Ort:
         """The fp32 route ``onnxruntime``: the fp32 model exported to ONNX."""
-        module = fp32.module.cpu().eval()
+        module = cpu_module(fp32.module).eval()
         data, _ = onnx_adapter.export(module, example)
         return cls(data, fp32.arch, "onnxruntime-fp32", count_macs(module, example[:1]))
 

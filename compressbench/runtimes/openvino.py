@@ -16,7 +16,7 @@ from compressbench.adapters import onnx as onnx_adapter
 from compressbench.adapters import openvino as ov_adapter
 from compressbench.models.counting import count_macs
 from compressbench.runtimes.base import Arch, Counts, Deployable, register_runtime
-from compressbench.runtimes.eager import Eager
+from compressbench.runtimes.eager import Eager, cpu_module
 from compressbench.runtimes.exporting import Exported
 
 
@@ -49,7 +49,7 @@ class OpenVino(Deployable):
     def from_fp32(cls, fp32: Eager, example: torch.Tensor) -> OpenVino:
         """The fp32 route ``openvino``: the model exported to ONNX, read by OpenVINO."""
         ov_adapter.require()
-        module = fp32.module.cpu().eval()
+        module = cpu_module(fp32.module).eval()
         data, _ = onnx_adapter.export(module, example)
         return cls(ov_adapter.from_onnx(data), fp32.arch, "openvino-fp32", count_macs(module, example[:1]),
                    onnx_adapter.weight_counts(data))

@@ -45,12 +45,15 @@ class ExportConfig(StageConfig):
 def export(artifact: Deployable, cfg: ExportConfig, env: StageEnv) -> StageResult:
     """Write and verify the artifact's deployable files; hand the artifact on unchanged."""
     artifact.eval()
-    x = env.example_batch(cfg.verify_images, artifact.device).contiguous()
+    # The exported files run on the CPU: their logits are compared with the same model's on the CPU (a GPU's
+    # TF32 convolutions differ from it by more than any export does).
+    model = on_cpu(artifact)
+    x = env.example_batch(cfg.verify_images, torch.device("cpu")).contiguous()
     with torch.no_grad():
-        expected = artifact(x).float().cpu()
+        expected = model(x).float()
     with tempfile.TemporaryDirectory(prefix="compressbench-export-") as tmp:
         folder = Path(tmp)
-        exported = artifact.export(folder, x[:2].cpu())
+        exported = model.export(folder, x[:2])
         if not exported.files:
             raise RuntimeError(f"runtime {artifact.runtime} exported no file ({exported.skipped})")
         checks = exporting.verify(folder, exported, x.cpu(), expected) if cfg.verify else {}
@@ -68,6 +71,16 @@ def export(artifact: Deployable, cfg: ExportConfig, env: StageEnv) -> StageResul
             record["export_failed"] = "; ".join(f"{n}: {c.get('error') or c['max_abs_diff']}" for n, c in
                                                 failed.items())
     return StageResult(artifact, record, files=files)
+
+
+def on_cpu(artifact: Deployable) -> Deployable:
+    """``artifact`` itself on the CPU, else a copy rebuilt there from its own files (the artifact handed on stays
+    where it is)."""
+    if artifact.device.type == "cpu":
+        return artifact
+    with tempfile.TemporaryDirectory(prefix="compressbench-cpu-") as tmp:
+        meta = artifact.save(Path(tmp))
+        return type(artifact).load(Path(tmp), meta, torch.device("cpu")).eval()
 
 
 def manifest(artifact: Deployable, env: StageEnv, files: dict[str, bytes], exported: exporting.Exported,

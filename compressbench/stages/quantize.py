@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -42,6 +42,7 @@ class QuantizeConfig(StageConfig):
     weight_bits: int = 8  # method weight_bits: 8 | 4 | 2
     # RUNTIMES names, for speedup_vs_best_fp32; default: every fp32 runtime installed here.
     fp32_routes: list[str] = field(default_factory=lambda: fp32_routes(installed=True))
+    unkeyed: ClassVar[tuple[str, ...]] = ("fp32_routes",)  # what the int8 model is timed against, not the model
     # Training of qat and weight_bits (fake quantization, straight-through estimator); weight_bits with
     # epochs=0 is post-training. Cosine schedule; the best epoch on val is kept.
     epochs: int = 3

@@ -15,6 +15,11 @@ def test_single_run_prints_a_table_and_writes_its_run_dir(tmp_path: Path):
     rows = pd.read_csv(tmp_path / "run" / "results.csv")
     assert list(rows["stage"]) == ["train", "finetune"] and set(rows["status"]) == {"ok"}
     assert (tmp_path / "run" / "plots" / "accuracy_vs_size.png").is_file()
+    # The run dir is said at the start and the end, and the job log (logging, not print) keeps the story.
+    said = proc.stdout + proc.stderr
+    assert said.count(str((tmp_path / "run").resolve())) >= 2
+    log = (tmp_path / "run" / "compressbench.log").read_text()
+    assert "run dir:" in log and "done; results" in log
 
 
 def test_multirun_aggregates_the_sweep(tmp_path: Path):

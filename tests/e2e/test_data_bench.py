@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imagetrees import write_split
 from test_benchmarks import bench
-from test_data_folders import write_split
 
 
 def test_bench_data(tmp_path: Path):

@@ -47,7 +47,7 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(make_cfg, tmp_pa
     assert not list((tmp_path / "cache").rglob("resume.pt"))  # cleaned up once the stage is cached
 
 
-def test_changed_config_refuses_to_resume_and_says_why(make_cfg, tmp_path: Path, monkeypatch, capsys):
+def test_changed_config_refuses_to_resume_and_says_why(make_cfg, tmp_path: Path, monkeypatch, caplog):
     out = tmp_path / "run"  # a fixed run dir (hydra.run.dir), no cache: the run dir holds the resume state
     with monkeypatch.context() as m:
         interrupt_in_epoch(m, 2)
@@ -55,7 +55,7 @@ def test_changed_config_refuses_to_resume_and_says_why(make_cfg, tmp_path: Path,
             run(make_cfg(*TRAIN5, "runtime.cache=false"), out)
     assert (out / "stages/00_train/resume.pt").is_file()
     rows = run(make_cfg(*TRAIN5, "runtime.cache=false", "train.lr=0.02"), out)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "not resuming train" in out and "different config" in out
     assert rows[0].get("resumed_from_epoch") is None
 

@@ -36,7 +36,7 @@ def entries(cache: Path) -> dict[str, Path]:
     found = {}
     for meta in cache.rglob("entry.json"):
         info = json.loads(meta.read_text())
-        found.setdefault(info["history"][0]["stage"] if info["history"] else info["kind"], meta.parent)
+        found.setdefault(info["stage"], meta.parent)
     return found
 
 
@@ -53,42 +53,42 @@ def marker(tmp_path: Path) -> Path:
     return tmp_path / "pwned"
 
 
-def test_resume_pickle_in_the_cache_entry_is_refused(make_cfg, tmp_path: Path, marker: Path, capsys):
+def test_resume_pickle_in_the_cache_entry_is_refused(make_cfg, tmp_path: Path, marker: Path, caplog):
     first = run(make_cfg(), tmp_path / "a")
     train = entries(tmp_path / "cache")["train"]
     (train / "DONE").unlink()  # as if the stage had been interrupted: the next run resumes from here
     plant(train / "resume.pt", marker)
     rows = run(make_cfg(), tmp_path / "b")
     assert not marker.exists()
-    assert "holds more than tensors" in capsys.readouterr().out
+    assert "holds more than tensors" in caplog.text
     assert rows[0]["test_acc"] == first[0]["test_acc"] and rows[0].get("resumed_from_epoch") is None
 
 
-def test_resume_pickle_in_the_run_dir_is_refused(make_cfg, tmp_path: Path, marker: Path, capsys):
+def test_resume_pickle_in_the_run_dir_is_refused(make_cfg, tmp_path: Path, marker: Path, caplog):
     out = tmp_path / "run"
     plant(out / "stages/00_train/resume.pt", marker)
     run(make_cfg("runtime.cache=false"), out)
     assert not marker.exists()
-    assert "holds more than tensors" in capsys.readouterr().out
+    assert "holds more than tensors" in caplog.text
 
 
-def test_artifact_pickle_with_a_rewritten_checksum_is_refused(make_cfg, tmp_path: Path, marker: Path, capsys):
+def test_artifact_pickle_with_a_rewritten_checksum_is_refused(make_cfg, tmp_path: Path, marker: Path, caplog):
     first = run(make_cfg(), tmp_path / "a")
     train = entries(tmp_path / "cache")["train"]
     plant(train / "artifact" / "weights.pt", marker)
     rewrite_checksums(train)
     rows = run(make_cfg(), tmp_path / "b")
     assert not marker.exists()
-    assert "rejected" in capsys.readouterr().out
+    assert "rejected" in caplog.text
     assert rows[0]["cache_hit"] is False and rows[0]["test_acc"] == first[0]["test_acc"]  # recomputed
 
 
-def test_pickle_planted_in_files_is_detected_or_only_copied(make_cfg, tmp_path: Path, marker: Path, capsys):
+def test_pickle_planted_in_files_is_detected_or_only_copied(make_cfg, tmp_path: Path, marker: Path, caplog):
     run(make_cfg("chain=[train,prune]"), tmp_path / "a")
     prune = entries(tmp_path / "cache")["prune"]
     plant(prune / "files" / "layers.csv", marker)  # checksum left as it was: detected
     rows = run(make_cfg("chain=[train,prune]"), tmp_path / "b")
-    assert "rejected" in capsys.readouterr().out and rows[1]["cache_hit"] is False
+    assert "rejected" in caplog.text and rows[1]["cache_hit"] is False
     plant(prune / "files" / "extra.pt", marker)  # with a consistent checksum: copied as bytes, never loaded
     rewrite_checksums(prune)
     rows = run(make_cfg("chain=[train,prune]"), tmp_path / "c")
@@ -96,7 +96,7 @@ def test_pickle_planted_in_files_is_detected_or_only_copied(make_cfg, tmp_path: 
     assert not marker.exists()
 
 
-def test_entry_copied_under_another_key_is_rejected(make_cfg, tmp_path: Path, capsys):
+def test_entry_copied_under_another_key_is_rejected(make_cfg, tmp_path: Path, caplog):
     """The attack of the issue: a pruned model's entry copied over the baseline's key."""
     first = run(make_cfg("chain=[train,prune]", "prune.amount=0.9"), tmp_path / "a")
     found = entries(tmp_path / "cache")
@@ -104,11 +104,11 @@ def test_entry_copied_under_another_key_is_rejected(make_cfg, tmp_path: Path, ca
     shutil.rmtree(train)
     shutil.copytree(prune, train)
     rows = run(make_cfg("chain=[train,prune]", "prune.amount=0.9"), tmp_path / "b")
-    assert "rejected" in capsys.readouterr().out
+    assert "rejected" in caplog.text
     assert rows[0]["cache_hit"] is False and rows[0]["test_acc"] == first[0]["test_acc"]
 
 
-def test_a_flipped_byte_in_files_is_detected(make_cfg, tmp_path: Path, capsys):
+def test_a_flipped_byte_in_files_is_detected(make_cfg, tmp_path: Path, caplog):
     run(make_cfg("chain=[train,prune]"), tmp_path / "a")
     prune = entries(tmp_path / "cache")["prune"]
     path = prune / "files" / "weights.cbsp"
@@ -116,7 +116,7 @@ def test_a_flipped_byte_in_files_is_detected(make_cfg, tmp_path: Path, capsys):
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
     rows = run(make_cfg("chain=[train,prune]"), tmp_path / "b")
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "rejected" in out and "files/weights.cbsp" in out
     assert rows[1]["cache_hit"] is False
     assert (tmp_path / "b/stages/01_prune/weights.cbsp").read_bytes() != bytes(data)  # the recomputed file

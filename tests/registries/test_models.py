@@ -1,6 +1,7 @@
 """The model zoo: every registered model builds, runs, traces and has the parameters it should; offline."""
 from __future__ import annotations
 
+import logging
 import socket
 import urllib.error
 from collections.abc import Iterator
@@ -289,8 +290,9 @@ def test_pretrained_offline_error_says_where_to_put_the_file(
      | {f"classifier.{i}.{p}" for i in (1, 4, 6) for p in ("weight", "bias")}),
 ])
 def test_pretrained_loads_matching_tensors(
-    name: str, skipped: set[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    name: str, skipped: set[str], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="compressbench")
     fake = fake_imagenet_state(name)
     if name == "densenet121":  # torchvision's DenseNet checkpoints use the old "norm.1" style names
         fake = {k.replace(".norm1.", ".norm.1.").replace(".conv2.", ".conv.2."): v for k, v in fake.items()}
@@ -303,6 +305,6 @@ def test_pretrained_loads_matching_tensors(
         assert torch.equal(state[new_key], fake[key]), key
     for key in skipped & set(state):
         assert state[key].shape != fake[key].shape or not torch.equal(state[key], fake[key]), key
-    printed = capsys.readouterr().out
+    printed = caplog.text
     assert f"loaded {len(loaded)}/{len(fake)}" in printed
     assert all(k in printed for k in skipped)

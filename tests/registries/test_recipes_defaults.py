@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from omegaconf import OmegaConf
 
-from compressbench.config import conf_dir, validate
+from compressbench.config import conf_dir
+from compressbench.pipeline.plan import validate
 from compressbench.stages import STAGES
 
 # (node, key) → why the base config restates this default with another value. Each entry must be in use.

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from compressbench.config import validate
 from compressbench.models import MODELS, build_model
+from compressbench.pipeline.plan import validate
 
 
 def test_caffe_lenet5_has_han_et_als_431k_parameters_on_mnist():

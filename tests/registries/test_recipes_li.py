@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from compressbench.measure.flops import count_macs
-from compressbench.pruning import structured
-from compressbench.pruning.layers import classifier_name
-from compressbench.runner import run
 from omegaconf import OmegaConf
 
-from compressbench.config import validate
 from compressbench.models import build_model
+from compressbench.models.counting import count_macs
+from compressbench.pipeline.plan import validate
+from compressbench.pipeline.runner import run
+from compressbench.techniques.pruning import structured
+from compressbench.techniques.pruning.layers import classifier_name
 
 # Li et al. 2017, Table 1: FLOPs pruned %, parameters pruned % (CIFAR-10).
 TABLE_1 = {

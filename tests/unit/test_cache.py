@@ -49,7 +49,7 @@ def test_half_written_entry_is_recomputed(tmp_path: Path):
         assert entry.load(CPU) is None
 
 
-def test_corrupt_entry_is_reported_and_never_loaded(tmp_path: Path, capsys):
+def test_corrupt_entry_is_reported_and_never_loaded(tmp_path: Path, caplog):
     cache = StageCache(tmp_path)
     with cache.hold("b" * 64) as entry:
         entry.save(artifact(), {}, [], {})
@@ -57,7 +57,7 @@ def test_corrupt_entry_is_reported_and_never_loaded(tmp_path: Path, capsys):
     weights.write_bytes(weights.read_bytes()[:-100])  # truncated
     with cache.hold("b" * 64) as entry:
         assert entry.load(CPU) is None
-    assert "rejected" in capsys.readouterr().out
+    assert "rejected" in caplog.text
 
 
 def test_disabled_cache_stores_nothing(tmp_path: Path):
@@ -90,3 +90,17 @@ def test_parallel_processes_compute_a_shared_stage_once(tmp_path: Path):
     assert [p.returncode for p in procs] == [0, 0]
     assert outs == ["hit", "miss"]
     assert (tmp_path / "computed.log").read_text().count("computed") == 1
+
+
+def test_what_a_stage_is_timed_against_is_not_its_key(make_cfg):
+    """quantize.fp32_routes (unkeyed) changes only the measurement: installing a runtime recomputes nothing."""
+    from compressbench.pipeline.keys import chain_keys
+    from compressbench.pipeline.plan import validate
+
+    def keys(*overrides: str) -> list[str]:
+        cfg = make_cfg("chain=[train,quantize]", *overrides)
+        return chain_keys(cfg, validate(cfg), "fingerprint")
+
+    base = keys("quantize.fp32_routes=[eager]")
+    assert keys("quantize.fp32_routes=[]") == base
+    assert keys("quantize.fp32_routes=[eager]", "quantize.per_channel=false")[2] != base[2]

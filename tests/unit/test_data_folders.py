@@ -14,27 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from imagetrees import CLASSES, COLORS, write_class, write_split  # noqa: F401
 
 from compressbench.data import decode, load_dataset
-
-COLORS = [(220, 30, 30), (30, 200, 40), (40, 40, 210), (200, 200, 30), (200, 30, 200), (30, 200, 200)]
-CLASSES = ["cat", "dog", "fish"]
-
-
-def write_class(folder: Path, colour: tuple[int, int, int], n: int, start: int = 0) -> None:
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(start, start + n):
-        img = Image.new("RGB", (20 + 2 * (i % 5), 14 + i % 3), colour)  # non-square, varied sizes
-        img.save(folder / (f"{i}.jpg" if i % 2 else f"{i}.png"))
-
-
-def write_split(root: Path, counts: dict[str, int], classes: list[str] = CLASSES) -> None:
-    """``root/<split>/<class>/<i>.(jpg|png)``, ``counts[split]`` images per class; a colour per class."""
-    for split, n in counts.items():
-        for ci, name in enumerate(classes):
-            write_class(root / split / name, COLORS[ci], n, start=1000 * ci)
 
 
 def load(root: Path, tmp_path: Path, **opts) -> object:

@@ -102,3 +102,27 @@ def test_criterion_receives_sample_index_when_the_loader_gives_it():
     train_one_epoch(model, batches, opt, criterion, precision=Precision("cpu"))
     train_one_epoch(model, [batches[0][:2]], opt, criterion, precision=Precision("cpu"))
     assert seen[0].tolist() == [4, 5, 6] and seen[1] is None
+
+
+def test_resume_state_loads_on_the_cpu(tmp_path):
+    """RNG states must come back as CPU tensors whatever the training device (set_rng_state refuses others)."""
+    from compressbench.engine.env import Checkpoint
+
+    ckpt = Checkpoint(tmp_path / "resume.pt", key="k", history_dir=None, writer=True, label="train")
+    ckpt.save({"epoch": 1, "rng": torch.get_rng_state(), "model": {"w": torch.ones(2)}})
+    state = ckpt.load()
+    assert state is not None and state["epoch"] == 1 and state["rng"].device.type == "cpu"
+    torch.set_rng_state(state["rng"])
+    assert Checkpoint(tmp_path / "resume.pt", key="other", history_dir=None, writer=True, label="t").load() is None
+
+
+def test_git_sha_names_this_checkout():
+    """provenance.git_sha looks for .git at the repository root (two levels above its module)."""
+    from pathlib import Path
+
+    from compressbench.pipeline import provenance
+
+    root = Path(provenance.__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        pytest.skip("installed without a git checkout: git_sha is empty by design")
+    assert provenance.git_sha().split("+")[0], "a checkout must name its commit"

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from compressbench.deepcompression.kmeans import init_centroids, kmeans_1d, relocate_empty_
+
+from compressbench.techniques.deepcompression.kmeans import init_centroids, kmeans_1d, relocate_empty_
 
 cluster = pytest.importorskip("sklearn.cluster")
 
