@@ -10,9 +10,14 @@ from compressbench.config.schema import (
     StageConfig,
     check,
     conf_dir,
+    is_safe_slug,
+    register_resolvers,
     resolve_path,
+    safe_slug,
     to_dict,
 )
 
+register_resolvers()
+
 __all__ = ["BadValue", "ConfigError", "Experiments", "MeasureConfig", "RuntimeConfig", "StageConfig", "check", "conf_dir",
-           "resolve_path", "to_dict"]
+           "is_safe_slug", "resolve_path", "safe_slug", "to_dict"]

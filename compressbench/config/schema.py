@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,3 +177,27 @@ def to_dict(obj: Any) -> dict[str, Any]:
 def resolve_path(path: str | os.PathLike) -> Path:
     """Paths in the config are relative to where the user ran the command (we never chdir)."""
     return Path(os.path.expanduser(str(path))).resolve()
+
+
+_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def is_safe_slug(name: Any) -> bool:
+    """Whether ``name`` is safe as one path component (see ``safe_slug``)."""
+    return bool(_SLUG.fullmatch(str(name)))
+
+
+def safe_slug(name: Any) -> str:
+    """``name`` if it is safe as one path component (letters, digits, ``._-``, not starting with a dot);
+    otherwise ValueError saying how to fix it."""
+    text = str(name)
+    if not is_safe_slug(text):
+        raise ValueError(f"experiment name {text!r} is not a safe folder name (letters, digits, '.', '_', '-'; "
+                         "no '/', no leading '.'); rename it with name=<slug> when you run it")
+    return text
+
+
+def register_resolvers() -> None:
+    """``${cb_slug:${name}}``: the run and sweep dirs (conf/config.yaml) refuse a name that would leave them,
+    before Hydra creates any folder."""
+    OmegaConf.register_new_resolver("cb_slug", safe_slug, replace=True)

@@ -21,6 +21,7 @@ from compressbench.config import (
     RuntimeConfig,
     StageConfig,
     check,
+    is_safe_slug,
     resolve_path,
 )
 
@@ -62,6 +63,8 @@ def validate(cfg: DictConfig) -> Plan:
     from compressbench.pipeline.experiments import EXPERIMENTS  # they import this module
     from compressbench.stages import STAGES
 
+    name = cfg.get("name", "default")  # it becomes folders (run dir, findings/<name>): one component, never a path
+    check(is_safe_slug(name), "name", name, "one folder name: letters, digits, '.', '_', '-' (no '/', no leading '.')")
     check_model_config(cfg.model)
     DATASETS.get(cfg.dataset.name)
     chain = cfg.get("chain")

@@ -8,8 +8,9 @@ numbered branches) → figures / stage_figures (plots, with style) → summary /
 """
 from __future__ import annotations
 
+from compressbench.config import safe_slug
 from compressbench.report.cli import main
-from compressbench.report.collect import collect, safe_slug
+from compressbench.report.collect import collect
 from compressbench.report.labels import enrich
 from compressbench.report.points import number_points, stage_table
 from compressbench.report.stats import pareto_mask, wilson

@@ -15,7 +15,6 @@ import pandas as pd
 # What a job's status.json may say, and how the report names it. A job still "running" is in progress (it may
 # be the very run writing this report), never failed.
 JOB_STATES = {"ok": "done", "running": "in progress", "failed": "failed", "interrupted": "failed"}
-_SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -83,11 +82,3 @@ def count_test_images(run_dir: Path) -> int | None:
         return None
 
 
-def safe_slug(name: Any) -> str:
-    """``name`` if it is safe as one path component (letters, digits, ``._-``, not starting with a dot);
-    otherwise ValueError saying how to fix it."""
-    text = str(name)
-    if not _SLUG.fullmatch(text):
-        raise ValueError(f"experiment name {text!r} is not a safe folder name (letters, digits, '.', '_', '-'; "
-                         "no '/', no leading '.'); rename it with name=<slug> when you run it")
-    return text

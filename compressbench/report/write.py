@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from compressbench.config import safe_slug
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.locks import file_lock
 from compressbench.report import figures, html, stage_figures
-from compressbench.report.collect import collect, safe_slug
+from compressbench.report.collect import collect
 from compressbench.report.labels import enrich
 from compressbench.report.points import number_points, stage_table
 from compressbench.report.style import Look, technique_colors, to_png

@@ -69,3 +69,21 @@ def test_config_error_exits_nonzero_with_the_reason(tmp_path: Path):
 def test_help_works_offline(tmp_path: Path, args):
     proc = cli(tmp_path, *args)
     assert proc.returncode == 0 and "model" in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/escaped_abs"])
+def test_a_name_that_is_a_path_is_refused_before_any_folder(tmp_path: Path, name: str):
+    work = tmp_path / "a" / "b"
+    work.mkdir(parents=True)
+    proc = cli(work, *FAST, f"name={name}")  # the default run dir: outputs/${cb_slug:${name}}/...
+    assert proc.returncode != 0 and "not a safe folder name" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "escaped").exists() and not Path("/tmp/escaped_abs").exists()
+    assert not (work / "outputs").exists()
+
+
+def test_validate_refuses_a_name_that_is_a_path(make_cfg):
+    from compressbench.config import ConfigError
+    from compressbench.pipeline.plan import validate
+
+    with pytest.raises(ConfigError, match="name='../x' is not allowed: one folder name"):
+        validate(make_cfg("name=../x"))
