@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
-from compressbench.config import conf_dir
+from compressbench.config import ConfigError, conf_dir
+from compressbench.infra.registry import UnknownNameError
 from compressbench.pipeline import runner
 from compressbench.pipeline.runner import report_best_effort
 
@@ -28,10 +31,32 @@ def budget_threads(cfg: DictConfig, hc: Any) -> None:
         cfg.runtime.threads = max(1, cores // jobs)
 
 
+def remove_if_untouched(run_dir: Path) -> None:
+    """Delete the run dir Hydra made for a job that never started (only its ``.hydra/`` and the job log in it),
+    and the ``outputs/<name>`` folders above it if that leaves them empty."""
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", "compressbench.log"}:
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    for parent in (run_dir.parent, run_dir.parent.parent):
+        try:
+            parent.rmdir()  # only if empty
+        except OSError:
+            break
+
+
 @hydra.main(version_base=None, config_path=str(conf_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     budget_threads(cfg, hc)
+    if hc.mode == RunMode.RUN:  # a sweep's bad job is reported in its summary instead
+        from compressbench.pipeline.plan import validate
+
+        try:
+            validate(cfg)
+        except (ConfigError, UnknownNameError) as e:
+            remove_if_untouched(Path(hc.runtime.output_dir))
+            print(f"compressbench: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+            sys.exit(2)
     try:
         rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
     finally:

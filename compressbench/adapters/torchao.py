@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import io
+import logging
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -17,12 +18,19 @@ from typing import Any
 import torch
 from torch import fx, nn
 
+# torchao registers an Enum with torch's pytree at import, which torch 2.14 logs as deprecated: a note for
+# torchao's developers, printed in the middle of our progress bars.
+_pytree_log = logging.getLogger("torch.utils._pytree")
+_pytree_level = _pytree_log.level
+_pytree_log.setLevel(logging.ERROR)
 try:
     from torchao.quantization.pt2e import observer as ao_observer
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer as xiq
 except ImportError:  # pragma: no cover - exercised only without the extra
     xiq = None
+finally:
+    _pytree_log.setLevel(_pytree_level)
 
 OBSERVERS = ("minmax", "histogram")
 _LAYOUT = {"view", "reshape", "flatten", "permute", "squeeze", "unsqueeze", "expand", "clone", "contiguous",

@@ -118,6 +118,7 @@ class RuntimeConfig:
     channels_last: str = "auto"  # auto (on CUDA) | true | false
     cache: bool = True  # reuse earlier stages from paths.cache_dir
     progress: bool = True  # tqdm bars
+    max_epochs: int | None = None  # at most this many epochs in every training stage (+debug=smoke); keyed
 
     def __post_init__(self) -> None:
         check(self.device == "auto" or self.device.split(":")[0] in {"cpu", "cuda", "mps"}, "device",
@@ -126,6 +127,7 @@ class RuntimeConfig:
         check(str(self.channels_last).lower() in {"auto", "true", "false"}, "channels_last",
               self.channels_last, "auto, true or false")
         check(self.threads is None or self.threads >= 1, "threads", self.threads, "null or >= 1")
+        check(self.max_epochs is None or self.max_epochs >= 1, "max_epochs", self.max_epochs, "null or >= 1")
 
 
 @dataclass

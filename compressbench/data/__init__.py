@@ -29,7 +29,34 @@ def load_dataset(cfg: Mapping[str, Any], data_dir: str | Path, cache_dir: str | 
     if not name:
         raise ValueError(f"the dataset config needs a 'name' (one of {', '.join(DATASETS.names())}), "
                          "e.g. dataset=digits on the command line")
-    return DATASETS.get(str(name))(cfg, Path(data_dir), data_cache_dir(data_dir, cache_dir))
+    limit = cfg.get("limit")
+    if limit is not None:  # +debug=smoke: a few images per split, taken after the real split is made
+        cfg = {k: v for k, v in cfg.items() if k != "limit"}
+    bundle = DATASETS.get(str(name))(cfg, Path(data_dir), data_cache_dir(data_dir, cache_dir))
+    return limited(bundle, int(limit)) if limit is not None else bundle
+
+
+def limited(bundle: DataBundle, n: int) -> DataBundle:
+    """``bundle`` with at most ``n`` images per split, spread evenly over each split; the fingerprint (and so
+    every stage key) says so."""
+    import dataclasses
+    import hashlib
+
+    import torch
+
+    if n < 1:
+        raise ValueError(f"dataset.limit={n} is not allowed: >= 1 images per split (or null for all)")
+
+    def cut(split: Split) -> Split:
+        if len(split) <= n:
+            return split
+        index = torch.linspace(0, len(split) - 1, n).round().long()
+        return Split(split.images[index].clone(), split.labels[index].clone())
+
+    parts = {s: cut(getattr(bundle, s)) for s in ("train", "val", "test")}
+    info = {**bundle.split_info, "limit": n, "sizes": {s: len(p) for s, p in parts.items()}}
+    fingerprint = hashlib.sha256(f"{bundle.fingerprint}|limit={n}".encode()).hexdigest()
+    return dataclasses.replace(bundle, **parts, split_info=info, fingerprint=fingerprint)
 
 
 def data_cache_dir(data_dir: str | Path, cache_dir: str | Path | None = None) -> Path:

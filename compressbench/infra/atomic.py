@@ -15,12 +15,24 @@ from typing import IO, Any
 TMP_PREFIX = ".tmp-"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set straight back (once, at import: umask is process-wide)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call ``write(file)`` on a temp file next to ``path`` and move it into place when it returns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        # mkstemp makes 0600 files whatever the umask: give the file the mode open() would have, so a cache or
+        # results folder shared by a team stays readable by it.
+        os.fchmod(fd, 0o666 & ~UMASK)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -31,6 +43,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             os.unlink(tmp)
         raise
     return path
+
+
+def remove_stale_temps(directory: str | os.PathLike, older_than_s: float = 24 * 3600) -> int:
+    """Delete ``.tmp-*`` files that crashed writers left under ``directory`` (recursively), if older than
+    ``older_than_s`` — a live writer's temp file is seconds old. Returns how many were removed."""
+    import time
+
+    removed, now = 0, time.time()
+    for tmp in Path(directory).rglob(TMP_PREFIX + "*"):
+        with _suppress_oserror():
+            if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                removed += 1
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -7,6 +7,7 @@ trained.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,19 @@ def typed(schema: type, node: Any, key: str) -> Any:
         raise ConfigError(f"{key}: {e}") from None
 
 
+def cap_epochs(node: Any, cap: int) -> None:
+    """At most ``cap`` epochs for every training a stage config holds (its own, a prune's retrain, a distill's
+    hint phase); 0 (post-training) stays 0, and a warm-up that no longer fits is dropped."""
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        if dataclasses.is_dataclass(value):
+            cap_epochs(value, cap)
+        elif f.name in ("epochs", "hint_epochs") and isinstance(value, int) and value > cap:
+            setattr(node, f.name, cap)
+    if getattr(node, "warmup_epochs", 0) and node.warmup_epochs >= getattr(node, "epochs", 0):
+        node.warmup_epochs = 0.0
+
+
 def validate(cfg: DictConfig) -> Plan:
     """Check the whole config before any work; raise ConfigError (or UnknownNameError) with what to do."""
     from compressbench.data import DATASETS
@@ -86,6 +100,9 @@ def validate(cfg: DictConfig) -> Plan:
     check(not init_from or resolve_path(init_from).is_file(), "init_from", init_from,
           "the path of a state_dict file (torch.save(model.state_dict(), path)), or null for random init")
     runtime = typed(RuntimeConfig, cfg.get("runtime"), "runtime")
+    if runtime.max_epochs is not None:  # +debug=smoke: the capped values are the stages' configs, hence keys
+        for scfg in stages.values():
+            cap_epochs(scfg, runtime.max_epochs)
     measure = typed(MeasureConfig, cfg.get("measure"), "measure")
     from compressbench.runtimes import RUNTIMES, fp32_routes
 

@@ -28,7 +28,7 @@ from compressbench.data import DataBundle, load_dataset
 from compressbench.engine import Diverged, Precision, resolve_device
 from compressbench.engine.env import StageEnv, TensorMemo
 from compressbench.infra import distributed
-from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
+from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from compressbench.infra.preflight import ensure_writable, preflight
 from compressbench.infra.safe_load import load_weights_
 from compressbench.measure import Baseline, measure
@@ -143,6 +143,8 @@ class Pipeline:
         cl = str(plan.runtime.channels_last).lower()
         self.channels_last = cl == "true" or (cl == "auto" and self.device.type == "cuda")
         self.cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
+        if self.cache.root is not None and self.cache.root.is_dir() and self.dist.is_main:
+            remove_stale_temps(self.cache.root)  # what writers killed mid-write left (a day old at least)
         self.memo = TensorMemo(self.cache.root)
         self.init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
         self.keys = chain_keys(cfg, plan, data.fingerprint, self.init_from)

@@ -61,8 +61,11 @@ def test_report_is_idempotent(make_cfg, tmp_path: Path):
 
 def test_config_error_exits_nonzero_with_the_reason(tmp_path: Path):
     proc = cli(tmp_path, *FAST, "train.epochs=-3", f"hydra.run.dir={tmp_path / 'run'}")
-    assert proc.returncode != 0
-    assert "train.epochs=-3 is not allowed: >= 0" in proc.stderr
+    assert proc.returncode == 2
+    assert "compressbench: train.epochs=-3 is not allowed: >= 0" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()  # one line, no folder left
+    proc = cli(tmp_path, *FAST, "train.epochs=-3")  # the default run dir: outputs/default/<time> goes too
+    assert proc.returncode == 2 and not (tmp_path / "outputs").exists()
 
 
 @pytest.mark.parametrize("args", [["--help"]])

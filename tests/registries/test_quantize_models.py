@@ -27,6 +27,7 @@ from compressbench.stages.quantize import QuantizeConfig, quantize
 FAST = {"lenet5", "lenet300_100", "small_cnn", "alexnet", "resnet8"}
 FAST_STATIC = FAST | {"vgg16", "resnet50", "densenet121"}
 PT2E_FAST = {"lenet5", "lenet300_100", "resnet8"}  # torch.export + PT2E costs seconds to a minute per model
+PT2E = {("static_int8", "pt2e"), ("dynamic_int8", "pt2e")}  # tested below, on fewer models
 CPU = torch.device("cpu")
 
 # (method, backend) → (runtime, minimum SQNR in dB against fp32, artifact size against fp32's: "smaller", "same"
@@ -34,6 +35,7 @@ CPU = torch.device("cpu")
 METHODS = {
     ("static_int8", "fx"): ("fx-int8", 15, "smaller"),
     ("static_int8", "onnxruntime"): ("onnxruntime-int8", 15, "smaller"),
+    ("static_int8", "openvino"): ("openvino-int8", 15, "smaller"),  # NNCF calibration of the OpenVINO route
     ("dynamic_int8", "fx"): ("eager-dynamic-int8", 20, "any"),
     ("dynamic_int8", "onnxruntime"): ("onnxruntime-dynamic-int8", 20, "any"),
     ("fp16", "eager"): ("eager-fp16", 30, "smaller"),
@@ -96,7 +98,8 @@ def run_stage(name: str, method: str, backend: str, ctx: StageEnv, tmp_path: Pat
         for x, _ in ctx.train_loader(32, augment=False):
             model(x)
     model.eval()
-    cfg = QuantizeConfig(method=method, backend=backend, observer="minmax" if method == "static_int8" else "auto",
+    observer = "minmax" if method == "static_int8" and backend != "openvino" else "auto"  # NNCF has its own
+    cfg = QuantizeConfig(method=method, backend=backend, observer=observer,
                          calibration_batches=2, calibration_batch_size=16, weight_bits=8,
                          epochs=1 if method == "qat" else 0, batch_size=32, fp32_routes=[])
     arch = Arch({"name": name}, ctx.data.num_classes, 3, 8)
@@ -117,6 +120,9 @@ CASES = [pytest.param(name, method, backend, id=f"{name}-{method}-{backend}",
 def test_every_method_on_every_model(name: str, method: str, backend: str, ctx: StageEnv, tmp_path: Path):
     if backend == "onnxruntime":
         pytest.importorskip("onnxruntime", reason='the onnx extra is not installed: pip install "compressbench[onnx]"')
+    if backend == "openvino":
+        for package in ("openvino", "nncf"):
+            pytest.importorskip(package, reason='the openvino extra is not installed: pip install "compressbench[openvino]"')
     runtime, min_sqnr, smaller = METHODS[(method, backend)]
     model, result = run_stage(name, method, backend, ctx, tmp_path)
     quantized = result.artifact
@@ -140,6 +146,24 @@ def test_every_method_on_every_model(name: str, method: str, backend: str, ctx: 
         quantized_status = "8-bit" if method == "weight_bits" else "int8"
         assert any(r["status"] == quantized_status for r in report)
         assert all(r["reason"] for r in report if r["status"] == "float")
+
+
+def test_every_registered_quantizer_is_tested_here():
+    """A new QUANTIZERS handler (or a runtime with calibrate_int8) must be added to METHODS or PT2E."""
+    from compressbench.techniques.quantization.methods import QUANTIZERS
+
+    tested = {f"{m}/{b}" for m, b in {*METHODS, *PT2E}}
+    assert set(QUANTIZERS.names()) == tested
+
+
+def test_pt2e_dynamic_int8_runs_and_stays_close(ctx: StageEnv, tmp_path: Path):
+    pytest.importorskip("torchao", reason='the pt2e extra is not installed: pip install "compressbench[pt2e]"')
+    model, result = run_stage("lenet300_100", "dynamic_int8", "pt2e", ctx, tmp_path)
+    quantized = result.artifact
+    x = ctx.example_batch(8, CPU)
+    with torch.no_grad():
+        assert sqnr(model(x), quantized(x)) >= 20
+    assert quantized.runtime == "pt2e-dynamic-int8-compiled" and size_of(quantized) < size_of(model)
 
 
 @pytest.mark.parametrize("name", models(PT2E_FAST))
