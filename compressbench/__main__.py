@@ -31,34 +31,34 @@ def budget_threads(cfg: DictConfig, hc: Any) -> None:
         cfg.runtime.threads = max(1, cores // jobs)
 
 
-def remove_if_untouched(run_dir: Path) -> None:
+def remove_if_untouched(run_dir: Path, log_name: str) -> None:
     """Delete the run dir Hydra made for a job that never started (only its ``.hydra/`` and the job log in it),
-    and the ``outputs/<name>`` folders above it if that leaves them empty."""
-    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", "compressbench.log"}:
+    and, in the default layout (``outputs/<name>/<time>``), the folders above it that this leaves empty."""
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", log_name}:
         return
     shutil.rmtree(run_dir, ignore_errors=True)
-    for parent in (run_dir.parent, run_dir.parent.parent):
-        try:
-            parent.rmdir()  # only if empty
-        except OSError:
-            break
+    if run_dir.parent.parent.name == "outputs":
+        for parent in (run_dir.parent, run_dir.parent.parent):
+            try:
+                parent.rmdir()  # only if empty
+            except OSError:
+                break
 
 
 @hydra.main(version_base=None, config_path=str(conf_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     budget_threads(cfg, hc)
-    if hc.mode == RunMode.RUN:  # a sweep's bad job is reported in its summary instead
-        from compressbench.pipeline.plan import validate
-
-        try:
-            validate(cfg)
-        except (ConfigError, UnknownNameError) as e:
-            remove_if_untouched(Path(hc.runtime.output_dir))
-            print(f"compressbench: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
-            sys.exit(2)
     try:
         rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+    except (ConfigError, UnknownNameError) as e:
+        if hc.mode == RunMode.MULTIRUN:  # a sweep's bad job is listed in its summary; the sweep goes on
+            runner.write_status(Path(hc.runtime.output_dir), "failed", list(hc.overrides.task),
+                                str(cfg.get("name", "default")), error=f"{type(e).__name__}: {e}")
+            raise
+        remove_if_untouched(Path(hc.runtime.output_dir), f"{hc.job.name}.log")
+        print(f"compressbench: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
+        sys.exit(2)
     finally:
         if hc.mode == RunMode.MULTIRUN:
             # Every job refreshes the sweep's summary: the last one to finish leaves it complete, even when

@@ -2,7 +2,8 @@
 
 Export uses torch's TorchScript-based exporter first — it folds BatchNorm into convs and takes well under a
 second on our models — and falls back to the dynamo exporter for graphs it cannot handle. The batch dimension
-is dynamic, so one file serves batch 1 and batch B. Optional dependency: ``pip install "compressbench[onnx]"``.
+is dynamic, so one file serves batch 1 and batch B.
+In the default install (``pip install onnx onnxscript`` if it was removed).
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def available() -> bool:
 def require() -> None:
     if onnx is None:
         raise ImportError('quantize.backend=onnxruntime needs onnx and onnxruntime: '
-                          'pip install "compressbench[onnx]"')
+                          'pip install onnx onnxscript (part of compressbench'"'"'s default install)')
 
 
 def export(model: nn.Module, example: torch.Tensor) -> tuple[bytes, str]:

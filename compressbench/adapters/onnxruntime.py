@@ -3,7 +3,7 @@
 Static int8 is QDQ format, per-channel symmetric int8 weights and uint8 activations calibrated on the same
 batches the torch backends use (a ``CalibrationDataReader`` over them); ONNX Runtime fuses each
 DequantizeLinear → op → QuantizeLinear into an int8 kernel when it loads the model. Optional dependency:
-``pip install "compressbench[onnx]"``.
+In the default install.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def available() -> bool:
 
 def require() -> None:
     if ort is None:
-        raise ImportError('quantize.backend=onnxruntime needs onnxruntime: pip install "compressbench[onnx]"')
+        raise ImportError('quantize.backend=onnxruntime needs onnxruntime (part of the default install): pip install onnxruntime')
 
 
 def session(data: bytes, threads: int) -> ort.InferenceSession:

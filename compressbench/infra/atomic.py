@@ -45,17 +45,27 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     return path
 
 
-def remove_stale_temps(directory: str | os.PathLike, older_than_s: float = 24 * 3600) -> int:
+def remove_stale_temps(directory: str | os.PathLike, older_than_s: float = 24 * 3600,
+                       every_s: float = 0) -> int:
     """Delete ``.tmp-*`` files that crashed writers left under ``directory`` (recursively), if older than
-    ``older_than_s`` — a live writer's temp file is seconds old. Returns how many were removed."""
+    ``older_than_s`` — a live writer's temp file is seconds old. With ``every_s``, walk the tree at most that
+    often (a marker file keeps the time: a sweep's jobs do not each walk a large shared cache). Returns how many
+    were removed."""
     import time
 
-    removed, now = 0, time.time()
-    for tmp in Path(directory).rglob(TMP_PREFIX + "*"):
+    now, directory = time.time(), Path(directory)
+    marker = directory / ".stale-temps-checked"
+    with _suppress_oserror():
+        if every_s and now - marker.stat().st_mtime < every_s:
+            return 0
+    removed = 0
+    for tmp in directory.rglob(TMP_PREFIX + "*"):
         with _suppress_oserror():
             if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
                 tmp.unlink()
                 removed += 1
+    with _suppress_oserror():
+        marker.touch()
     return removed
 
 

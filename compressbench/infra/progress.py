@@ -6,10 +6,12 @@ widget bar needs ipywidgets; without it, the plain bar (tqdm.auto would print it
 """
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 
+@functools.cache
 def _tqdm() -> type:
     try:
         from IPython import get_ipython  # type: ignore[import-not-found]

@@ -59,15 +59,15 @@ def typed(schema: type, node: Any, key: str) -> Any:
 
 def cap_epochs(node: Any, cap: int) -> None:
     """At most ``cap`` epochs for every training a stage config holds (its own, a prune's retrain, a distill's
-    hint phase); 0 (post-training) stays 0, and a warm-up that no longer fits is dropped."""
+    hint phase); 0 (post-training) stays 0, and a warm-up is cut to the epochs left."""
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
         if dataclasses.is_dataclass(value):
             cap_epochs(value, cap)
         elif f.name in ("epochs", "hint_epochs") and isinstance(value, int) and value > cap:
             setattr(node, f.name, cap)
-    if getattr(node, "warmup_epochs", 0) and node.warmup_epochs >= getattr(node, "epochs", 0):
-        node.warmup_epochs = 0.0
+    if getattr(node, "warmup_epochs", 0) > getattr(node, "epochs", 0):  # still within the (capped) run
+        node.warmup_epochs = float(node.epochs)
 
 
 def validate(cfg: DictConfig) -> Plan:
@@ -81,6 +81,9 @@ def validate(cfg: DictConfig) -> Plan:
     check(is_safe_slug(name), "name", name, "one folder name: letters, digits, '.', '_', '-' (no '/', no leading '.')")
     check_model_config(cfg.model)
     DATASETS.get(cfg.dataset.name)
+    limit = cfg.dataset.get("limit")
+    check(limit is None or (isinstance(limit, int) and limit >= 1), "dataset.limit", limit,
+          "null (every image) or >= 1 images per split")
     chain = cfg.get("chain")
     check(isinstance(chain, (list, ListConfig)) and len(chain) > 0, "chain", chain,
           "a non-empty list of stage names, e.g. [train, finetune]")

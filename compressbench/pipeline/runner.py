@@ -57,11 +57,12 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     ``status.json`` in ``run_dir`` says how the job ended (ok / failed / interrupted, with the error), so a
     sweep summary lists jobs that failed before writing a single row.
     """
+    plan = validate(cfg)  # every config error surfaces here, before any folder, data or compute
     if not distributed.from_env().is_main:
         # Under torchrun rank 0 owns the run dir; the other ranks write their scratch elsewhere and drop it.
         scratch = Path(tempfile.mkdtemp(prefix="compressbench-rank-"))
         try:
-            return _run(cfg, scratch, overrides)
+            return _run(cfg, plan, scratch, overrides)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     run_dir = Path(run_dir)
@@ -70,7 +71,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     write_status(run_dir, "running", overrides, name)
     log.info("run dir: %s", run_dir.resolve())
     try:
-        rows = _run(cfg, run_dir, overrides)
+        rows = _run(cfg, plan, run_dir, overrides)
     except BaseException as e:
         status = "failed" if isinstance(e, Exception) else "interrupted"
         write_status(run_dir, status, overrides, name, error=f"{type(e).__name__}: {e}")
@@ -91,8 +92,7 @@ def write_status(run_dir: Path, status: str, overrides: Any, experiment: str, er
          "time": time.strftime("%Y-%m-%dT%H:%M:%S")}, indent=1))
 
 
-def _run(cfg: DictConfig, run_dir: Path, overrides: Any) -> list[dict[str, Any]]:
-    plan = validate(cfg)  # every config error surfaces here, before any data or compute
+def _run(cfg: DictConfig, plan: Plan, run_dir: Path, overrides: Any) -> list[dict[str, Any]]:
     apply_runtime(plan.runtime)
     data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir), resolve_path(cfg.paths.cache_dir))
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -144,7 +144,7 @@ class Pipeline:
         self.channels_last = cl == "true" or (cl == "auto" and self.device.type == "cuda")
         self.cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
         if self.cache.root is not None and self.cache.root.is_dir() and self.dist.is_main:
-            remove_stale_temps(self.cache.root)  # what writers killed mid-write left (a day old at least)
+            remove_stale_temps(self.cache.root, every_s=3600)  # what killed writers left (a day old at least)
         self.memo = TensorMemo(self.cache.root)
         self.init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
         self.keys = chain_keys(cfg, plan, data.fingerprint, self.init_from)

@@ -26,20 +26,28 @@ def compiled(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     import torch._inductor.config as inductor_config
 
     fn = torch.compile(module, dynamic=False)
+    compiled_for: set[tuple[Any, ...]] = set()  # what dynamo guards on in our calls: shape, dtype, grad mode
 
     def call(x: torch.Tensor) -> torch.Tensor:
-        # Set per call, not globally: compilation happens lazily at the first call of each batch size, and a
-        # process-wide flag would change other code's compiles. (``options={"freezing": True}`` fails on
-        # int8 graphs in torch 2.14.) Every model of a class shares one code object, and dynamo stops compiling
-        # it after ``recompile_limit`` (8) guards failed: the 9th model of a sweep would silently run eager
-        # and be timed as "compiled".
-        before = inductor_config.freezing, dynamo_config.recompile_limit
+        seen = (tuple(x.shape), x.dtype, x.device, torch.is_grad_enabled())
+        if seen in compiled_for:  # compiled already: nothing but the call (this runs inside latency timing)
+            return fn(x)
+        # Set around the compiling call only, not globally: a process-wide flag would change other code's
+        # compiles. (``options={"freezing": True}`` fails on int8 graphs in torch 2.14.) Every model of a class
+        # shares one code object, and dynamo stops compiling it after ``recompile_limit`` (8) guard failures:
+        # the 9th model of a sweep would silently run eager and be timed as "compiled".
+        before = (inductor_config.freezing, dynamo_config.recompile_limit,
+                  dynamo_config.accumulated_recompile_limit)
         inductor_config.freezing = True
         dynamo_config.recompile_limit = max(before[1], 1024)
+        dynamo_config.accumulated_recompile_limit = max(before[2], 1 << 16)
         try:
-            return fn(x)
+            out = fn(x)
         finally:
-            inductor_config.freezing, dynamo_config.recompile_limit = before
+            (inductor_config.freezing, dynamo_config.recompile_limit,
+             dynamo_config.accumulated_recompile_limit) = before
+        compiled_for.add(seen)
+        return out
 
     return call
 

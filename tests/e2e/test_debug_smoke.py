@@ -16,8 +16,14 @@ def test_smoke_caps_every_training_and_keys_it_apart(make_cfg):
     epochs = {name: getattr(s, "epochs", None) for name, s in plan.stages.items()}
     assert set(epochs.values()) <= {0, 1, None} and epochs["train"] == 1
     assert plan.stages["prune"].retrain.epochs <= 1  # nested trainings too
-    real = make_cfg("+experiment=digits_deep_compression", fast=False)
-    assert chain_keys(cfg, plan, "fp")[1:] != chain_keys(real, validate(real), "fp")[1:]
+
+    def keys(*overrides: str) -> list[str]:
+        c = make_cfg("+experiment=digits_deep_compression", *overrides, fast=False)
+        return chain_keys(c, validate(c), "fp")
+
+    real, capped, limited = keys(), keys("runtime.max_epochs=1"), keys("+dataset.limit=64")
+    assert capped[0] == real[0] and all(a != b for a, b in zip(capped[1:], real[1:], strict=True))  # cap keyed
+    assert limited[0] != real[0]  # the limit is in the dataset node (and the data fingerprint)
 
 
 def test_a_smoke_run_goes_through_on_few_images(make_cfg, tmp_path: Path):

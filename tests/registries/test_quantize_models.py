@@ -119,7 +119,7 @@ CASES = [pytest.param(name, method, backend, id=f"{name}-{method}-{backend}",
 @pytest.mark.parametrize("name, method, backend", CASES)
 def test_every_method_on_every_model(name: str, method: str, backend: str, ctx: StageEnv, tmp_path: Path):
     if backend == "onnxruntime":
-        pytest.importorskip("onnxruntime", reason='the onnx extra is not installed: pip install "compressbench[onnx]"')
+        pytest.importorskip("onnxruntime", reason='onnxruntime is not installed: pip install onnxruntime')
     if backend == "openvino":
         for package in ("openvino", "nncf"):
             pytest.importorskip(package, reason='the openvino extra is not installed: pip install "compressbench[openvino]"')

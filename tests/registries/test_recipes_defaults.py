@@ -25,9 +25,8 @@ RESTATED = {
     ("train", "epochs"): "the default run is sized for about a minute on a laptop CPU: LeNet-5 on the digits",
     ("train", "batch_size"): "the default run: 1,437 digits training images, small batches",
     ("train", "lr"): "the default run: a small model on small batches",
-    ("finetune", "epochs"): "finetune is a train stage with shorter, gentler settings (DESIGN.md §3)",
     ("finetune", "batch_size"): "finetune: as the default run's train",
-    ("finetune", "lr"): "finetune: a tenth of the default run's train lr",
+    ("finetune", "lr"): "finetune: a fifth of the default run's train lr (gentler, DESIGN.md §3)",
     ("prune", "amount"): "the default run's point: 80% of the weights (Han et al.'s LeNets keep 8-12%)",
 }
 # What each prune method's papers do with one amount (stages/prune.py says why).

@@ -104,13 +104,17 @@ def test_criterion_receives_sample_index_when_the_loader_gives_it():
     assert seen[0].tolist() == [4, 5, 6] and seen[1] is None
 
 
-def test_resume_state_loads_on_the_cpu(tmp_path):
+def test_resume_state_loads_on_the_cpu(tmp_path, monkeypatch):
     """RNG states must come back as CPU tensors whatever the training device (set_rng_state refuses others)."""
     from compressbench.engine.env import Checkpoint
 
     ckpt = Checkpoint(tmp_path / "resume.pt", key="k", history_dir=None, writer=True, label="train")
     ckpt.save({"epoch": 1, "rng": torch.get_rng_state(), "model": {"w": torch.ones(2)}})
+    asked = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: asked.append(k.get("map_location")) or real_load(*a, **k))
     state = ckpt.load()
+    assert asked == ["cpu"]  # a CUDA run's resume must not map the CPU RNG state onto the GPU
     assert state is not None and state["epoch"] == 1 and state["rng"].device.type == "cpu"
     torch.set_rng_state(state["rng"])
     assert Checkpoint(tmp_path / "resume.pt", key="other", history_dir=None, writer=True, label="t").load() is None

@@ -54,5 +54,9 @@ def test_stale_temp_files_are_removed_fresh_ones_kept(tmp_path: Path):
     old.parent.mkdir()
     old.write_bytes(b"half"), fresh.write_bytes(b"half")
     os.utime(old, (0, 0))  # written long ago by a writer that died
-    assert remove_stale_temps(tmp_path) == 1
+    assert remove_stale_temps(tmp_path, every_s=3600) == 1
     assert not old.exists() and fresh.exists()
+    old.write_bytes(b"half")
+    os.utime(old, (0, 0))
+    assert remove_stale_temps(tmp_path, every_s=3600) == 0 and old.exists()  # walked a moment ago: not again
+    assert remove_stale_temps(tmp_path) == 1
