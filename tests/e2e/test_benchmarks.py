@@ -63,3 +63,12 @@ def test_bench_train(tmp_path: Path):
     rows = bench(tmp_path, "bench_train", "--models", "lenet5", "--samples", "256", "--rounds", "1",
                  "--workers", "0")
     assert len(rows) >= 2 and (rows["images_per_s"] > 0).all()
+
+
+def test_bench_huffman(tmp_path: Path):
+    rows = bench(tmp_path, "bench_huffman", "--symbols", "5000", "--rounds", "2")
+    ours = rows.set_index("coder").loc["compressbench"]
+    assert ours["payload_bytes"] > 0 and 1 < ours["bits_per_symbol"] < 6  # a skewed 64-symbol alphabet
+    if "bitarray" in set(rows["coder"]):  # optional: both are Huffman codes (ours length-limited to 15 bits)
+        theirs = rows.set_index("coder").loc["bitarray", "payload_bytes"]
+        assert theirs <= ours["payload_bytes"] <= 1.005 * theirs
