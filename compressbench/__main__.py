@@ -15,6 +15,7 @@ from omegaconf import DictConfig, open_dict
 from compressbench.config import ConfigError, conf_dir
 from compressbench.infra.registry import UnknownNameError
 from compressbench.pipeline import runner
+from compressbench.pipeline.objective import sweep_objective
 from compressbench.pipeline.runner import report_best_effort
 
 
@@ -64,7 +65,7 @@ def main(cfg: DictConfig) -> float | None:
             # Every job refreshes the sweep's summary: the last one to finish leaves it complete, even when
             # another job failed (Hydra skips on_multirun_end then).
             report_best_effort(Path(hc.sweep.dir))
-    return rows[-1].get("test_acc") if rows else None
+    return sweep_objective(rows, cfg)
 
 
 def cli() -> None:

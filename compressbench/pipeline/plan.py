@@ -76,6 +76,7 @@ def validate(cfg: DictConfig) -> Plan:
     from compressbench.models import check_model_config
     from compressbench.pipeline.experiments import EXPERIMENTS  # they import this module
     from compressbench.stages import STAGES
+    from compressbench.tracking import check_logger
 
     name = cfg.get("name", "default")  # it becomes folders (run dir, findings/<name>): one component, never a path
     check(is_safe_slug(name), "name", name, "one folder name: letters, digits, '.', '_', '-' (no '/', no leading '.')")
@@ -103,6 +104,7 @@ def validate(cfg: DictConfig) -> Plan:
     check(not init_from or resolve_path(init_from).is_file(), "init_from", init_from,
           "the path of a state_dict file (torch.save(model.state_dict(), path)), or null for random init")
     runtime = typed(RuntimeConfig, cfg.get("runtime"), "runtime")
+    check_logger(cfg.get("logger"))
     if runtime.max_epochs is not None:  # +debug=smoke: the capped values are the stages' configs, hence keys
         for scfg in stages.values():
             cap_epochs(scfg, runtime.max_epochs)

@@ -43,6 +43,7 @@ from compressbench.results import write_csv, write_results
 from compressbench.runtimes import Arch, Deployable, Eager
 from compressbench.runtimes.base import Unsupported
 from compressbench.stages import STAGES, StageResult, StageSpec
+from compressbench.tracking import track_run
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     # The status first: the report reads it, and must not list a finished run as still running.
     write_status(run_dir, "ok", overrides, name)
     report_best_effort(run_dir)
+    track_run(cfg, run_dir)
     log.info("done; results, summary.md and plots in %s", run_dir.resolve())
     return rows
 
