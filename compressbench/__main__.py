@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from compressbench.config import ConfigError, conf_dir
+from compressbench.infra.preflight import PreflightError
 from compressbench.infra.registry import UnknownNameError
 from compressbench.pipeline import runner
 from compressbench.pipeline.objective import sweep_objective
@@ -60,6 +61,11 @@ def main(cfg: DictConfig) -> float | None:
         remove_if_untouched(Path(hc.runtime.output_dir), f"{hc.job.name}.log")
         print(f"compressbench: {e.args[0] if isinstance(e, KeyError) else e}", file=sys.stderr)
         sys.exit(2)
+    except PreflightError as e:  # a full, read-only or foreign output place: one line that says what to change
+        if hc.mode == RunMode.MULTIRUN:  # the job's status.json says it; the next jobs would hit the same wall
+            raise
+        print(f"compressbench: {e}", file=sys.stderr)
+        sys.exit(1)
     finally:
         if hc.mode == RunMode.MULTIRUN:
             # Every job refreshes the sweep's summary: the last one to finish leaves it complete, even when

@@ -38,9 +38,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with _suppress_oserror():
             os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:  # a failed write names no file: say which one it was
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
     return path
 

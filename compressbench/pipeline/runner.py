@@ -29,7 +29,14 @@ from compressbench.engine import Diverged, Precision, resolve_device
 from compressbench.engine.env import StageEnv, TensorMemo
 from compressbench.infra import distributed
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temps
-from compressbench.infra.preflight import ensure_writable, preflight
+from compressbench.infra.preflight import (
+    OutputError,
+    Reserve,
+    describe_output_error,
+    ensure_writable,
+    output_error_of,
+    preflight,
+)
 from compressbench.infra.safe_load import load_weights_
 from compressbench.measure import Baseline, measure
 from compressbench.models import build_model
@@ -67,25 +74,58 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     run_dir = Path(run_dir)
-    ensure_writable(run_dir, "hydra.run.dir (or the sweep dir)")
+    ensure_writable(run_dir, RUN_DIR_KEY)
     name = str(cfg.get("name", "default"))
     write_status(run_dir, "running", overrides, name)
     log.info("run dir: %s", run_dir.resolve())
+    reserve = Reserve(run_dir)
     try:
         rows = _run(cfg, plan, run_dir, overrides)
     except BaseException as e:
         status = "failed" if isinstance(e, Exception) else "interrupted"
+        written = output_error_of(e)
+        if written is not None:  # a full or read-only disk: not a bug, and the rows so far are intact
+            reserve.release()
+            message = describe_output_error(written, output_places(cfg, run_dir))
+            ended = _try(write_status, run_dir, status, overrides, name, error=f"OutputError: {message}")
+            _try(atomic_write_text, run_dir / "error.txt", traceback.format_exc())
+            log.error("%s; run dir: %s%s", message, run_dir.resolve(),
+                      "" if ended else " (status.json could not be updated either)")
+            raise OutputError(message) from None
         write_status(run_dir, status, overrides, name, error=f"{type(e).__name__}: {e}")
         if isinstance(e, RunFailed):  # its rows are written: the report shows how far it got
             report_best_effort(run_dir)
         log.info("%s; run dir: %s", status, run_dir.resolve())
         raise
+    finally:
+        reserve.release()
     # The status first: the report reads it, and must not list a finished run as still running.
     write_status(run_dir, "ok", overrides, name)
     report_best_effort(run_dir)
     track_run(cfg, run_dir)
     log.info("done; results, summary.md and plots in %s", run_dir.resolve())
     return rows
+
+
+RUN_DIR_KEY = "hydra.run.dir (or hydra.sweep.dir)"
+
+
+def output_places(cfg: DictConfig, run_dir: Path) -> list[tuple[Path, str]]:
+    """Where a run writes, each with the key that moves it (for an error that says what to change)."""
+    places = [(run_dir, RUN_DIR_KEY)]
+    for key in ("cache_dir", "data_dir"):
+        if cfg.paths.get(key):
+            places.append((resolve_path(cfg.paths[key]), f"paths.{key}"))
+    return places
+
+
+def _try(write: Any, *args: Any, **kwargs: Any) -> bool:
+    """Run a write whose failure must not hide the error being reported; say whether it worked."""
+    try:
+        write(*args, **kwargs)
+        return True
+    except OSError:
+        return False
 
 
 def write_status(run_dir: Path, status: str, overrides: Any, experiment: str, error: str | None = None) -> None:
@@ -203,7 +243,10 @@ class Pipeline:
         start = time.perf_counter()
         try:
             result, hit = self.produce(artifact, index, name, key, spec, stage_dir)
-        except (Diverged, Unsupported, Exception) as e:  # noqa: BLE001 — the row records it; the run raises after
+        except Exception as e:
+            if output_error_of(e) is not None:  # the disk, not the stage: run() reports it, no row is made
+                raise
+            # The row records it; the run raises after.
             status = "diverged" if isinstance(e, Diverged) else "unsupported" if isinstance(e, Unsupported) \
                 else "failed"
             error = f"Unsupported: {e}" if status == "unsupported" else str(e) if status == "diverged" \
@@ -225,6 +268,8 @@ class Pipeline:
             try:
                 metrics = measure(artifact, env.measure_inputs(self.routes_for(index, name, scfg)))
             except Exception as e:  # noqa: BLE001
+                if output_error_of(e) is not None:
+                    raise
                 status, error = "failed", f"measurement failed: {type(e).__name__}: {e}"
                 atomic_write_text(stage_dir / "error.txt", traceback.format_exc())
         if name == self.plan.reference and status == "ok" and isinstance(artifact, Eager):

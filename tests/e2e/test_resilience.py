@@ -1,6 +1,7 @@
 """Fault drills (issue 9): each test fails without the guard it names."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -164,3 +165,94 @@ def test_kill_mid_sweep_then_rerun_completes_every_job_once(tmp_path: Path):
     train = summary[summary["stage"] == "train"].sort_values("run_dir")
     assert train["resumed_from_epoch"].iloc[0] >= 2  # the killed stage went on from its last epoch
     assert list(train["cache_hit"]) == [False, True]  # and the second job reused it
+
+
+def _fill_disk_at(monkeypatch, marker: str) -> list[str]:
+    """From the first write whose path contains ``marker`` on, every write of the pipeline fails with ENOSPC
+    (as on a disk that filled up), until the run's reserve file is released. Returns the refused paths."""
+    import errno
+
+    import compressbench.infra.atomic as atomic
+    import compressbench.infra.preflight as pf
+
+    real_write, real_release = atomic.atomic_write, pf.Reserve.release
+    state = {"full": False, "refused": []}
+
+    def write(path, fn):
+        state["full"] = state["full"] or marker in str(path)
+        if state["full"]:
+            state["refused"].append(str(path))
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, fn)
+
+    def release(self):
+        state["full"] = False  # the reserve's bytes are free again: status.json and error.txt fit
+        real_release(self)
+
+    monkeypatch.setattr(atomic, "atomic_write", write)
+    monkeypatch.setattr(pf.Reserve, "release", release)
+    return state["refused"]
+
+
+def test_a_disk_that_fills_mid_run_ends_failed_with_one_line_and_keeps_the_rows(make_cfg, tmp_path: Path,
+                                                                                   monkeypatch):
+    from compressbench.infra.preflight import OutputError
+
+    refused = _fill_disk_at(monkeypatch, "01_finetune")
+    run_dir = tmp_path / "run"
+    with pytest.raises(OutputError) as info:
+        run(make_cfg(), run_dir)
+    message = str(info.value)
+    assert "\n" not in message and "No space left on device" in message
+    assert "hydra.run.dir" in message and "01_finetune" in message  # what could not be written, and the key
+    assert refused, "the fault was never injected"
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "failed" and status["error"].startswith("OutputError: ")
+    assert "No space left on device" in (run_dir / "error.txt").read_text()
+    rows = read_csv(run_dir / "results.csv")
+    assert [r["stage"] for r in rows] == ["train"]  # the row written before the disk filled is intact
+    assert not (run_dir / ".compressbench-reserve").exists()
+
+
+def test_a_full_cache_disk_names_paths_cache_dir(make_cfg, tmp_path: Path, monkeypatch):
+    from compressbench.infra.preflight import OutputError
+
+    _fill_disk_at(monkeypatch, str(tmp_path / "cache"))
+    with pytest.raises(OutputError, match="paths.cache_dir"):
+        run(make_cfg(), tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
+
+
+def test_the_reserve_file_is_gone_after_a_good_run(make_cfg, tmp_path: Path):
+    run(make_cfg("chain=[train]", "train.epochs=1"), tmp_path / "run")
+    assert not (tmp_path / "run" / ".compressbench-reserve").exists()
+
+
+def test_a_run_dir_that_cannot_be_made_is_one_line_before_hydra_writes(tmp_path: Path):
+    from tests.e2e.clihelp import FAST, cli
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    for args in (["hydra.run.dir=" + str(blocker / "run")], ["hydra.sweep.dir=" + str(blocker / "sweep"),
+                                                             "train.epochs=1,2"]):
+        proc = cli(tmp_path, *(["-m"] if "train.epochs=1,2" in args else []), *FAST, *args)
+        assert proc.returncode == 1, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+        key = "hydra.sweep.dir" if "train.epochs=1,2" in args else "hydra.run.dir"
+        assert lines[0].startswith("compressbench: ") and key in lines[0] and "is a file" in lines[0]
+
+
+def test_a_read_only_file_system_is_detected_before_any_write(tmp_path: Path, monkeypatch):
+    import compressbench.infra.preflight as pf
+
+    real = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, st):
+            self.f_flag = st.f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(pf.os, "statvfs", lambda p: ReadOnly(real(p)))
+    with pytest.raises(PreflightError, match="read-only file system; make it writable or point hydra.run.dir"):
+        pf.check_creatable(tmp_path / "new" / "run", "hydra.run.dir")
+    assert not (tmp_path / "new").exists()
