@@ -95,6 +95,8 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
         write_status(run_dir, status, overrides, name, error=f"{type(e).__name__}: {e}")
         if isinstance(e, RunFailed):  # its rows are written: the report shows how far it got
             report_best_effort(run_dir)
+        if isinstance(e, Exception):  # a failed run is tracked too (its status a tag); an interrupted one is not
+            track_run(cfg, run_dir)
         log.info("%s; run dir: %s", status, run_dir.resolve())
         raise
     finally:

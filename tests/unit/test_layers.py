@@ -21,6 +21,7 @@ LAYERS = [
     {"engine"},
     {"techniques"},
     {"stages"},
+    {"tracking"},  # reads a finished run dir (results, history) and logs it through adapters; pipeline calls it
     {"pipeline"},
 ]
 FACADES = {"compressbench", "compressbench.__main__"}  # the public API and the CLI sit on top of everything
