@@ -77,7 +77,15 @@ def main(cfg: DictConfig) -> float | None:
 def cli() -> None:
     """The ``compressbench`` console script. ``main`` returns the sweep objective (a float), which must not
     become the process's exit status."""
-    main()
+    try:
+        main()
+    except SystemExit as e:
+        if e.code not in (0, None):  # Hydra refused the command line: a typo'd key gets a "did you mean"
+            from compressbench.config.suggest import unknown_key_hints
+
+            for hint in unknown_key_hints(sys.argv[1:]):
+                print(hint, file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

@@ -99,3 +99,20 @@ def test_validate_refuses_a_name_that_is_a_path(make_cfg):
 
     with pytest.raises(ConfigError, match="name='../x' is not allowed: one folder name"):
         validate(make_cfg("name=../x"))
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("prune.amout=0.3", "did you mean prune.amount?"),
+    ("trian.epochs=3", "did you mean train.epochs?"),
+])
+def test_a_typo_in_a_key_gets_did_you_mean(tmp_path: Path, override: str, expected: str):
+    proc = cli(tmp_path, override)
+    assert proc.returncode != 0
+    hint = proc.stderr.strip().splitlines()[-1]
+    assert hint.startswith("compressbench: ") and expected in hint and f"+{override}" in hint, proc.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_new_key_added_on_purpose_gets_no_hint(tmp_path: Path):
+    proc = cli(tmp_path, "+prune.my_note=1", "chain=[train,nope]")  # fails in validation, not on the key
+    assert proc.returncode == 2 and "did you mean prune" not in proc.stderr, proc.stderr

@@ -229,7 +229,7 @@ def test_the_reserve_file_is_gone_after_a_good_run(make_cfg, tmp_path: Path):
 
 
 def test_a_run_dir_that_cannot_be_made_is_one_line_before_hydra_writes(tmp_path: Path):
-    from tests.e2e.clihelp import FAST, cli
+    from clihelp import FAST, cli
 
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")

@@ -1,0 +1,79 @@
+""""Did you mean ...?" for command-line overrides Hydra refuses (``train.amout=3`` → ``train.amount``).
+
+Hydra's own message for an unknown key advises appending it with ``+``: right for a new key, wrong for a typo.
+After Hydra has failed, this composes the config again without the value overrides and looks each of their keys
+up, suggesting the closest existing key. It runs only on the error path, so it costs a normal run nothing.
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+_MISSING = object()
+
+
+def unknown_key_hints(args: Sequence[str]) -> list[str]:
+    """One line per override in ``args`` whose key is not in the composed config, with the closest key."""
+    try:
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001 — a syntax error: Hydra's message already says where
+        return []
+    groups = _groups()
+    kept, checked = [], []
+    for o in overrides:
+        key = o.key_or_group
+        plain = not (o.is_add() or o.is_delete() or o.is_force_add()) and o.package is None
+        if plain and key.split(".")[0] not in groups and not key.startswith("hydra."):
+            checked.append((key, o.input_line))
+        else:
+            kept.append(o.input_line)
+    if not checked:
+        return []
+    cfg = _compose(kept)
+    if cfg is None:
+        return []
+    return [hint for key, line in checked if (hint := _hint(cfg, key, line))]
+
+
+def _hint(cfg: DictConfig, key: str, line: str) -> str | None:
+    parts = key.split(".")
+    node: object = cfg
+    for depth, part in enumerate(parts):
+        children = list(node.keys()) if isinstance(node, DictConfig) else []
+        if part in children:
+            node = node[part]
+            continue
+        prefix = ".".join(parts[:depth])
+        close = difflib.get_close_matches(part, [str(c) for c in children], n=1, cutoff=0.6)
+        where = f"'{prefix}'" if prefix else "the config"
+        guess = ".".join([*parts[:depth], close[0], *parts[depth + 1:]]) if close else None
+        return (f"compressbench: '{key}' is not a key of {where}"
+                + (f"; did you mean {guess}?" if guess else "")
+                + f" (to add a new key on purpose: +{line})")
+    return None
+
+
+def _groups() -> set[str]:
+    from compressbench.config import conf_dir
+
+    return {p.name for p in conf_dir().iterdir() if p.is_dir()} | {"stage"}
+
+
+def _compose(overrides: list[str]) -> DictConfig | None:
+    try:
+        from hydra import compose, initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+
+        from compressbench.config import conf_dir
+
+        GlobalHydra.instance().clear()  # the failed run left it initialized
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+            cfg = compose("config", overrides=overrides)
+        OmegaConf.set_struct(cfg, False)
+        return cfg
+    except Exception:  # noqa: BLE001 — the config fails for another reason too; Hydra said which
+        return None
