@@ -70,6 +70,19 @@ def cap_epochs(node: Any, cap: int) -> None:
         node.warmup_epochs = float(node.epochs)
 
 
+def same_debug_for_teachers(scfg: StageConfig, max_epochs: int | None, limit: int | None) -> None:
+    """A teacher taken from another experiment is trained as this run is: under ``+debug=smoke`` its epochs are
+    capped and its images limited alike (else its data differ from ours and it is refused, or it would train in
+    full). Added to ``teacher.overrides``, so they are part of the distill stage's key."""
+    teacher = getattr(scfg, "teacher", None)
+    if teacher is None or getattr(teacher, "experiment", None) is None:
+        return
+    given = {o.lstrip("+").split("=", 1)[0] for o in teacher.overrides}
+    for key, value in (("runtime.max_epochs", max_epochs), ("dataset.limit", limit)):
+        if value is not None and key not in given:
+            teacher.overrides.append(f"++{key}={value}")
+
+
 def validate(cfg: DictConfig) -> Plan:
     """Check the whole config before any work; raise ConfigError (or UnknownNameError) with what to do."""
     from compressbench.data import DATASETS
@@ -108,6 +121,8 @@ def validate(cfg: DictConfig) -> Plan:
     if runtime.max_epochs is not None:  # +debug=smoke: the capped values are the stages' configs, hence keys
         for scfg in stages.values():
             cap_epochs(scfg, runtime.max_epochs)
+    for scfg in stages.values():
+        same_debug_for_teachers(scfg, runtime.max_epochs, cfg.dataset.get("limit"))
     measure = typed(MeasureConfig, cfg.get("measure"), "measure")
     from compressbench.runtimes import RUNTIMES, fp32_routes
 

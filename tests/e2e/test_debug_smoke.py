@@ -35,3 +35,18 @@ def test_a_smoke_run_goes_through_on_few_images(make_cfg, tmp_path: Path):
 def test_limit_must_be_positive(make_cfg, tmp_path: Path):
     with pytest.raises(ValueError, match="dataset.limit=0"):
         run(make_cfg("+debug=smoke", "dataset.limit=0"), tmp_path / "run")
+
+
+def test_a_teacher_from_another_experiment_is_smoke_trained_too(make_cfg):
+    kd = ("+stage@kd=distill", "kd.student=small_cnn", "kd.teacher.experiment=digits_kd", "kd.teacher.stage=train",
+          "chain=[kd]", "dataset=digits")
+    plan = validate(make_cfg(*kd, "+debug=smoke", fast=False))  # was refused: the teacher's data differ
+    assert plan.stages["kd"].teacher.overrides == ["++runtime.max_epochs=1", "++dataset.limit=256"]
+    real = validate(make_cfg(*kd, fast=False))
+    assert real.stages["kd"].teacher.overrides == []  # a real run asks for the real teacher
+
+    def key(*overrides: str) -> str:
+        c = make_cfg(*kd, *overrides, fast=False)
+        return chain_keys(c, validate(c), "fp")[1]
+
+    assert key("+debug=smoke") != key("+debug=smoke", "kd.teacher.overrides=['++runtime.max_epochs=2']")
