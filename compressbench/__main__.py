@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
 from compressbench.config import ConfigError, conf_dir
+from compressbench.infra.hydra_callbacks import started_sweeps
 from compressbench.infra.preflight import PreflightError
 from compressbench.infra.registry import UnknownNameError
 from compressbench.pipeline import runner
@@ -66,11 +67,6 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"compressbench: {e}", file=sys.stderr)
         sys.exit(1)
-    finally:
-        if hc.mode == RunMode.MULTIRUN:
-            # Every job refreshes the sweep's summary: the last one to finish leaves it complete, even when
-            # another job failed (Hydra skips on_multirun_end then).
-            report_best_effort(Path(hc.sweep.dir))
     return sweep_objective(rows, cfg)
 
 
@@ -86,6 +82,12 @@ def cli() -> None:
             for hint in unknown_key_hints(sys.argv[1:]):
                 print(hint, file=sys.stderr)
         raise
+    finally:
+        # A sweep's summary and figures are drawn once, here in the process that launched its jobs, when the
+        # last one has ended — also when one failed (Hydra skips on_multirun_end then) or on Ctrl-C. Each job
+        # wrote its own report; `python -m compressbench.report SWEEP_DIR` gives the view of a sweep under way.
+        for sweep_dir in started_sweeps():
+            report_best_effort(sweep_dir)
 
 
 if __name__ == "__main__":

@@ -17,14 +17,28 @@ from omegaconf import DictConfig, OmegaConf
 from compressbench.infra.preflight import PreflightError, check_creatable
 
 
+_SWEEPS: list[Path] = []  # sweeps this process launched (their report is drawn once, when they end)
+
+
+def started_sweeps() -> list[Path]:
+    """The sweep dirs this process launched, each once: taken from the list as they are returned."""
+    taken = list(dict.fromkeys(_SWEEPS))
+    _SWEEPS.clear()
+    return taken
+
+
 class OutputDirCheck(Callback):
-    """The run dir (sweep dir in a multirun) can be created and written, before Hydra tries."""
+    """The run dir (sweep dir in a multirun) can be created and written, before Hydra tries; a sweep's dir is
+    remembered for its report."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(config, "hydra.sweep.dir")
+        directory = OmegaConf.select(config, "hydra.sweep.dir", default=None)
+        if directory is not None:
+            _SWEEPS.append(Path(str(directory)))
 
     @staticmethod
     def _check(config: DictConfig, key: str) -> None:
