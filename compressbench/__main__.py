@@ -12,11 +12,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+import compressbench.stages  # noqa: F401  (stage/<kind> in Hydra's ConfigStore before it composes; imports no torch)
 from compressbench.config import ConfigError, conf_dir
 from compressbench.infra.registry import UnknownNameError
-from compressbench.pipeline import runner
 from compressbench.pipeline.objective import sweep_objective
-from compressbench.pipeline.runner import report_best_effort
+from compressbench.pipeline.plan import validate
 
 
 def budget_threads(cfg: DictConfig, hc: Any) -> None:
@@ -51,9 +51,14 @@ def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     budget_threads(cfg, hc)
     try:
+        validate(cfg)  # every config error before the runner's imports (torch, techniques, plots); run re-checks
+        from compressbench.pipeline import runner
+
         rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
     except (ConfigError, UnknownNameError) as e:
         if hc.mode == RunMode.MULTIRUN:  # a sweep's bad job is listed in its summary; the sweep goes on
+            from compressbench.pipeline import runner
+
             runner.write_status(Path(hc.runtime.output_dir), "failed", list(hc.overrides.task),
                                 str(cfg.get("name", "default")), error=f"{type(e).__name__}: {e}")
             raise
@@ -64,6 +69,8 @@ def main(cfg: DictConfig) -> float | None:
         if hc.mode == RunMode.MULTIRUN:
             # Every job refreshes the sweep's summary: the last one to finish leaves it complete, even when
             # another job failed (Hydra skips on_multirun_end then).
+            from compressbench.pipeline.runner import report_best_effort
+
             report_best_effort(Path(hc.sweep.dir))
     return sweep_objective(rows, cfg)
 
