@@ -14,6 +14,8 @@ A stage module imports no torch at load time: its config and what the config's c
 method registries such as ``techniques.pruning.criteria``, option names in ``techniques.*.choices``) at the
 top, torch and the technique code inside the stage function. So Hydra composes, ``--help`` answers and a
 config error is reported before torch is imported (``tests/e2e/test_fast_start.py`` holds every module to it).
+The pipeline imports every technique module itself (``techniques.registered``), so what they register below them
+is in place when every stage is a cache hit.
 """
 from __future__ import annotations
 

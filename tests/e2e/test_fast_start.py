@@ -68,3 +68,15 @@ def test_errors_that_need_the_model_zoo_import_torch_alone(tmp_path: Path):
     proc, modules = loaded(tmp_path, "+model.nope=1")
     assert proc.returncode == 2 and "compressbench: model 'lenet5' has no option 'nope'" in proc.stderr, proc.stderr
     assert "torch" in modules and not heavy_in(modules), heavy_in(modules)
+
+
+def test_the_runner_registers_what_the_stage_modules_import_late(tmp_path: Path):
+    """Stage modules import their techniques inside the stage functions, yet a run whose stages all come from the
+    cache needs weight sharing's saved state (to rebuild a clustered model) and the sparse encoding's row fields
+    (``encoded_bytes`` of a finetune after a prune): a fresh process that imports the runner has both."""
+    code = ("import json, compressbench.pipeline.runner; from compressbench.runtimes.eager import MODULE_STATES, "
+            "ROW_FIELDS; print(json.dumps([[s.name for s in MODULE_STATES], [f.__name__ for f in ROW_FIELDS]]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    states, fields = json.loads(proc.stdout)
+    assert "weight_sharing" in states and "sparse_encoding_fields" in fields, (states, fields)
