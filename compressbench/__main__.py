@@ -12,13 +12,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, open_dict
 
+import compressbench.stages  # noqa: F401  (stage/<kind> in Hydra's ConfigStore before it composes; imports no torch)
 from compressbench.config import ConfigError, conf_dir
 from compressbench.infra.hydra_callbacks import started_sweeps
 from compressbench.infra.preflight import PreflightError
 from compressbench.infra.registry import UnknownNameError
-from compressbench.pipeline import runner
 from compressbench.pipeline.objective import sweep_objective
-from compressbench.pipeline.runner import report_best_effort
+from compressbench.pipeline.plan import validate
 
 
 def budget_threads(cfg: DictConfig, hc: Any) -> None:
@@ -53,9 +53,14 @@ def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     budget_threads(cfg, hc)
     try:
+        validate(cfg)  # every config error before the runner's imports (torch, techniques, plots); run re-checks
+        from compressbench.pipeline import runner
+
         rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
     except (ConfigError, UnknownNameError) as e:
         if hc.mode == RunMode.MULTIRUN:  # a sweep's bad job is listed in its summary; the sweep goes on
+            from compressbench.pipeline import runner
+
             runner.write_status(Path(hc.runtime.output_dir), "failed", list(hc.overrides.task),
                                 str(cfg.get("name", "default")), error=f"{type(e).__name__}: {e}")
             raise
@@ -87,6 +92,8 @@ def cli() -> None:
         # last one has ended — also when one failed (Hydra skips on_multirun_end then) or on Ctrl-C. Each job
         # wrote its own report; `python -m compressbench.report SWEEP_DIR` gives the view of a sweep under way.
         for sweep_dir in started_sweeps():
+            from compressbench.pipeline.runner import report_best_effort
+
             report_best_effort(sweep_dir)
 
 

@@ -7,17 +7,16 @@ In the default install (``pip install onnx onnxscript`` if it was removed).
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import warnings
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-try:
+if TYPE_CHECKING:
     import onnx
-    from onnx import numpy_helper
-except ImportError:  # pragma: no cover - exercised only without the extra
-    onnx = None
 
 INPUT, OUTPUT = "input", "logits"
 OPSET = 17  # the TorchScript exporter's opset (dynamo picks its own, recorded in the file)
@@ -32,13 +31,17 @@ _WEIGHTED = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "MatMul": 
 
 
 def available() -> bool:
-    return onnx is not None
+    return importlib.util.find_spec("onnx") is not None
 
 
-def require() -> None:
-    if onnx is None:
+def require() -> Any:
+    """The ``onnx`` module, imported on first use (it costs half a second at start-up); a clear error without it."""
+    try:
+        import onnx
+    except ImportError:
         raise ImportError('quantize.backend=onnxruntime needs onnx and onnxruntime: '
-                          'pip install onnx onnxscript (part of compressbench'"'"'s default install)')
+                          'pip install onnx onnxscript (part of compressbench'"'"'s default install)') from None
+    return onnx
 
 
 def export(model: nn.Module, example: torch.Tensor) -> tuple[bytes, str]:
@@ -65,8 +68,7 @@ def export(model: nn.Module, example: torch.Tensor) -> tuple[bytes, str]:
 
 
 def load(data: bytes) -> onnx.ModelProto:
-    require()
-    return onnx.load_from_string(data)
+    return require().load_from_string(data)
 
 
 def nodes_of_modules(data: bytes, modules: list[str]) -> list[str]:
@@ -88,6 +90,8 @@ def _producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
 
 def weight_counts(data: bytes) -> tuple[int, int]:
     """(values, nonzero values) in the weights and biases of conv/linear nodes, through DequantizeLinear."""
+    from onnx import numpy_helper
+
     model = load(data)
     inits = {t.name: t for t in model.graph.initializer}
     producers = _producers(model)

@@ -7,39 +7,44 @@ In the default install.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-try:
+if TYPE_CHECKING:
     import onnxruntime as ort
-    from onnxruntime import quantization as ortq
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-except ImportError:  # pragma: no cover - exercised only without the extra
-    ort = None
 
 OBSERVERS = ("minmax", "entropy", "percentile", "distribution")
 DYNAMIC_OPS = ["MatMul", "Gemm"]  # ConvInteger (dynamic conv) is slower than fp32 conv in ORT: leave convs be
 
 
 def available() -> bool:
-    return ort is not None
+    return importlib.util.find_spec("onnxruntime") is not None
 
 
-def require() -> None:
-    if ort is None:
-        raise ImportError('quantize.backend=onnxruntime needs onnxruntime (part of the default install): pip install onnxruntime')
+def require() -> Any:
+    """The ``onnxruntime`` module, imported on first use (it costs half a second at start-up); a clear error
+    without it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ImportError('quantize.backend=onnxruntime needs onnxruntime (part of the default install): '
+                          'pip install onnxruntime') from None
+    return onnxruntime
 
 
 def session(data: bytes, threads: int) -> ort.InferenceSession:
     """A CPU session on ``threads`` intra-op threads, fully optimised, without spin-waiting between calls
     (spinning threads would steal the core the interleaved torch reference is timed on)."""
-    require()
+    ort = require()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -59,20 +64,27 @@ def run(sess: ort.InferenceSession, x: torch.Tensor, name: str | None = None) ->
     return torch.from_numpy(sess.run(None, {name or input_name(sess): array})[0])
 
 
-class _Batches(ortq.CalibrationDataReader if ort is not None else object):
-    """The calibration batches, fed to ONNX Runtime's calibrator one by one."""
+@cache
+def _batches_reader() -> type:
+    """The calibration-batches reader class (its base is onnxruntime's, imported on first use)."""
+    from onnxruntime.quantization import CalibrationDataReader
 
-    def __init__(self, batches: list[torch.Tensor], input_name: str) -> None:
-        self.batches, self.input_name, self.i = batches, input_name, 0
+    class Batches(CalibrationDataReader):
+        """The calibration batches, fed to ONNX Runtime's calibrator one by one."""
 
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        if self.i >= len(self.batches):
-            return None
-        self.i += 1
-        return {self.input_name: self.batches[self.i - 1].cpu().numpy().astype(np.float32)}
+        def __init__(self, batches: list[torch.Tensor], input_name: str) -> None:
+            self.batches, self.input_name, self.i = batches, input_name, 0
 
-    def rewind(self) -> None:
-        self.i = 0
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.i >= len(self.batches):
+                return None
+            self.i += 1
+            return {self.input_name: self.batches[self.i - 1].cpu().numpy().astype(np.float32)}
+
+        def rewind(self) -> None:
+            self.i = 0
+
+    return Batches
 
 
 class _DropNoise(logging.Filter):
@@ -99,6 +111,9 @@ def quantize_static(fp32: bytes, batches: list[torch.Tensor], observer: str, per
                     exclude: list[str], input_name: str = "input") -> bytes:
     """QDQ int8 ONNX bytes of ``fp32``: shape inference and graph optimisation first (as ORT advises)."""
     require()
+    from onnxruntime import quantization as ortq
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     method = {"minmax": ortq.CalibrationMethod.MinMax, "entropy": ortq.CalibrationMethod.Entropy,
               "percentile": ortq.CalibrationMethod.Percentile,
               "distribution": ortq.CalibrationMethod.Distribution}[observer]
@@ -106,7 +121,8 @@ def quantize_static(fp32: bytes, batches: list[torch.Tensor], observer: str, per
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32)
         quant_pre_process(str(src), str(pre))
-        ortq.quantize_static(str(pre), str(out), _Batches(batches, input_name), quant_format=ortq.QuantFormat.QDQ,
+        reader = _batches_reader()(batches, input_name)
+        ortq.quantize_static(str(pre), str(out), reader, quant_format=ortq.QuantFormat.QDQ,
                              per_channel=per_channel, activation_type=ortq.QuantType.QUInt8,
                              weight_type=ortq.QuantType.QInt8, calibrate_method=method,
                              nodes_to_exclude=exclude or None,
@@ -117,6 +133,9 @@ def quantize_static(fp32: bytes, batches: list[torch.Tensor], observer: str, per
 def quantize_dynamic(fp32: bytes, per_channel: bool, exclude: list[str]) -> bytes:
     """Dynamic int8 ONNX bytes: int8 MatMul/Gemm weights, activations quantized per call."""
     require()
+    from onnxruntime import quantization as ortq
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     with tempfile.TemporaryDirectory(prefix="compressbench-ort-") as tmp, _quiet():
         src, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
         src.write_bytes(fp32)

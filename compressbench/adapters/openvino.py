@@ -7,6 +7,7 @@ it 2× slower here, and it would change the precision being measured.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,21 +18,21 @@ from typing import Any
 import numpy as np
 import torch
 
-try:
-    import openvino as ov
-except ImportError:  # optional: pip install "compressbench[openvino]"
-    ov = None
-
 INSTALL = 'pip install "compressbench[openvino]"'
 
 
 def available() -> bool:
-    return ov is not None
+    return importlib.util.find_spec("openvino") is not None
 
 
-def require() -> None:
-    if ov is None:
-        raise ImportError(f"the openvino runtime needs openvino: {INSTALL}")
+def require() -> Any:
+    """The ``openvino`` module, imported on first use (it costs a second at start-up); a clear error without it
+    (optional: ``pip install "compressbench[openvino]"``)."""
+    try:
+        import openvino
+    except ImportError:
+        raise ImportError(f"the openvino runtime needs openvino: {INSTALL}") from None
+    return openvino
 
 
 def settings(threads: int) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def _folder() -> Iterator[Path]:
 
 def from_onnx(data: bytes) -> Any:
     """An OpenVINO model of ONNX bytes."""
-    require()
+    ov = require()
     with _folder() as tmp:
         (tmp / "model.onnx").write_bytes(data)
         return ov.Core().read_model(str(tmp / "model.onnx"))
@@ -64,6 +65,7 @@ def quantize_int8(model: Any, batches: list[torch.Tensor]) -> Any:
 
 def to_ir(model: Any) -> tuple[bytes, bytes]:
     """The model as OpenVINO IR: (.xml, .bin) bytes, the runtime's own files (no pickle)."""
+    ov = require()
     with _folder() as tmp:
         # compress_to_fp16 defaults to True: it would halve fp32 weights on disk and change the model measured.
         ov.save_model(model, str(tmp / "model.xml"), compress_to_fp16=False)
@@ -71,7 +73,7 @@ def to_ir(model: Any) -> tuple[bytes, bytes]:
 
 
 def from_ir(xml: bytes, weights: bytes) -> Any:
-    require()
+    ov = require()
     with _folder() as tmp:
         (tmp / "model.xml").write_bytes(xml)
         (tmp / "model.bin").write_bytes(weights)
@@ -82,7 +84,7 @@ def from_ir(xml: bytes, weights: bytes) -> Any:
 
 def compile_request(model: Any, threads: int) -> Any:
     """A reusable infer request of ``model`` compiled for the CPU with explicit settings."""
-    require()
+    ov = require()
     compiled = ov.Core().compile_model(model, "CPU", settings(threads))
     return compiled.create_infer_request()
 

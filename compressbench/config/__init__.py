@@ -16,8 +16,9 @@ from compressbench.config.schema import (
     safe_slug,
     to_dict,
 )
+from compressbench.config.train import TrainConfig
 
 register_resolvers()
 
-__all__ = ["BadValue", "ConfigError", "Experiments", "MeasureConfig", "RuntimeConfig", "StageConfig", "check", "conf_dir",
-           "is_safe_slug", "resolve_path", "safe_slug", "to_dict"]
+__all__ = ["BadValue", "ConfigError", "Experiments", "MeasureConfig", "RuntimeConfig", "StageConfig", "TrainConfig",
+           "check", "conf_dir", "is_safe_slug", "resolve_path", "safe_slug", "to_dict"]

@@ -91,7 +91,9 @@ class StageConfig:
         """Check names this config gives against the built model (before any training); raise BadValue."""
 
     def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
-        """Checks that need the whole chain (run by ``validate``)."""
+        """Checks that need more than this node: the whole chain, other experiments, the model zoo or the
+        installed runtimes. ``validate`` runs them after every torch-free check (``__post_init__``, which must not
+        import torch: ``pipeline.plan.precheck``), so these may import it."""
 
     def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
         """What this stage reads beyond its config (a file's content, another experiment's stage key, on data

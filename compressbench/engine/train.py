@@ -1,60 +1,18 @@
-"""The one training configuration (``train`` stages, finetunes, and every technique that trains) and
-``train_module``, the way a stage trains: ``engine.fit`` on the stage's data with the pipeline's checkpoints."""
+"""``train_module``, the way a stage trains: ``engine.fit`` on the stage's data with the pipeline's checkpoints,
+under the one ``TrainConfig`` (``config.train``, re-exported here)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING
 
 from torch import nn
 
-from compressbench.config import StageConfig, check
+from compressbench.config.train import TrainConfig
 from compressbench.engine.loop import Callback, Criterion, Fitted, Precision, fit
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
 
-
-@dataclass
-class TrainConfig(StageConfig):
-    stage: str = "train"
-    epochs: int = 10
-    batch_size: int = 128
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    scheduler: str = "cosine"  # cosine | multistep | constant, stepped per batch
-    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # multistep: epochs (may be fractional)
-    gamma: float = 0.1  # multistep decay factor
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None  # max global grad norm; None = off
-    augment: bool = True  # the dataset's batch-wise augmentation (crop/flip)
-    keep: str = "best"  # which weights go on down the chain: best (by val accuracy) | last
-    keep_sparsity: bool = True  # weights that are exactly zero at the start stay zero (pruned models)
-    reference_candidate: ClassVar[bool] = True
-
-    def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
-        return incoming, exact  # training keeps the architecture and its layer names
-
-    def __post_init__(self) -> None:
-        check(self.epochs >= 0, "epochs", self.epochs, ">= 0")
-        check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
-        check(self.optimizer in {"sgd", "adamw"}, "optimizer", self.optimizer, "sgd or adamw")
-        check(self.lr > 0, "lr", self.lr, "> 0")
-        check(0 <= self.momentum < 1, "momentum", self.momentum, "0 <= momentum < 1")
-        check(self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0")
-        check(self.scheduler in {"cosine", "multistep", "constant"}, "scheduler", self.scheduler,
-              "cosine, multistep or constant")
-        check(all(m >= 0 for m in self.milestones), "milestones", self.milestones, "epochs >= 0")
-        check(0 < self.gamma <= 1, "gamma", self.gamma, "0 < gamma <= 1")
-        check(0 <= self.warmup_epochs <= max(self.epochs, 0), "warmup_epochs", self.warmup_epochs,
-              "between 0 and epochs")
-        check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "0 <= x < 1")
-        check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", self.grad_clip, "null or > 0")
-        check(self.keep in {"best", "last"}, "keep", self.keep, "best or last")
-
+__all__ = ["TrainConfig", "train_module"]
 
 
 def train_module(model: nn.Module, cfg: TrainConfig, env: StageEnv, criterion: Criterion | None = None,

@@ -16,7 +16,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from compressbench.infra.preflight import PreflightError, check_creatable
 
-
 _SWEEPS: list[Path] = []  # sweeps this process launched (their report is drawn once, when they end)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from compressbench.models._common import (
@@ -67,6 +66,8 @@ def alexnet(
         pretrained: start from torchvision's ImageNet weights (downloaded once into torch.hub's cache).
         dropout: dropout probability in the classifier.
     """
+    import torchvision  # on first build: torchvision.models imports torch._dynamo (a second at start-up)
+
     check_args(num_classes, in_channels, image_size)
     pretrained, dropout = check_bool("pretrained", pretrained), check_dropout(dropout)
     model: nn.Module

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 
-import torchvision
 from torch import nn
 
 from compressbench.models._common import MODELS, SMALL_IMAGE, check_args, check_bool, stem_conv
@@ -37,6 +36,8 @@ def densenet121(num_classes: int, in_channels: int, image_size: int, pretrained:
         pretrained: start from torchvision's ``DenseNet121_Weights.DEFAULT`` (all but the classifier, and
             conv0 when replaced).
     """
+    import torchvision  # on first build: torchvision.models imports torch._dynamo (a second at start-up)
+
     check_args(num_classes, in_channels, image_size)
     pretrained = check_bool("pretrained", pretrained)
     model = torchvision.models.densenet121(weights=None, num_classes=num_classes)

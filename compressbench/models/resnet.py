@@ -1,22 +1,23 @@
 """ResNet-34 and ResNet-50 (He et al. 2016), torchvision's architectures with a small-image stem."""
 from __future__ import annotations
 
-import torchvision
 from torch import nn
-from torchvision.models import WeightsEnum
 
 from compressbench.models._common import MODELS, SMALL_IMAGE, check_args, check_bool, stem_conv
 from compressbench.models._pretrained import load_pretrained_
 
 
 def imagenet_resnet(
-    arch: str, weights: WeightsEnum, num_classes: int, in_channels: int, image_size: int, pretrained: bool
+    arch: str, weights: str, num_classes: int, in_channels: int, image_size: int, pretrained: bool
 ) -> nn.Module:
-    """torchvision's ``arch``; under 64x64 conv1 is 3x3 stride 1 and the stem max-pool an Identity.
+    """torchvision's ``arch`` (``weights``: the name of its weights enum); under 64x64 conv1 is 3x3 stride 1 and
+    the stem max-pool an Identity.
 
     With the ImageNet stem a 32x32 image reaches layer1 as 8x8 and layer4 as 1x1; with the small stem it keeps
     32x32 → 4x4 (the usual CIFAR adaptation). A grayscale model gets a fresh 1-channel conv1.
     """
+    import torchvision  # on first build: torchvision.models imports torch._dynamo (a second at start-up)
+
     check_args(num_classes, in_channels, image_size)
     pretrained = check_bool("pretrained", pretrained)
     model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
@@ -26,7 +27,7 @@ def imagenet_resnet(
     if small:
         model.maxpool = nn.Identity()
     if pretrained:
-        load_pretrained_(model, weights, arch)
+        load_pretrained_(model, getattr(torchvision.models, weights).DEFAULT, arch)
     return model
 
 
@@ -38,8 +39,7 @@ def resnet34(num_classes: int, in_channels: int, image_size: int, pretrained: bo
         pretrained: start from torchvision's ``ResNet34_Weights.DEFAULT`` (all but fc, and conv1 when
             replaced).
     """
-    return imagenet_resnet("resnet34", torchvision.models.ResNet34_Weights.DEFAULT, num_classes, in_channels,
-                           image_size, pretrained)
+    return imagenet_resnet("resnet34", "ResNet34_Weights", num_classes, in_channels, image_size, pretrained)
 
 
 @MODELS.register("resnet50")
@@ -50,5 +50,4 @@ def resnet50(num_classes: int, in_channels: int, image_size: int, pretrained: bo
         pretrained: start from torchvision's ``ResNet50_Weights.DEFAULT`` (IMAGENET1K_V2; all but fc, and
             conv1 when replaced).
     """
-    return imagenet_resnet("resnet50", torchvision.models.ResNet50_Weights.DEFAULT, num_classes, in_channels,
-                           image_size, pretrained)
+    return imagenet_resnet("resnet50", "ResNet50_Weights", num_classes, in_channels, image_size, pretrained)

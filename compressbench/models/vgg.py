@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-import torchvision
 from torch import nn
 
 from compressbench.models._common import MODELS, check_args, check_bool, check_dropout, init_weights
@@ -71,5 +70,7 @@ def vgg16(
     pretrained, dropout = check_bool("pretrained", pretrained), check_dropout(dropout)
     model = VGG16BN(num_classes, in_channels, image_size, dropout)
     if pretrained:
+        import torchvision  # only for the weights: torchvision.models imports torch._dynamo
+
         load_pretrained_(model, torchvision.models.VGG16_BN_Weights.DEFAULT, "vgg16")
     return model

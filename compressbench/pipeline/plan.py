@@ -1,9 +1,14 @@
 """``validate(cfg)``: every config check before any work, turned into the typed ``Plan`` the pipeline walks.
 
 Each stage kind declares a dataclass of its options next to its function; ``validate`` builds every typed config
-(running the range checks in ``__post_init__``), checks the model and dataset names, the reference stage and the
-analyses, then each stage's whole-chain checks (``check_plan``) — all before any data is loaded or any model
-trained.
+(running the range checks in ``__post_init__``), checks the reference stage and the analyses, then the model and
+dataset names, the installed runtimes and each stage's whole-chain checks (``check_plan``) — all before any data
+is loaded or any model trained.
+
+In two steps, so that most mistakes cost no torch import: ``precheck`` is everything the config alone answers
+(keys, values, ranges, chain, stage kinds and method names; the modules it reads import no torch), and the rest
+needs the model zoo, the dataset loaders and the runtimes, which import torch. ``python -m compressbench`` runs
+``precheck`` before it imports the runner, so a typo fails in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -85,16 +90,36 @@ def same_debug_for_teachers(scfg: StageConfig, max_epochs: int | None, limit: in
 
 def validate(cfg: DictConfig) -> Plan:
     """Check the whole config before any work; raise ConfigError (or UnknownNameError) with what to do."""
+    plan = precheck(cfg)
+    # Then what needs the model zoo, the loaders and the runtimes (they import torch), and the whole-chain checks.
     from compressbench.data import DATASETS
     from compressbench.models import check_model_config
     from compressbench.pipeline.experiments import EXPERIMENTS  # they import this module
+    from compressbench.runtimes import RUNTIMES, fp32_routes
+
+    check_model_config(cfg.model)
+    DATASETS.get(cfg.dataset.name)
+    measure = plan.measure
+    if measure.fp32_routes is None:
+        measure.fp32_routes = fp32_routes(installed=True)
+    for route in measure.fp32_routes:
+        check(route in fp32_routes(), "measure.fp32_routes", measure.fp32_routes,
+              f"a list drawn from {', '.join(fp32_routes())}, or null for every installed one")
+        check(RUNTIMES.get(route).available(), "measure.fp32_routes", measure.fp32_routes,
+              f"installed runtimes only: {route} needs {RUNTIMES.get(route).install_hint()}")
+    for name, scfg in plan.stages.items():  # e.g. a distill teacher's stage, quantize's timing routes
+        scfg.check_plan(name, cfg, plan, EXPERIMENTS)
+    return plan
+
+
+def precheck(cfg: DictConfig) -> Plan:
+    """The checks the config alone answers, without importing torch: the typed plan, its model, dataset and
+    runtime names not yet checked against their registries (``validate`` does that)."""
     from compressbench.stages import STAGES
     from compressbench.tracking import check_logger
 
     name = cfg.get("name", "default")  # it becomes folders (run dir, findings/<name>): one component, never a path
     check(is_safe_slug(name), "name", name, "one folder name: letters, digits, '.', '_', '-' (no '/', no leading '.')")
-    check_model_config(cfg.model)
-    DATASETS.get(cfg.dataset.name)
     limit = cfg.dataset.get("limit")
     check(limit is None or (isinstance(limit, int) and limit >= 1), "dataset.limit", limit,
           "null (every image) or >= 1 images per split")
@@ -124,15 +149,6 @@ def validate(cfg: DictConfig) -> Plan:
     for scfg in stages.values():
         same_debug_for_teachers(scfg, runtime.max_epochs, cfg.dataset.get("limit"))
     measure = typed(MeasureConfig, cfg.get("measure"), "measure")
-    from compressbench.runtimes import RUNTIMES, fp32_routes
-
-    if measure.fp32_routes is None:
-        measure.fp32_routes = fp32_routes(installed=True)
-    for route in measure.fp32_routes:
-        check(route in fp32_routes(), "measure.fp32_routes", measure.fp32_routes,
-              f"a list drawn from {', '.join(fp32_routes())}, or null for every installed one")
-        check(RUNTIMES.get(route).available(), "measure.fp32_routes", measure.fp32_routes,
-              f"installed runtimes only: {route} needs {RUNTIMES.get(route).install_hint()}")
     reference = measure.reference
     if reference is None:
         reference = next((n for n in chain if stages[n].reference_candidate), None)
@@ -148,10 +164,5 @@ def validate(cfg: DictConfig) -> Plan:
         check(after in stages, f"{name}.after", after, f"one of the chain's stages: {', '.join(chain)}")
         analysis.after = after  # type: ignore[attr-defined]
         analyses[name] = analysis
-    plan = Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
+    return Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
                 measure=measure, reference=reference, analyses=analyses)
-    for name, scfg in plan.stages.items():  # checks that need the whole chain (e.g. a distill teacher's stage)
-        scfg.check_plan(name, cfg, plan, EXPERIMENTS)
-    return plan
-
-

@@ -50,6 +50,7 @@ from compressbench.results import write_csv, write_results
 from compressbench.runtimes import Arch, Deployable, Eager
 from compressbench.runtimes.base import Unsupported
 from compressbench.stages import STAGES, StageResult, StageSpec
+from compressbench.techniques import registered  # noqa: F401  (what a cache hit needs registered)
 from compressbench.tracking import track_run
 
 log = logging.getLogger(__name__)

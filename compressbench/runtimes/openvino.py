@@ -1,8 +1,9 @@
 """OpenVINO deployables (optional: ``pip install "compressbench[openvino]"``): fp32 from an ONNX export, and
 int8 calibrated by NNCF. The IR (``.xml`` + ``.bin``) is the artifact; settings are explicit (``adapters.openvino``).
 
-``calibrate_int8`` makes ``openvino`` a ``quantize.backend`` (``quantization.methods`` registers every runtime
-that has one), so this file and its adapter are all a new runtime takes.
+``calibrate_int8`` makes ``openvino`` a ``quantize.backend``: ``quantization.methods`` registers it by name
+(``calibrated_by_runtime``), so the backend is known before torch is imported; this file, its adapter and that
+line are all a new runtime takes.
 """
 from __future__ import annotations
 

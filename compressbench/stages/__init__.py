@@ -9,6 +9,13 @@ beyond its own return value (and the pipeline's checkpoint store it is handed fo
 ``register_stage(kind, config)`` adds the function under ``kind`` and stores its typed config in Hydra's
 ConfigStore as ``stage/<kind>``, so YAML can place it anywhere: ``- stage@finetune: train``. Every module in
 this package is imported on first use, so a new stage is one new file.
+
+A stage module imports no torch at load time: its config and what the config's checks read (``config``,
+method registries such as ``techniques.pruning.criteria``, option names in ``techniques.*.choices``) at the
+top, torch and the technique code inside the stage function. So Hydra composes, ``--help`` answers and a
+config error is reported before torch is imported (``tests/e2e/test_fast_start.py`` holds every module to it).
+The pipeline imports every technique module itself (``techniques.registered``), so what they register below them
+is in place when every stage is a cache hit.
 """
 from __future__ import annotations
 
@@ -20,10 +27,10 @@ from hydra.core.config_store import ConfigStore
 
 from compressbench.config import StageConfig
 from compressbench.infra.registry import Registry
-from compressbench.runtimes import Deployable
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
+    from compressbench.runtimes import Deployable
 
 
 @dataclass
@@ -36,7 +43,7 @@ class StageResult:
     files: dict[str, bytes] = field(default_factory=dict)  # stage folder files: name → content
 
 
-StageFn = Callable[[Deployable, StageConfig, "StageEnv"], StageResult]
+StageFn = Callable[["Deployable", StageConfig, "StageEnv"], StageResult]
 
 
 @dataclass(frozen=True)

@@ -12,22 +12,18 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from torch import nn
-
 from compressbench.config import BadValue, Experiments, StageConfig, check
 from compressbench.results import csv_bytes
-from compressbench.runtimes import Deployable, Eager, as_module
 from compressbench.stages import StageResult, register_stage
-from compressbench.techniques.deepcompression import sharing
-from compressbench.techniques.deepcompression.fileformat import decode_state, encode_state, same_state
-from compressbench.techniques.deepcompression.kmeans import INITS
-from compressbench.techniques.pruning.layers import by_layer, check_selectors, is_ignored, prunable_layers
+from compressbench.techniques.deepcompression.choices import KMEANS_INITS, SHARING_UPDATES
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
+    from torch import nn
 
     from compressbench.engine.env import StageEnv
     from compressbench.pipeline.plan import Plan
+    from compressbench.runtimes import Deployable
 
 
 @dataclass
@@ -49,14 +45,16 @@ class ClusterConfig(StageConfig):
             check(1 <= getattr(self, key) <= 8, key, getattr(self, key), "1..8 bits (2 to 256 shared values)")
         for name, bits in self.layer_bits.items():
             check(1 <= bits <= 8, f"layer_bits.{name}", bits, "1..8 bits (2 to 256 shared values)")
-        check(self.init in INITS, "init", self.init, f"one of {', '.join(INITS)}")
+        check(self.init in KMEANS_INITS, "init", self.init, f"one of {', '.join(KMEANS_INITS)}")
         check(self.iters >= 1, "iters", self.iters, ">= 1")
-        check(self.update in sharing.UPDATES, "update", self.update,
+        check(self.update in SHARING_UPDATES, "update", self.update,
               "mean (each shared value moves by its members' mean update: the finetune's lr keeps its meaning) "
               "or sum (Han et al.'s eq. 3: the true gradient of the shared value; use a much smaller lr)")
 
     def check_model(self, model: nn.Module, node: str = "cluster") -> None:
         """Fail, naming the key, when ``layer_bits`` or ``ignore`` names a layer the model does not have."""
+        from compressbench.techniques.pruning.layers import check_selectors
+
         check_selectors(model, f"{node}.layer_bits", self.layer_bits)
         check_selectors(model, f"{node}.ignore", self.ignore)
 
@@ -82,9 +80,13 @@ class ClusterConfig(StageConfig):
         encode = next((s for s in later if s.stage == "encode"), None)
         if encode is not None:
             return encode.index_bits
+        from torch import nn
+
         return lambda layer, m: 5 if isinstance(m, nn.Linear) else 8
 
     def bits_for(self, name: str, m: nn.Module) -> int | None:
+        from compressbench.techniques.pruning.layers import by_layer, is_ignored
+
         if is_ignored([name], self.ignore):
             return None
         return by_layer(name, m, self.layer_bits, self.linear_bits, self.conv_bits)
@@ -93,6 +95,11 @@ class ClusterConfig(StageConfig):
 @register_stage("cluster", ClusterConfig)
 def cluster(artifact: Deployable, cfg: ClusterConfig, env: StageEnv) -> StageResult:
     """Share weights layer by layer; record bits, shared values in use and the codebook form's size."""
+    from compressbench.runtimes import Eager, as_module
+    from compressbench.techniques.deepcompression import sharing
+    from compressbench.techniques.deepcompression.fileformat import decode_state, encode_state, same_state
+    from compressbench.techniques.pruning.layers import prunable_layers
+
     model = as_module(artifact, env.name)
     cfg.check_model(model, env.name)
     layers = sharing.cluster_model_(model, cfg.bits_for, cfg.init, cfg.iters, cfg.update, seed=env.seed)

@@ -13,22 +13,15 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from omegaconf import DictConfig
-
-from compressbench.config import BadValue, ConfigError, Experiments, check
-from compressbench.engine import Diverged
-from compressbench.engine.train import TrainConfig, train_module
-from compressbench.models import MODELS, build_model, check_model_config
-from compressbench.runtimes import Arch, Deployable, Eager, as_module
+from compressbench.config import BadValue, ConfigError, Experiments, TrainConfig, check
 from compressbench.stages import StageResult, register_stage
-from compressbench.techniques.distillation.features import describe_names
-from compressbench.techniques.distillation.plan import check_plan, static_layers, student_layers
-from compressbench.techniques.distillation.run import distill_student
 
 if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
     from compressbench.engine.env import StageEnv
     from compressbench.pipeline.plan import Plan
+    from compressbench.runtimes import Deployable, Eager
 
 LOSS_TERMS = ("kd", "fitnets", "at")
 
@@ -50,8 +43,7 @@ class TeacherConfig:
               "empty unless teacher.experiment is set")
         check(self.model is None or self.path is not None, "teacher.model", self.model,
               "null unless teacher.path is set (it names the file's architecture)")
-        check(self.model is None or self.model in MODELS, "teacher.model", self.model,
-              f"a registered model: {', '.join(MODELS.names())}")
+        # That it names a registered model is checked with the student (DistillConfig.check_plan).
 
 
 @dataclass
@@ -76,11 +68,6 @@ class DistillConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(self.student in MODELS, "student", self.student, f"a registered model: {', '.join(MODELS.names())}")
-        try:
-            check_model_config({"name": self.student, **self.student_options})
-        except ConfigError as e:
-            raise BadValue("student_options", self.student_options, str(e)) from None
         check(all(t in LOSS_TERMS for t in self.loss) and len(set(self.loss)) == len(self.loss), "loss",
               self.loss, f"a list of distinct terms from {', '.join(LOSS_TERMS)} ([] trains on labels only)")
         check(self.temperature > 0, "temperature", self.temperature, "> 0 (Hinton et al. use 2 to 20)")
@@ -96,10 +83,7 @@ class DistillConfig(TrainConfig):
         check("fitnets" not in self.loss or self.hint_epochs >= 1, "hint_epochs", self.hint_epochs,
               ">= 1 when 'fitnets' is in loss (phase 1 trains the student up to the guided layer)")
         check(self.hint_lr is None or self.hint_lr > 0, "hint_lr", self.hint_lr, "null or > 0")
-        # Student layer names fail here, before any work; teacher names once the teacher is known.
-        valid = static_layers(self.student_node)
-        for key, name in student_layers(self):
-            check(name in valid, key, name, f"a layer of the student {self.student}: {sorted_names(valid)}")
+        # The student's name, options and layer names are checked against the model zoo in check_plan.
 
     @property
     def method(self) -> str:
@@ -122,7 +106,23 @@ class DistillConfig(TrainConfig):
         return self.student_node, True
 
     def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
-        """Checks that need the whole chain (teacher stage order, other experiments, teacher layer names)."""
+        """Checks that need the model zoo (it imports torch: ``validate`` runs them after every torch-free check)
+        or the whole chain: the student's name, options and layer names, then the teacher (stage order, other
+        experiments, its layer names). Still before any work; the stage runs them again."""
+        from compressbench.models import MODELS, check_model_config
+        from compressbench.techniques.distillation.plan import check_plan, static_layers, student_layers
+
+        models = f"a registered model: {', '.join(MODELS.names())}"
+        check(self.student in MODELS, f"{name}.student", self.student, models)
+        try:
+            check_model_config(self.student_node)
+        except ConfigError as e:
+            raise BadValue(f"{name}.student_options", self.student_options, str(e)) from None
+        valid = static_layers(self.student_node)
+        for key, layer in student_layers(self):
+            check(layer in valid, f"{name}.{key}", layer, f"a layer of the student {self.student}: {sorted_names(valid)}")
+        check(self.teacher.model is None or self.teacher.model in MODELS, f"{name}.teacher.model", self.teacher.model,
+              models)
         check_plan(self, name, cfg, plan, experiments)
 
     def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
@@ -143,12 +143,19 @@ class DistillConfig(TrainConfig):
 
 
 def sorted_names(names: set[str]) -> str:
+    from compressbench.techniques.distillation.features import describe_names
+
     return describe_names(sorted(names))
 
 
 def build_student(cfg: DistillConfig, env: StageEnv) -> Eager:
     """The student for this dataset. Its initial weights depend on the student config and the run's seed only,
     so a scratch stage and a KD stage of one chain start from the same weights and differ by their loss."""
+    import torch
+
+    from compressbench.models import build_model
+    from compressbench.runtimes import Arch, Eager
+
     data = env.data
     # Not stage_key: that hash includes the package and cache versions, and a release must not change inits.
     blob = json.dumps({"student": cfg.student_node, "seed": env.plan.runtime.seed}, sort_keys=True, default=str)
@@ -166,6 +173,11 @@ def build_student(cfg: DistillConfig, env: StageEnv) -> Eager:
 def distill(artifact: Deployable, cfg: DistillConfig, env: StageEnv) -> StageResult:
     """Train ``cfg.student`` against the teacher ``cfg.teacher`` names (default: the incoming model); hand on
     the student."""
+    from compressbench.engine import Diverged
+    from compressbench.engine.train import train_module
+    from compressbench.runtimes import Eager, as_module
+    from compressbench.techniques.distillation.run import distill_student
+
     cfg.check_plan(env.name, env.cfg, env.plan, env.experiments)  # cheap; validate may already have run it
     student = build_student(cfg, env)
     record: dict[str, Any] = {"model": cfg.student, "student": cfg.student}

@@ -17,25 +17,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
 from compressbench.config import StageConfig, check
 from compressbench.results import csv_bytes
-from compressbench.runtimes import Deployable, Eager, as_module
-from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
-from compressbench.techniques.deepcompression import sharing
-from compressbench.techniques.deepcompression.fileformat import (
-    decode_state,
-    encode_state,
-    layer_table,
-    same_state,
-)
-from compressbench.techniques.pruning.layers import by_layer, check_selectors, prunable_layers
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from compressbench.engine.env import StageEnv
+    from compressbench.runtimes import Deployable
 
 FILE = "model.cbdc"
 
@@ -59,15 +49,32 @@ class EncodeConfig(StageConfig):
 
     def check_model(self, model: nn.Module, node: str = "encode") -> None:
         """Fail, naming the key, when ``layer_index_bits`` names a layer the model does not have."""
+        from compressbench.techniques.pruning.layers import check_selectors
+
         check_selectors(model, f"{node}.layer_index_bits", self.layer_index_bits)
 
     def index_bits(self, name: str, m: nn.Module) -> int:
+        from compressbench.techniques.pruning.layers import by_layer
+
         return by_layer(name, m, self.layer_index_bits, self.linear_index_bits, self.conv_index_bits)
 
 
 @register_stage("encode", EncodeConfig)
 def encode(artifact: Deployable, cfg: EncodeConfig, env: StageEnv) -> StageResult:
     """Make the Deep Compression file, decode it into a copy of the model, verify logits; hand on the copy."""
+    import torch
+
+    from compressbench.runtimes import Eager, as_module
+    from compressbench.runtimes.eager import module_device
+    from compressbench.techniques.deepcompression import sharing
+    from compressbench.techniques.deepcompression.fileformat import (
+        decode_state,
+        encode_state,
+        layer_table,
+        same_state,
+    )
+    from compressbench.techniques.pruning.layers import prunable_layers
+
     model = as_module(artifact, env.name)
     cfg.check_model(model, env.name)
     sharing.sync_(model)  # a shared layer's weights as its shared values (a forward pass would do the same)

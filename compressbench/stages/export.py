@@ -17,16 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from compressbench import __version__
-from compressbench.adapters import onnx as onnx_adapter
 from compressbench.config import StageConfig, check, to_dict
-from compressbench.runtimes import Deployable, exporting
 from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
+    from compressbench.runtimes import Deployable, exporting
 
 MANIFEST = "manifest.json"
 
@@ -44,6 +41,10 @@ class ExportConfig(StageConfig):
 @register_stage("export", ExportConfig)
 def export(artifact: Deployable, cfg: ExportConfig, env: StageEnv) -> StageResult:
     """Write and verify the artifact's deployable files; hand the artifact on unchanged."""
+    import torch
+
+    from compressbench.runtimes import exporting
+
     artifact.eval()
     # The exported files run on the CPU: their logits are compared with the same model's on the CPU (a GPU's
     # TF32 convolutions differ from it by more than any export does).
@@ -76,6 +77,8 @@ def export(artifact: Deployable, cfg: ExportConfig, env: StageEnv) -> StageResul
 def on_cpu(artifact: Deployable) -> Deployable:
     """``artifact`` itself on the CPU, else a copy rebuilt there from its own files (the artifact handed on stays
     where it is)."""
+    import torch
+
     if artifact.device.type == "cpu":
         return artifact
     with tempfile.TemporaryDirectory(prefix="compressbench-cpu-") as tmp:
@@ -86,6 +89,10 @@ def on_cpu(artifact: Deployable) -> Deployable:
 def manifest(artifact: Deployable, env: StageEnv, files: dict[str, bytes], exported: exporting.Exported,
              checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Everything a deployment needs to feed the files and trust them."""
+    import torch
+
+    from compressbench.adapters import onnx as onnx_adapter
+
     data = env.data
     chain = env.plan.chain[: env.index]
     return {

@@ -12,25 +12,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
-from torch import nn
-
 from compressbench.config import BadValue, StageConfig, check
-from compressbench.models.counting import count_macs
 from compressbench.results import csv_bytes
-from compressbench.runtimes import Deployable, Eager, as_module
-from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
-from compressbench.techniques.deepcompression.lowrank import (
-    METHODS,
-    SCHEMES,
-    factorize_,
-    max_rank,
-    params_saved,
-)
-from compressbench.techniques.pruning.layers import check_selectors, matches, prunable_layers
+from compressbench.techniques.deepcompression.choices import LOWRANK_METHODS, LOWRANK_SCHEMES
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from compressbench.engine.env import StageEnv
+    from compressbench.runtimes import Deployable
 
 
 @dataclass
@@ -48,16 +39,20 @@ class LowRankConfig(StageConfig):
     changes_layer_names: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
-        check(self.method in METHODS, "method", self.method, f"one of {', '.join(METHODS)}")
+        check(self.method in LOWRANK_METHODS, "method", self.method, f"one of {', '.join(LOWRANK_METHODS)}")
         check(0 < self.energy <= 1, "energy", self.energy, "a fraction 0 < energy <= 1 of the squared singular values")
         check(0 < self.ratio < 1, "ratio", self.ratio, "a fraction 0 < ratio < 1 of each layer's weights")
         check(self.rank >= 1, "rank", self.rank, ">= 1")
-        check(self.conv_scheme in SCHEMES, "conv_scheme", self.conv_scheme, f"one of {', '.join(SCHEMES)}")
+        check(self.conv_scheme in LOWRANK_SCHEMES, "conv_scheme", self.conv_scheme,
+              f"one of {', '.join(LOWRANK_SCHEMES)}")
         for name, rank in self.layer_ranks.items():
             check(rank >= 1, f"layer_ranks.{name}", rank, ">= 1")
 
     def check_model(self, model: nn.Module, node: str = "lowrank") -> None:
         """Fail when a named layer does not exist, or its rank exceeds the layer's smallest dimension."""
+        from compressbench.techniques.deepcompression.lowrank import max_rank
+        from compressbench.techniques.pruning.layers import check_selectors, matches, prunable_layers
+
         check_selectors(model, f"{node}.layer_ranks", self.layer_ranks)
         check_selectors(model, f"{node}.ignore", self.ignore)
         for name, m in prunable_layers(model).items():
@@ -78,6 +73,11 @@ class LowRankConfig(StageConfig):
 @register_stage("lowrank", LowRankConfig)
 def lowrank(artifact: Deployable, cfg: LowRankConfig, env: StageEnv) -> StageResult:
     """Factorize the model's layers as ``cfg`` says; record what fell and which layers were skipped."""
+    from compressbench.models.counting import count_macs
+    from compressbench.runtimes import Eager, as_module
+    from compressbench.runtimes.eager import module_device
+    from compressbench.techniques.deepcompression.lowrank import factorize_, params_saved
+
     model = as_module(artifact, env.name)
     cfg.check_model(model, env.name)
     example = env.example_batch(1, module_device(model))

@@ -9,26 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from compressbench.config import BadValue, StageConfig, check
-from compressbench.engine.train import TrainConfig, train_module
-from compressbench.infra import distributed
+from compressbench.config import BadValue, StageConfig, TrainConfig, check
 from compressbench.results import csv_bytes
-from compressbench.runtimes import Deployable, Eager, as_module
-from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
-from compressbench.techniques.pruning import structured, unstructured
+from compressbench.techniques.pruning.choices import KEEP_ROUNDINGS, SCHEDULES
 from compressbench.techniques.pruning.criteria import PRUNE_CRITERIA, methods
-from compressbench.techniques.pruning.encoding import encode_verified
-from compressbench.techniques.pruning.layers import Spec, check_selectors, classifier_name, prunable_layers
-from compressbench.techniques.pruning.schedules import SCHEDULES, GradualPruning, iterative_fractions
-from compressbench.techniques.pruning.stats import achieved, snapshot
-from compressbench.techniques.pruning.structured import KEEP_ROUNDINGS
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from compressbench.engine.env import StageEnv
+    from compressbench.runtimes import Deployable
+    from compressbench.techniques.pruning.layers import Spec
 
 @dataclass
 class RetrainConfig(TrainConfig):
@@ -106,11 +98,15 @@ class PruneConfig(StageConfig):
 
     def check_model(self, model: nn.Module, node: str = "prune") -> None:
         """Fail, naming the key, when ``ignore`` or ``layer_amounts`` names a layer the model does not have."""
+        from compressbench.techniques.pruning.layers import check_selectors
+
         check_selectors(model, f"{node}.ignore", self.ignore)
         check_selectors(model, f"{node}.layer_amounts", self.layer_amounts)
 
     @property
     def spec(self) -> Spec:
+        from compressbench.techniques.pruning.layers import Spec
+
         scope = self.scope or PRUNE_CRITERIA.get(self.method).scope  # resolved in __post_init__ already
         return Spec(self.amount, dict(self.layer_amounts), tuple(self.ignore), scope, self.keep_rounding)
 
@@ -123,6 +119,18 @@ def prune(artifact: Deployable, cfg: PruneConfig, env: StageEnv) -> StageResult:
     every rank runs it, makes the same pruning decisions (rank 0's Taylor scores are broadcast) and only rank 0's
     files are kept.
     """
+    import torch
+
+    from compressbench.engine.train import train_module
+    from compressbench.infra import distributed
+    from compressbench.runtimes import Eager, as_module
+    from compressbench.runtimes.eager import module_device
+    from compressbench.techniques.pruning import structured, unstructured
+    from compressbench.techniques.pruning.encoding import encode_verified
+    from compressbench.techniques.pruning.layers import classifier_name, prunable_layers
+    from compressbench.techniques.pruning.schedules import GradualPruning
+    from compressbench.techniques.pruning.stats import achieved, snapshot
+
     model = as_module(artifact, env.name)
     cfg.check_model(model, env.name)  # before any pruning: a wrong layer name costs nothing
     example = env.example_batch(1, module_device(model))
@@ -183,6 +191,9 @@ def iterative(model: nn.Module, cfg: PruneConfig, env: StageEnv, apply: Callable
     the finished rounds' pruning (deterministic) and picks up their trained weights instead of confusing one
     round's state with another's.
     """
+    from compressbench.engine.train import train_module
+    from compressbench.techniques.pruning.schedules import iterative_fractions
+
     rounds, checkpoints = [], []
     for k, fraction in enumerate(iterative_fractions(cfg.rounds)):
         apply(model, fraction, k)
@@ -202,6 +213,10 @@ def iterative(model: nn.Module, cfg: PruneConfig, env: StageEnv, apply: Callable
 
 def layer_table(model: nn.Module, original: dict[str, int]) -> bytes:
     """``layers.csv``: per conv/linear layer, output channels before/after and the weights left nonzero."""
+    import torch
+
+    from compressbench.techniques.pruning.layers import prunable_layers
+
     rows = []
     for name, m in prunable_layers(model).items():
         w = m.weight.detach()

@@ -12,21 +12,21 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import torch
-from torch import nn
-
-from compressbench.adapters import torch_ao
-from compressbench.config import BadValue, StageConfig, check
+from compressbench.config import BadValue, Experiments, StageConfig, check
 from compressbench.results import csv_bytes
-from compressbench.runtimes import RUNTIMES, Deployable, Eager, fp32_routes
 from compressbench.stages import StageResult, register_stage
-from compressbench.techniques.quantization import Unsupported, training  # noqa: F401  (training registers qat, weight_bits)
 from compressbench.techniques.quantization.methods import QUANTIZERS, backends, methods
 
 if TYPE_CHECKING:
-    from compressbench.engine.env import StageEnv
+    import torch
+    from omegaconf import DictConfig
+    from torch import nn
 
-__all__ = ["QuantizeConfig", "Unsupported", "quantize"]
+    from compressbench.engine.env import StageEnv
+    from compressbench.pipeline.plan import Plan
+    from compressbench.runtimes import Deployable, Eager
+
+__all__ = ["QuantizeConfig", "quantize"]
 
 
 @dataclass
@@ -40,8 +40,9 @@ class QuantizeConfig(StageConfig):
     calibration_batch_size: int = 64
     skip: list[str] = field(default_factory=list)  # module names (and their children) kept in float
     weight_bits: int = 8  # method weight_bits: 8 | 4 | 2
-    # RUNTIMES names, for speedup_vs_best_fp32; default: every fp32 runtime installed here.
-    fp32_routes: list[str] = field(default_factory=lambda: fp32_routes(installed=True))
+    # RUNTIMES names, for speedup_vs_best_fp32; null = every fp32 runtime installed here (resolved by check_plan:
+    # the runtimes import torch, so they are checked after every torch-free check).
+    fp32_routes: list[str] | None = None
     unkeyed: ClassVar[tuple[str, ...]] = ("fp32_routes",)  # what the int8 model is timed against, not the model
     # Training of qat and weight_bits (fake quantization, straight-through estimator); weight_bits with
     # epochs=0 is post-training. Cosine schedule; the best epoch on val is kept.
@@ -74,12 +75,6 @@ class QuantizeConfig(StageConfig):
         check(self.calibration_batches >= 1, "calibration_batches", self.calibration_batches, ">= 1")
         check(self.calibration_batch_size >= 1, "calibration_batch_size", self.calibration_batch_size, ">= 1")
         check(self.weight_bits in (8, 4, 2), "weight_bits", self.weight_bits, "8, 4 or 2")
-        check(set(self.fp32_routes) <= set(fp32_routes()), "fp32_routes", self.fp32_routes,
-              f"a list drawn from {', '.join(fp32_routes())} ([] skips speedup_vs_best_fp32)")
-        for route in self.fp32_routes:
-            runtime = RUNTIMES.get(route)
-            check(runtime.available(), "fp32_routes", self.fp32_routes,
-                  f"installed runtimes only: {route} needs {runtime.install_hint()}")
         check(self.epochs >= (1 if self.method == "qat" else 0), "epochs", self.epochs,
               ">= 1 for qat, >= 0 otherwise")
         check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
@@ -99,7 +94,24 @@ class QuantizeConfig(StageConfig):
     def handler(self) -> Any:
         return QUANTIZERS.get(f"{self.method}/{self.resolved_backend}")
 
+    def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
+        """``fp32_routes`` against the runtimes registry (which imports torch); null becomes the installed ones."""
+        from compressbench.runtimes import RUNTIMES, fp32_routes
+
+        if self.fp32_routes is None:
+            self.fp32_routes = fp32_routes(installed=True)
+        check(set(self.fp32_routes) <= set(fp32_routes()), f"{name}.fp32_routes", self.fp32_routes,
+              f"a list drawn from {', '.join(fp32_routes())} ([] skips speedup_vs_best_fp32)")
+        for route in self.fp32_routes:
+            runtime = RUNTIMES.get(route)
+            check(runtime.available(), f"{name}.fp32_routes", self.fp32_routes,
+                  f"installed runtimes only: {route} needs {runtime.install_hint()}")
+
     def timing_routes(self) -> list[str]:
+        if self.fp32_routes is None:  # a config built in Python, not by validate
+            from compressbench.runtimes import fp32_routes
+
+            return fp32_routes(installed=True)
         return list(self.fp32_routes)
 
     def check_model(self, model: nn.Module, node: str = "quantize") -> None:
@@ -146,6 +158,10 @@ def quantize(artifact: Deployable, cfg: QuantizeConfig, env: StageEnv) -> StageR
 
 
 def _check_input(artifact: Deployable, cfg: QuantizeConfig, env: StageEnv) -> Eager:
+    from compressbench.adapters import torch_ao
+    from compressbench.runtimes import Eager
+    from compressbench.runtimes.base import Unsupported
+
     if not isinstance(artifact, Eager) or any(torch_ao.is_quantized_module(m) for m in artifact.module.modules()):
         raise Unsupported(f"the model reaching stage '{env.name}' is already quantized (runtime "
                           f"{artifact.runtime}); quantize an fp32 model: put quantize after the training and "

@@ -10,19 +10,16 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from torch import nn
-
 from compressbench.config import StageConfig, check
-from compressbench.engine import evaluate
 from compressbench.results import csv_bytes
-from compressbench.runtimes import Deployable, as_module
-from compressbench.runtimes.eager import module_device
 from compressbench.stages import StageResult, register_stage
-from compressbench.techniques.pruning.layers import check_selectors, classifier_name
-from compressbench.techniques.pruning.sensitivity import METHODS, scan
+from compressbench.techniques.pruning.choices import SENSITIVITY_METHODS as METHODS
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from compressbench.engine.env import StageEnv
+    from compressbench.runtimes import Deployable
 
 
 @dataclass
@@ -44,12 +41,20 @@ class SensitivityConfig(StageConfig):
         check(self.max_batches is None or self.max_batches >= 1, "max_batches", self.max_batches, "null or >= 1")
 
     def check_model(self, model: nn.Module, node: str = "sensitivity") -> None:
+        from compressbench.techniques.pruning.layers import check_selectors
+
         check_selectors(model, f"{node}.ignore", self.ignore)
 
 
 @register_stage("sensitivity", SensitivityConfig)
 def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> StageResult:
     """Scan every layer at every amount; hand back ``sensitivity.csv`` and the figures. The model is unchanged."""
+    from compressbench.engine import evaluate
+    from compressbench.runtimes import as_module
+    from compressbench.runtimes.eager import module_device
+    from compressbench.techniques.pruning.layers import classifier_name
+    from compressbench.techniques.pruning.sensitivity import scan
+
     model = as_module(artifact, env.name)
     cfg.check_model(model, env.name)
     device = module_device(model)

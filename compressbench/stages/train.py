@@ -1,21 +1,24 @@
 """The ``train`` stage kind (``finetune`` is a train stage with other defaults in YAML); its options are
-``engine.train.TrainConfig``, shared with every technique that trains."""
+``config.train.TrainConfig``, shared with every technique that trains."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from compressbench.engine.train import TrainConfig, train_module
-from compressbench.runtimes import Deployable, Eager, as_module
+from compressbench.config.train import TrainConfig
 from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
+    from compressbench.runtimes import Deployable
 
-__all__ = ["TrainConfig", "train", "train_module"]
+__all__ = ["TrainConfig", "train"]
 
 
 @register_stage("train", TrainConfig, distributed=True)
 def train(artifact: Deployable, cfg: TrainConfig, env: StageEnv) -> StageResult:
     """Train (or finetune) the model on the dataset's train split; model selection on val."""
+    from compressbench.engine.train import train_module
+    from compressbench.runtimes import Eager, as_module
+
     fitted = train_module(as_module(artifact, env.name), cfg, env)
     return StageResult(Eager(fitted.model, artifact.arch, artifact.runtime), fitted.record, fitted.history)

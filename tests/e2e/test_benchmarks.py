@@ -65,6 +65,13 @@ def test_bench_train(tmp_path: Path):
     assert len(rows) >= 2 and (rows["images_per_s"] > 0).all()
 
 
+def test_bench_startup(tmp_path: Path):
+    rows = bench(tmp_path, "bench_startup", "--rounds", "1")
+    assert list(rows["command"]) == ["help", "cfg_job", "config_error", "import_torch"]
+    assert (rows["rounds"] == 1).all() and (rows["min_s"] > 0).all() and (rows["min_s"] <= rows["median_s"]).all()
+    assert rows.set_index("command").loc["import_torch", "median_over_import_torch"] == 1.0
+
+
 def test_bench_huffman(tmp_path: Path):
     rows = bench(tmp_path, "bench_huffman", "--symbols", "5000", "--rounds", "2")
     ours = rows.set_index("coder").loc["compressbench"]

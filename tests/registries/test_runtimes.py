@@ -140,3 +140,13 @@ def test_verifier_cannot_import_compressbench(tmp_path: Path):
             f"runpy.run_path({str(exporting.VERIFIER)!r}, run_name='not_main'); import compressbench")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode != 0 and "compressbench" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", [k for k in RUNTIMES.names() if hasattr(RUNTIMES.get(k), "calibrate_int8")])
+def test_a_runtime_that_calibrates_int8_is_a_static_int8_backend(kind: str):
+    """Such a runtime is declared by name in ``quantization.methods`` (known before torch is imported), with the
+    packages and pip extra the runtime itself requires."""
+    key = f"static_int8/{kind}"
+    assert key in methods.QUANTIZERS, f"add register('static_int8', '{kind}', ...)(calibrated_by_runtime('{kind}'))"
+    handler, (packages, extra) = methods.QUANTIZERS.get(key), RUNTIMES.get(kind).requires
+    assert (handler.packages, handler.extra) == (packages, extra)

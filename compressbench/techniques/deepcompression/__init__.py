@@ -1,5 +1,7 @@
 """Deep Compression (Han et al. 2016) and low-rank factorization, behind the cluster, encode and lowrank stages.
 
+- ``choices``: the option names of the modules below, importable without torch (configs are checked before it
+  is imported).
 - ``kmeans``: exact 1-D k-means (Lloyd) of a layer's weights, with linear, density, random and k-means++ init.
 - ``sharing``: weight sharing — cluster a model's layers (zeros stay zero) and keep every layer at its shared
   values while a later train stage finetunes them (each shared value moves by its members' summed or mean update).

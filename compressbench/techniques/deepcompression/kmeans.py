@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-INITS = ("linear", "density", "random", "kmeans++")
+from compressbench.techniques.deepcompression.choices import KMEANS_INITS as INITS
 
 
 @dataclass

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from compressbench.techniques.deepcompression.choices import LOWRANK_METHODS as METHODS
+from compressbench.techniques.deepcompression.choices import LOWRANK_SCHEMES as SCHEMES
 from compressbench.techniques.pruning.layers import matches, prunable_layers
-
-METHODS = ("energy", "ratio", "rank")
-SCHEMES = ("channel", "spatial")
 
 
 @dataclass

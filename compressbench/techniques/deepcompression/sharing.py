@@ -26,11 +26,11 @@ import torch
 from torch import nn
 
 from compressbench.runtimes.eager import register_state
+from compressbench.techniques.deepcompression.choices import SHARING_UPDATES as UPDATES
 from compressbench.techniques.deepcompression.kmeans import kmeans_1d
 from compressbench.techniques.pruning.layers import prunable_layers
 
 CODEBOOK, CLUSTERS = "compressbench_codebook", "compressbench_clusters"
-UPDATES = ("mean", "sum")
 
 
 @dataclass

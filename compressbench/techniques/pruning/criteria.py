@@ -3,17 +3,21 @@
 A criterion scores either single weights (``unit="weights"``: the lowest are zeroed) or the output channels of
 a channel group (``unit="channels"``: the lowest are removed, with their dependencies), and says which ``scope``
 its papers use when one amount is given. Adding a criterion is one decorated function — here, or in a module
-of your own imported before the config is validated; ``prune.method=<name>`` then selects it.
+of your own imported before the config is validated; ``prune.method=<name>`` then selects it. This module
+imports no torch at load time (torch is imported in the scores), so ``prune.method`` is checked before it is.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from compressbench.adapters.torch_pruning import ChannelGroup
 from compressbench.infra.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from compressbench.adapters.torch_pruning import ChannelGroup
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ def magnitude(weight: torch.Tensor, generator: torch.Generator | None) -> torch.
 @register("random", "weights", "global")
 def random(weight: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Uniform noise: the control any criterion must beat."""
+    import torch
+
     return torch.rand(weight.numel(), generator=generator).to(weight.device)
 
 

@@ -6,6 +6,8 @@
   ``frequency`` optimizer steps between ``start`` and ``end`` (fractions of the steps) the sparsity rises along
   s_t = s_f (1 - (1 - p_t)^3), p_t the progress from start to end, so most weights go early while the
   network can still recover, and the last few slowly. Pruned weights are held at zero after every step.
+
+The names are ``choices.SCHEDULES``; the prune stage dispatches on them.
 """
 from __future__ import annotations
 
@@ -15,8 +17,6 @@ import torch
 from torch import nn
 
 from compressbench.engine import Callback
-
-SCHEDULES = ("oneshot", "iterative", "agp")
 
 Masks = dict[str, torch.Tensor]
 

@@ -14,11 +14,10 @@ import torch
 from torch import nn
 
 from compressbench.adapters.torch_pruning import channel_groups
+from compressbench.techniques.pruning.choices import SENSITIVITY_METHODS as METHODS
 from compressbench.techniques.pruning.layers import is_ignored, prunable_layers
 from compressbench.techniques.pruning.structured import ignored_modules
 from compressbench.techniques.pruning.unstructured import lowest
-
-METHODS = ("magnitude", "l1_filter")
 
 Evaluate = Callable[[nn.Module], dict[str, float]]  # → {"top1": percent, "loss": ...}
 

@@ -23,10 +23,9 @@ from torch import nn
 
 from compressbench.adapters.torch_pruning import ChannelGroup, channel_groups
 from compressbench.models import eval_mode
+from compressbench.techniques.pruning.choices import KEEP_ROUNDINGS
 from compressbench.techniques.pruning.criteria import PRUNE_CRITERIA
 from compressbench.techniques.pruning.layers import Spec, amount_for, matches, prunable_layers
-
-KEEP_ROUNDINGS = ("floor", "nearest")
 
 
 @dataclass

@@ -7,6 +7,16 @@ artifact and same-runtime fp32 reference; ``fakequant`` does low-bit weights wit
 """
 from __future__ import annotations
 
-from compressbench.runtimes.base import Unsupported  # the pipeline maps it to status ``unsupported``
+from typing import Any
 
 __all__ = ["Unsupported"]
+
+
+def __getattr__(name: str) -> Any:
+    # ``Unsupported`` (the pipeline maps it to status ``unsupported``) lives in runtimes.base, which imports torch:
+    # importing ``methods`` must not (the quantize config is checked against it before torch is imported).
+    if name == "Unsupported":
+        from compressbench.runtimes.base import Unsupported
+
+        return Unsupported
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

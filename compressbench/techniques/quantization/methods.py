@@ -5,6 +5,9 @@ int8, float and why, fused, layout), extra results fields and files. Failures th
 this way" — an untraceable graph, an op an exporter or kernel library lacks, nothing left to quantize — raise
 ``Unsupported`` naming the op and what to try instead; anything else is a bug and propagates. A new backend is
 one decorated function here (or in its own module) plus its runtime in ``compressbench.runtimes``.
+
+Every handler is declared here, and this module imports no torch at load time (each handler imports what it
+runs), so the quantize stage's method, backend and observer are checked before torch is imported.
 """
 from __future__ import annotations
 
@@ -14,23 +17,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
-from compressbench.adapters import onnx as onnx_adapter
-from compressbench.adapters import onnxruntime as ort_adapter
-from compressbench.adapters import torch_ao
 from compressbench.infra.registry import Registry
-from compressbench.models.counting import count_macs
-from compressbench.runtimes import Deployable, Eager
-from compressbench.runtimes.compiled import Pt2eInt8
-from compressbench.runtimes.eager import Cast, DynamicInt8
-from compressbench.runtimes.fx_int8 import FxInt8
-from compressbench.runtimes.onnxruntime import Ort
-from compressbench.techniques.quantization import Unsupported
 
 if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from compressbench.adapters import torch_ao
     from compressbench.engine.env import StageEnv
+    from compressbench.runtimes import Deployable, Eager
+    from compressbench.runtimes.base import Unsupported
 
 Row = dict[str, str]
 
@@ -82,6 +78,10 @@ def methods() -> list[str]:
 
 def fp32_cpu(model: Eager) -> Eager:
     """A CPU, contiguous-format fp32 copy of ``model``: what every int8 backend starts from."""
+    import torch
+
+    from compressbench.runtimes import Eager
+
     module = copy.deepcopy(model.module).cpu().eval().to(memory_format=torch.contiguous_format)
     return Eager(module, model.arch)
 
@@ -97,18 +97,24 @@ def _op_named(error: Exception) -> str:
 
 
 def _unsupported(what: str, error: Exception, instead: str) -> Unsupported:
+    from compressbench.runtimes.base import Unsupported
+
     op = _op_named(error)
     return Unsupported(f"{what}{f' (op {op})' if op else ''}: {type(error).__name__}: {str(error)[:400]}. "
                        f"{instead}")
 
 
 def need_int8(report: list[Row], model: nn.Module, backend: str) -> None:
+    from compressbench.runtimes.base import Unsupported
+
     if not any(r["status"] == "int8" for r in report):
         raise Unsupported(f"{backend} quantized no layer of {type(model).__name__}: every op stayed float "
                           "(see fallback.csv); try another quantize.backend")
 
 
 def recipe_of(cfg: Any, batches: list[torch.Tensor]) -> torch_ao.Recipe:
+    from compressbench.adapters import torch_ao
+
     return torch_ao.Recipe(observer=cfg.resolved_observer, per_channel=cfg.per_channel, skip=list(cfg.skip),
                            example_shape=(1, *batches[0].shape[1:]))
 
@@ -116,6 +122,11 @@ def recipe_of(cfg: Any, batches: list[torch.Tensor]) -> torch_ao.Recipe:
 @register("static_int8", "fx", observers=("histogram", "minmax", "moving_average"))
 def static_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
     """FX graph-mode static int8: fuse conv-BN-ReLU, observe activations on ``batches``, convert."""
+    import torch
+
+    from compressbench.adapters import torch_ao
+    from compressbench.runtimes.fx_int8 import FxInt8
+
     source = fp32_cpu(fp32)
     model, recipe = source.module, recipe_of(cfg, batches)
     try:
@@ -143,6 +154,10 @@ def static_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor])
 @register("dynamic_int8", "fx")
 def dynamic_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
     """Eager dynamic int8: Linear/recurrent weights int8, activations quantized per call."""
+    from compressbench.adapters import torch_ao
+    from compressbench.runtimes.base import Unsupported
+    from compressbench.runtimes.eager import DynamicInt8
+
     source = fp32_cpu(fp32)
     model = source.module
     if not torch_ao.has_dynamic_targets(model):
@@ -166,6 +181,7 @@ def pt2e_dynamic(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tenso
 def pt2e(fp32: Eager, cfg: Any, batches: list[torch.Tensor], dynamic: bool) -> Result:
     """PT2E int8 (torchao ``X86InductorQuantizer``), run compiled by inductor."""
     from compressbench.adapters import torchao
+    from compressbench.runtimes.compiled import Pt2eInt8
 
     torchao.require()
     source = fp32_cpu(fp32)
@@ -196,6 +212,11 @@ def ort_dynamic(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor
 def onnxruntime(fp32: Eager, cfg: Any, batches: list[torch.Tensor], dynamic: bool) -> Result:
     """Export to ONNX (fp32), quantize to QDQ int8 (static, calibrated on ``batches``) or dynamic int8, and run
     in ONNX Runtime: accuracy and latency are then those of the exported file."""
+    from compressbench.adapters import onnx as onnx_adapter
+    from compressbench.adapters import onnxruntime as ort_adapter
+    from compressbench.models.counting import count_macs
+    from compressbench.runtimes.onnxruntime import Ort
+
     ort_adapter.require()
     source = fp32_cpu(fp32)
     model, observer, per_channel, skip = source.module, cfg.resolved_observer, cfg.per_channel, list(cfg.skip)
@@ -220,11 +241,15 @@ def onnxruntime(fp32: Eager, cfg: Any, batches: list[torch.Tensor], dynamic: boo
 
 @register("fp16", "eager")
 def fp16(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
+    import torch
+
     return cast(fp32, torch.float16, batches[0])
 
 
 @register("bf16", "eager")
 def bf16(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
+    import torch
+
     return cast(fp32, torch.bfloat16, batches[0])
 
 
@@ -234,6 +259,11 @@ def cast(fp32: Eager, dtype: torch.dtype, batch: torch.Tensor) -> Result:
     fp16 tops out at 65504: a model whose activations grow past it on a calibration ``batch`` gives inf/NaN
     logits, which is reported as unsupported rather than measured as a broken model.
     """
+    import torch
+
+    from compressbench.runtimes.base import Unsupported
+    from compressbench.runtimes.eager import Cast
+
     model = fp32.module
     x = batch.to(fp32.device)
     with torch.no_grad():
@@ -245,29 +275,42 @@ def cast(fp32: Eager, dtype: torch.dtype, batch: torch.Tensor) -> Result:
     return Result(cast_model)
 
 
-def register_runtime_backends() -> None:
-    """Every runtime with a ``calibrate_int8`` classmethod is a ``static_int8`` backend under its RUNTIMES name,
-    so a new runtime brings its int8 route with it (its file and its adapter: nothing to add here)."""
-    from compressbench.runtimes import RUNTIMES
+@register("qat", "fx", observers=("moving_average",))
+def qat_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
+    """Quantization-aware training with FX fake quantization, then int8 kernels (``training.qat_fx``)."""
+    from compressbench.techniques.quantization import training
 
-    for name in RUNTIMES.names():
-        runtime = RUNTIMES.get(name)
-        calibrate = getattr(runtime, "calibrate_int8", None)
-        if calibrate is None or f"static_int8/{name}" in QUANTIZERS:
-            continue
-
-        def handler(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor], calibrate=calibrate,
-                    name=name) -> Result:
-            try:
-                int8, report = calibrate(fp32_cpu(fp32), batches)
-            except Exception as e:  # noqa: BLE001 — conversion/calibration failures: this model cannot go this way
-                raise _unsupported(f"{name} int8 of {type(fp32.module).__name__} failed", e,
-                                   "Try quantize.backend=fx or onnxruntime") from e
-            need_int8(report, fp32.module, name)
-            return Result(int8, report)
-
-        packages, extra = runtime.requires
-        QUANTIZERS.register(f"static_int8/{name}")(Quantizer(handler, ("nncf",), packages, extra))
+    return training.qat_fx(fp32, cfg, env, batches)
 
 
-register_runtime_backends()
+@register("weight_bits", "eager")
+def weight_bits(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
+    """Low-bit per-channel weights, finetuned with the straight-through estimator (``training.weight_bits``)."""
+    from compressbench.techniques.quantization import training
+
+    return training.weight_bits(fp32, cfg, env, batches)
+
+
+def calibrated_by_runtime(name: str) -> Callable[..., Result]:
+    """The ``static_int8`` handler of runtime ``name``, which calibrates its own int8 model (``calibrate_int8``)."""
+
+    def handler(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
+        from compressbench.runtimes import RUNTIMES
+
+        try:
+            int8, report = RUNTIMES.get(name).calibrate_int8(fp32_cpu(fp32), batches)
+        except Exception as e:  # noqa: BLE001 — conversion/calibration failures: this model cannot go this way
+            raise _unsupported(f"{name} int8 of {type(fp32.module).__name__} failed", e,
+                               "Try quantize.backend=fx or onnxruntime") from e
+        need_int8(report, fp32.module, name)
+        return Result(int8, report)
+
+    handler.__name__ = handler.__qualname__ = f"{name}_static"
+    return handler
+
+
+# Each runtime with a ``calibrate_int8`` classmethod is a static_int8 backend under its RUNTIMES name, needing the
+# runtime's packages. Listed here, not found by importing every runtime (that imports torch), so the backend names
+# are known before torch is; tests/registries/test_runtimes.py fails when a calibrating runtime is missing here.
+register("static_int8", "openvino", observers=("nncf",), packages=("openvino", "nncf"), extra="openvino")(
+    calibrated_by_runtime("openvino"))

@@ -1,7 +1,8 @@
 """The quantization methods that train: QAT (fake-quant finetuning, then real int8) and low-bit weights.
 
 Both train through ``engine.fit`` — the one training loop — so they get its model selection on val, history,
-checkpoints, divergence handling and ``KeepSparsity`` (a pruned model stays pruned).
+checkpoints, divergence handling and ``KeepSparsity`` (a pruned model stays pruned). They are registered in
+``methods`` (``qat/fx``, ``weight_bits/eager``), which imports this module when one of them runs.
 """
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import torch
 from torch import nn
 
 from compressbench.adapters import torch_ao
+from compressbench.config.train import TrainConfig
 from compressbench.engine import Callback, Precision
-from compressbench.engine.train import TrainConfig, train_module
+from compressbench.engine.train import train_module
 from compressbench.runtimes import Eager
 from compressbench.runtimes.fx_int8 import FxInt8
 from compressbench.techniques.quantization import Unsupported, fakequant
-from compressbench.techniques.quantization.methods import Result, fp32_cpu, need_int8, recipe_of, register
+from compressbench.techniques.quantization.methods import Result, fp32_cpu, need_int8, recipe_of
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
@@ -43,7 +45,6 @@ class QatSchedule(Callback):
             torch_ao.freeze_observers(model)
 
 
-@register("qat", "fx", observers=("moving_average",))
 def qat_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
     """Quantization-aware training with FX fake quantization on ``env.device``, then conversion to int8 (CPU)."""
     source_artifact = fp32_cpu(fp32)
@@ -66,7 +67,6 @@ def qat_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) ->
                   {"quant_engine": torch_ao.ENGINE, **info, **fitted.record}, history=fitted.history)
 
 
-@register("weight_bits", "eager")
 def weight_bits(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
     """Weights on a ``cfg.weight_bits``-bit per-channel grid, finetuned ``cfg.epochs`` with the straight-through
     estimator (0 = post-training), snapped, and encoded; the encoding is decoded back and checked."""
