@@ -79,3 +79,14 @@ def test_bench_huffman(tmp_path: Path):
     if "bitarray" in set(rows["coder"]):  # optional: both are Huffman codes (ours length-limited to 15 bits)
         theirs = rows.set_index("coder").loc["bitarray", "payload_bytes"]
         assert theirs <= ours["payload_bytes"] <= 1.005 * theirs
+
+
+@pytest.mark.slow
+def test_bench_sweep(tmp_path: Path):
+    rows = bench(tmp_path, "bench_sweep", "--rounds", "1", "--set", "+debug=smoke", "--set", "chain=[train,prune]",
+                 "--set", "measure.fp32_routes=[eager]")
+    runs = rows[rows["command"].isin(["one_run", "sweep"])].set_index("command")
+    assert runs.loc["one_run", "jobs"] == 1 and runs.loc["sweep", "jobs"] == 4  # one results.csv per job
+    ratio = rows.set_index("command").loc["ratio_median", "wall_s"]
+    assert ratio == pytest.approx(runs.loc["sweep", "wall_s"] / runs.loc["one_run", "wall_s"])
+    assert (runs["stage_wall_s"] > 0).all() and (runs["other_s"] > 0).all()
