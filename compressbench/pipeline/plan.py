@@ -115,6 +115,7 @@ def validate(cfg: DictConfig) -> Plan:
 def precheck(cfg: DictConfig) -> Plan:
     """The checks the config alone answers, without importing torch: the typed plan, its model, dataset and
     runtime names not yet checked against their registries (``validate`` does that)."""
+    from compressbench.pipeline.objective import check_objective
     from compressbench.stages import STAGES
     from compressbench.tracking import check_logger
 
@@ -138,6 +139,7 @@ def precheck(cfg: DictConfig) -> Plan:
               f"stage kinds: {', '.join(STAGES.names())}")
         spec = STAGES.get(node.stage)
         stages[name] = typed(spec.config, node, name)
+    check_objective(cfg)  # what a sweeper optimizes: metrics, constraints, stage, hydra.sweeper.direction
     init_from = cfg.get("init_from")
     check(not init_from or resolve_path(init_from).is_file(), "init_from", init_from,
           "the path of a state_dict file (torch.save(model.state_dict(), path)), or null for random init")

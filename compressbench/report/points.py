@@ -13,6 +13,7 @@ import pandas as pd
 
 from compressbench.report import stats
 from compressbench.report.labels import parse_overrides, speedup_columns
+from compressbench.results.objective import stored_size
 
 MEAN_COLUMNS = ("test_acc", "val_acc", "test_top5")  # averaged over seeds; every other number: the median
 
@@ -106,10 +107,9 @@ def stage_table(rows: pd.DataFrame) -> pd.DataFrame:
     table["chance_acc"] = [stats.chance_pct(c) for c in classes] if classes is not None else math.nan
     table["near_chance"] = [stats.near_chance(a, c) for a, c in zip(table["test_acc"], table["chance_acc"],
                                                                      strict=True)]
-    sizes = table[[c for c in ("size_bytes", "encoded_bytes") if c in table]].apply(pd.to_numeric,
-                                                                                   errors="coerce")
-    table["stored_bytes"] = sizes.min(axis=1)
-    table["stored_flavour"] = [None if r.isna().all() else r.idxmin() for _, r in sizes.iterrows()]
+    stored = [stored_size(r) for r in table.to_dict("records")]  # the objective's size_bytes is the same
+    table["stored_bytes"] = [math.nan if b is None else b for b, _ in stored]
+    table["stored_flavour"] = [f for _, f in stored]
     chains = {b: list(g.sort_values("stage_index")["stage"].astype(str)) for b, g in table.groupby("branch")}
     table["chain"] = table["branch"].map(lambda b: "→".join(chains[b]))
     table["chain_to"] = [("→".join(chains[b][: chains[b].index(str(s)) + 1]))
