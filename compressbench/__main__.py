@@ -53,10 +53,11 @@ def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     budget_threads(cfg, hc)
     try:
-        validate(cfg)  # every config error before the runner's imports (torch, techniques, plots); run re-checks
+        plan = validate(cfg)  # every config error before the runner's imports (torch, techniques, plots)
         from compressbench.pipeline import runner
 
-        rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task))
+        rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), plan=plan,
+                          figures=hc.mode != RunMode.MULTIRUN)  # a sweep draws its jobs' figures once, at its end
     except (ConfigError, UnknownNameError) as e:
         if hc.mode == RunMode.MULTIRUN:  # a sweep's bad job is listed in its summary; the sweep goes on
             from compressbench.pipeline import runner

@@ -1,7 +1,10 @@
 """Cache keys of a chain (DESIGN.md §5): known up front, from configs, the data's fingerprint and file contents."""
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +42,24 @@ def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | 
 def training_environment(plan: Plan) -> dict[str, Any]:
     """What, besides configs, changes a trained model: precision, ranks (the global batch), determinism and the
     torch/torchvision versions. Part of every cache key."""
-    import torchvision
-
     from compressbench.engine import Precision, resolve_device
 
     device = resolve_device(plan.runtime.device)
     return {"precision": Precision.for_device(device, plan.runtime.amp).name,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")), "deterministic": plan.runtime.deterministic,
-            "torch": torch.__version__, "torchvision": torchvision.__version__}
+            "torch": torch.__version__, "torchvision": torchvision_version()}
+
+
+def torchvision_version() -> str:
+    """``torchvision.__version__`` (local label included, as keys have always held it) without importing
+    torchvision when nothing else has: its import pulls in torch._dynamo, ~1.5 s a run for a LeNet."""
+    if "torchvision" in sys.modules:
+        return sys.modules["torchvision"].__version__
+    spec = importlib.util.find_spec("torchvision")
+    try:
+        text = (Path(spec.submodule_search_locations[0]) / "version.py").read_text()
+        return re.search(r"^__version__ = ['\"]([^'\"]+)['\"]", text, re.M).group(1)
+    except (AttributeError, TypeError, OSError):  # another layout: ask the package itself
+        import torchvision
+
+        return torchvision.__version__

@@ -60,13 +60,17 @@ class RunFailed(RuntimeError):
     """A stage failed or diverged; its row (status, error) is in results.csv and the chain stopped there."""
 
 
-def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (),
+        plan: Plan | None = None, figures: bool = True) -> list[dict[str, Any]]:
     """Run the chain in ``cfg``, writing everything under ``run_dir``; return the results rows.
+
+    ``plan``: ``validate(cfg)`` when the caller has just made it (else it is made here). ``figures=False`` (a
+    sweep's job: the sweep draws every job's points once, when it ends) writes the job's summary without plots.
 
     ``status.json`` in ``run_dir`` says how the job ended (ok / failed / interrupted, with the error), so a
     sweep summary lists jobs that failed before writing a single row.
     """
-    plan = validate(cfg)  # every config error surfaces here, before any folder, data or compute
+    plan = plan if plan is not None else validate(cfg)  # every config error here, before any folder or compute
     if not distributed.from_env().is_main:
         # Under torchrun rank 0 owns the run dir; the other ranks write their scratch elsewhere and drop it.
         scratch = Path(tempfile.mkdtemp(prefix="compressbench-rank-"))
@@ -95,7 +99,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
             raise OutputError(message) from None
         write_status(run_dir, status, overrides, name, error=f"{type(e).__name__}: {e}")
         if isinstance(e, RunFailed):  # its rows are written: the report shows how far it got
-            report_best_effort(run_dir)
+            report_best_effort(run_dir, figures)
         if isinstance(e, Exception):  # a failed run is tracked too (its status a tag); an interrupted one is not
             track_run(cfg, run_dir)
         log.info("%s; run dir: %s", status, run_dir.resolve())
@@ -104,7 +108,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
         reserve.release()
     # The status first: the report reads it, and must not list a finished run as still running.
     write_status(run_dir, "ok", overrides, name)
-    report_best_effort(run_dir)
+    report_best_effort(run_dir, figures)
     track_run(cfg, run_dir)
     log.info("done; results, summary.md and plots in %s", run_dir.resolve())
     return rows
@@ -391,11 +395,11 @@ def stage_env(cfg: DictConfig, stage: str, run_dir: str | Path) -> tuple[StageEn
     return pipeline.env(index, stage, pipeline.keys[index + 1], spec, directory, None), pipeline.initial_model()
 
 
-def report_best_effort(directory: Path) -> None:
+def report_best_effort(directory: Path, figures: bool = True) -> None:
     """Refresh a run's or sweep's report; a plotting problem is reported, never turned into a failed run (every
     measurement is already in results.csv, and ``python -m compressbench.report`` can redo it)."""
     try:
-        write_report(directory)
+        write_report(directory, figures=figures)
     except Exception as e:  # noqa: BLE001
         log.warning("the report in %s could not be refreshed (%s: %s); results.csv is complete — run "
                     "python -m compressbench.report %s", directory, type(e).__name__, e, directory)

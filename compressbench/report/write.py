@@ -64,10 +64,10 @@ def build(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataFrame | None = None,
-                 experiment: str | None = None, html_page: bool = False) -> pd.DataFrame:
-    """Write ``summary.csv`` (or ``results.csv`` into a findings folder), ``summary.md``, ``plots/*.png`` and,
-    with ``html_page``, ``index.html`` into ``out`` (default ``root``) from the runs under ``root``; return
-    the enriched rows."""
+                 experiment: str | None = None, html_page: bool = False, figures: bool = True) -> pd.DataFrame:
+    """Write ``summary.csv`` (or ``results.csv`` into a findings folder), ``summary.md``, ``plots/*.png``
+    (unless not ``figures``) and, with ``html_page``, ``index.html`` into ``out`` (default ``root``) from the
+    runs under ``root``; return the enriched rows."""
     root = Path(root)
     out = Path(out) if out is not None else root
     with file_lock(lock_path(out), what=f"the report in {out}"):
@@ -82,10 +82,10 @@ def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataF
         name = "summary.csv" if out == root else "results.csv"
         atomic_write_text(out / name, enriched[columns].to_csv(index=False) if columns else "")
         atomic_write_text(out / "summary.md", summary_markdown(table, jobs, problems, root, enriched))
-        made = all_figures(table, root, _look(table, enriched)) if not table.empty else {}
+        made = all_figures(table, root, _look(table, enriched)) if figures and not table.empty else {}
         for fig_name, fig in made.items():
             atomic_write_bytes(out / "plots" / f"{fig_name}.png", to_png(fig))
-        for stale in FIGURES:  # a figure that has nothing to show this time must not survive from before
+        for stale in FIGURES if figures else ():  # a figure with nothing to show must not survive from before
             if stale not in made:
                 (out / "plots" / f"{stale}.png").unlink(missing_ok=True)
         if html_page:

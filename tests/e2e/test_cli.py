@@ -33,6 +33,8 @@ def test_multirun_aggregates_the_sweep(tmp_path: Path):
     assert sorted(train["cache_hit"]) == [False, True]
     assert {o.split()[-1] for o in summary["overrides"]} == {"finetune.lr=0.01", "finetune.lr=0.001"}
     assert (sweep / "plots" / "accuracy_vs_size.png").is_file()
+    # Each job has its summary; the figures of every job's points are drawn once, for the sweep.
+    assert all((sweep / j / "summary.md").is_file() and not (sweep / j / "plots").exists() for j in ("0", "1"))
 
 
 def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path: Path):
