@@ -189,10 +189,22 @@ def test_torchvision_formats_round_trip(name: str, writer: Any, tmp_path: Path, 
     assert b.split_info["test_source"] == "official"
 
 
-def test_download_true_with_files_present_locks_and_does_not_download(tmp_path: Path, md5_skipped: None):
+def test_download_true_with_files_present_locks_and_does_not_download(tmp_path: Path, md5_skipped: None,
+                                                                     monkeypatch):
+    import compressbench.data.fetch as fetch
+
+    held = []
+    real = fetch.file_lock
+
+    def recording(path, what=""):
+        held.append(Path(path))
+        return real(path, what)
+
+    monkeypatch.setattr(fetch, "file_lock", recording)
     write_cifar(tmp_path)
     b = load_dataset({"name": "cifar10", "download": True}, tmp_path)
-    assert len(b.test) == 30 and (tmp_path / ".cifar10.lock").exists()
+    assert len(b.test) == 30 and held == [tmp_path / ".cifar10.lock"]
+    assert not (tmp_path / ".cifar10.lock").exists()  # and the lock leaves no file behind
 
 
 @pytest.mark.parametrize("name, where", [("cifar10", "cifar-10-batches-py"), ("svhn", "svhn"),
