@@ -18,6 +18,7 @@ MARGIN_BYTES = 50 * 2**20  # logs, CSVs, plots and the pickle overhead of small 
 # The errors that say "this place cannot take our files" (not a bug, not a stage's failure): full disk or
 # quota, read-only file system, no permission, a file where a folder should be.
 OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR})
+RUN_DIR_KEY = "hydra.run.dir (or hydra.sweep.dir)"  # the key that moves a run's (or sweep job's) folder
 RESERVE_NAME = ".compressbench-reserve"
 RESERVE_BYTES = 256 * 1024  # room for status.json, error.txt and the log's last lines on a full disk
 
@@ -62,7 +63,7 @@ def ensure_space(directory: Path, needed: int, key: str) -> None:
 def preflight(run_dir: Path, cache_dir: Path | None, params: int, stages: int) -> None:
     """Writable run and cache dirs with room for ``stages`` checkpoints of a ``params``-parameter model."""
     needed = expected_bytes(params, stages)
-    places = [(run_dir, "hydra.run.dir (or hydra.sweep.dir)")]
+    places = [(run_dir, RUN_DIR_KEY)]
     if cache_dir is not None:
         places.append((cache_dir, "paths.cache_dir"))
     for directory, key in places:
@@ -96,7 +97,9 @@ def describe_output_error(e: OSError, places: Iterable[tuple[Path, str]]) -> str
     """One line: what could not be written, why, and the key that points the run elsewhere."""
     where = Path(e.filename) if e.filename else None
     key = next((k for directory, k in places if where is not None and _is_under(where, directory)), None)
-    what = f"cannot write {where}" if where else "a write failed"
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)  # only a write fails these ways
+    what = (f"cannot {'write' if full else 'access'} {where}" if where else
+            f"a file {'write' if full else 'access'} failed")
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = "free some space" + (f" or point {key} at a larger disk" if key else "")
     else:

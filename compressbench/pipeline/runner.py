@@ -30,6 +30,7 @@ from compressbench.engine.env import StageEnv, TensorMemo
 from compressbench.infra import distributed
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from compressbench.infra.preflight import (
+    RUN_DIR_KEY,
     OutputError,
     Reserve,
     describe_output_error,
@@ -112,9 +113,6 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     track_run(cfg, run_dir)
     log.info("done; results, summary.md and plots in %s", run_dir.resolve())
     return rows
-
-
-RUN_DIR_KEY = "hydra.run.dir (or hydra.sweep.dir)"
 
 
 def output_places(cfg: DictConfig, run_dir: Path) -> list[tuple[Path, str]]:

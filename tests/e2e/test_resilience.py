@@ -256,3 +256,16 @@ def test_a_read_only_file_system_is_detected_before_any_write(tmp_path: Path, mo
     with pytest.raises(PreflightError, match="read-only file system; make it writable or point hydra.run.dir"):
         pf.check_creatable(tmp_path / "new" / "run", "hydra.run.dir")
     assert not (tmp_path / "new").exists()
+
+
+def test_an_output_error_names_the_place_and_its_key(tmp_path: Path):
+    import errno
+
+    from compressbench.infra.preflight import describe_output_error
+
+    places = [(tmp_path / "run", "hydra.run.dir"), (tmp_path / "cache", "paths.cache_dir")]
+    full = describe_output_error(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "x")),
+                                 places)
+    assert full.startswith("cannot write ") and "point paths.cache_dir at a larger disk" in full
+    denied = describe_output_error(OSError(errno.EACCES, "Permission denied", str(tmp_path / "run" / "y")), places)
+    assert denied.startswith("cannot access ") and "point hydra.run.dir at another directory" in denied
