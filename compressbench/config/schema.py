@@ -140,7 +140,11 @@ class MeasureConfig:
     throughput_threads: int | None = None  # None = all cores
     warmup: int = 5
     iters: int = 20  # timed calls per round
-    rounds: int = 5  # interleaved reference/candidate rounds for the paired speedup
+    rounds: int = 5  # at most this many interleaved reference/candidate rounds for the paired speedup
+    # Adaptive timing: after min_rounds (at most `rounds`), stop once the per-round ratios' 95% interval is
+    # within ±tolerance (measure/latency.py); tolerance 0 always times `rounds` rounds.
+    min_rounds: int = 3
+    tolerance: float = 0.05
     eval_batch_size: int = 256
     reference: str | None = None  # stage whose model is the baseline for ratios; None = first train stage
     # The chain's last stage is also timed against the baseline on each of these fp32 runtimes (RUNTIMES names),
@@ -148,10 +152,11 @@ class MeasureConfig:
     fp32_routes: list[str] | None = None
 
     def __post_init__(self) -> None:
-        for key in ("threads", "batch_size", "iters", "rounds", "eval_batch_size"):
+        for key in ("threads", "batch_size", "iters", "rounds", "min_rounds", "eval_batch_size"):
             check(getattr(self, key) >= 1, f"{key}", getattr(self, key), ">= 1")
         # At least one untimed call: compilation, autotuning and lazy initialisation stay out of the samples.
         check(self.warmup >= 1, "warmup", self.warmup, ">= 1")
+        check(0 <= self.tolerance < 1, "tolerance", self.tolerance, "in [0, 1): a relative half-width")
         check(self.throughput_threads is None or self.throughput_threads >= 1, "throughput_threads",
               self.throughput_threads, "null or >= 1")
 

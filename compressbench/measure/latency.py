@@ -3,9 +3,14 @@
 A speedup is never the ratio of two numbers taken at different times: the reference and the candidate are
 timed in the same process, interleaved in rounds (A B, then B A, ...), and the speedup is the median of the
 per-round ratios, with its interquartile range as the spread. Thread count is fixed while timing.
+
+Timing is adaptive: after ``min_rounds`` rounds it stops as soon as the 95% interval of the per-round figure (the
+paired ratio; without a reference, the round's median) is within ``±tolerance`` of it — a quiet machine is done in
+a few rounds, a noisy one gets up to ``rounds``. The row's ``timing_rounds`` says how many were taken.
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from compressbench.infra.tdist import t95
 
 if TYPE_CHECKING:
     from compressbench.config import MeasureConfig
@@ -68,6 +75,11 @@ class Timing:
     samples_ms: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
     reference_ms: list[float] = field(default_factory=list)  # the reference's samples, when there is one
+    round_ms: list[float] = field(default_factory=list)  # each round's median, when timed without a reference
+
+    @property
+    def rounds(self) -> int:
+        return len(self.ratios) or len(self.round_ms)
 
     @property
     def p50(self) -> float:
@@ -86,29 +98,48 @@ class Timing:
         return quantile(self.ratios, 0.75) - quantile(self.ratios, 0.25) if self.ratios else None
 
 
+def settled(values: list[float], tolerance: float) -> bool:
+    """Whether the 95% Student-t interval of the mean of ``log(values)`` lies within ``log(1 ± tolerance)``: the
+    per-round figures agree closely enough that more rounds would not move their centre by more than that."""
+    if tolerance <= 0 or len(values) < 2 or min(values) <= 0:
+        return False
+    logs = [math.log(v) for v in values]
+    half = t95(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return half <= math.log1p(tolerance)
+
+
 @torch.no_grad()
 def time_model(candidate: Call, device: torch.device, *, warmup: int, iters: int, rounds: int,
-               reference: Call | None = None) -> Timing:
-    """Time ``candidate``; with a ``reference``, interleave the two and collect per-round speedups."""
+               reference: Call | None = None, min_rounds: int | None = None, tolerance: float = 0.0) -> Timing:
+    """Time ``candidate``; with a ``reference``, interleave the two and collect per-round speedups.
+
+    ``rounds`` is the most rounds taken; with ``min_rounds`` and a ``tolerance`` > 0 timing stops early once the
+    rounds' figures have settled (``settled``): the paired ratios, or without a reference the round medians.
+    """
     for _ in range(warmup):
         candidate()
         if reference is not None:
             reference()
     timing = Timing()
+    first = rounds if min_rounds is None else max(1, min(min_rounds, rounds))
     for r in range(rounds):
         if reference is None:
-            timing.samples_ms += time_calls(candidate, iters, device)
-            continue
-        # Alternate which goes first so a drift within the round (turbo, a neighbour's job) cancels out.
-        if r % 2 == 0:
-            ref = time_calls(reference, iters, device)
-            cand = time_calls(candidate, iters, device)
+            samples = time_calls(candidate, iters, device)
+            timing.samples_ms += samples
+            timing.round_ms.append(statistics.median(samples))
         else:
-            cand = time_calls(candidate, iters, device)
-            ref = time_calls(reference, iters, device)
-        timing.samples_ms += cand
-        timing.reference_ms += ref
-        timing.ratios.append(statistics.median(ref) / statistics.median(cand))
+            # Alternate which goes first so a drift within the round (turbo, a neighbour's job) cancels out.
+            if r % 2 == 0:
+                ref = time_calls(reference, iters, device)
+                cand = time_calls(candidate, iters, device)
+            else:
+                cand = time_calls(candidate, iters, device)
+                ref = time_calls(reference, iters, device)
+            timing.samples_ms += cand
+            timing.reference_ms += ref
+            timing.ratios.append(statistics.median(ref) / statistics.median(cand))
+        if r + 1 >= first and settled(timing.ratios or timing.round_ms, tolerance):
+            break
     return timing
 
 
@@ -122,7 +153,8 @@ def latency_metrics(artifact: Deployable, reference: Deployable | None,
     def timed(x: torch.Tensor, threads: int | None, iters: int) -> tuple[Timing, int]:
         with num_threads(threads if on_cpu else None) as used:
             timing = time_model(artifact.timer(x), device, warmup=cfg.warmup, iters=iters, rounds=cfg.rounds,
-                                reference=reference.timer(x) if reference is not None else None)
+                                reference=reference.timer(x) if reference is not None else None,
+                                min_rounds=cfg.min_rounds, tolerance=cfg.tolerance)
         return timing, used
 
     latency, threads = timed(one, cfg.threads, cfg.iters)
@@ -134,6 +166,7 @@ def latency_metrics(artifact: Deployable, reference: Deployable | None,
         "throughput_ips": cfg.batch_size / (throughput.p50 / 1e3),
         "speedup": latency.speedup,
         "speedup_iqr": latency.speedup_iqr,
+        "timing_rounds": latency.rounds,
         "throughput_speedup": throughput.speedup,
         "threads": threads,
         "throughput_threads": throughput_threads,

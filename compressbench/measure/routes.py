@@ -36,7 +36,8 @@ def against_fp32_routes(artifact: Deployable, fp32: Eager, routes: Sequence[str]
             try:
                 reference = built_reference(route, base, example)
                 timing = time_model(candidate, torch.device("cpu"), warmup=cfg.warmup, iters=cfg.iters,
-                                    rounds=cfg.rounds, reference=reference.timer(example))
+                                    rounds=cfg.rounds, reference=reference.timer(example),
+                                    min_rounds=cfg.min_rounds, tolerance=cfg.tolerance)
             except ImportError as e:  # an optional runtime that is not installed: say how to get it
                 skipped.append(f"{route} (not installed: {e})")
                 continue

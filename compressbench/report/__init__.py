@@ -1,7 +1,7 @@
 """Reports over ``results.csv`` files: ``python -m compressbench.report DIR [--findings-dir PATH] [--html]``.
 
 A leaf of the package: it reads result tables and run folders and imports nothing from compressbench but
-``results``, ``atomic`` and ``locks``. The data flow, one module each:
+``results`` and ``infra`` (atomic, locks, tdist). The data flow, one module each:
 collect (read the tree) → labels (technique, credit, speedup baseline) → points (seed groups, intervals,
 numbered branches) → figures / stage_figures (plots, with style) → summary / sections (summary.md; pareto_set: a
 sweep's Pareto set for its objective, from the job folders) → html (one page) → write (files and locks); tables

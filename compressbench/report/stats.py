@@ -16,19 +16,10 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-Z95 = 1.959963984540054
-# Two-sided 95% Student-t quantiles by degrees of freedom (scipy is not needed for these few values).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000}
+from compressbench.infra.tdist import Z95, t95
+
 # A model that closes less than this fraction of the gap from chance to 100% is "near chance": never a pick.
 NEAR_CHANCE_FRACTION = 0.1
-
-
-def t95(dof: int) -> float:
-    """The 97.5% quantile of Student's t with ``dof`` degrees of freedom (the next smaller tabled dof)."""
-    if dof < 1:
-        return math.nan
-    return _T95[max(k for k in _T95 if k <= dof)] if dof <= 60 else Z95
 
 
 def _nan(x: float | None) -> bool:

@@ -78,3 +78,53 @@ def test_paired_speedup_finds_a_twice_slower_reference():
 def test_without_a_reference_there_is_no_speedup():
     timing = time_model(lambda: None, torch.device("cpu"), warmup=0, iters=2, rounds=2)
     assert timing.speedup is None and len(timing.samples_ms) == 4
+
+
+def _fake_clock(monkeypatch):
+    """Each call returns the milliseconds it "took": timing without a clock, so stopping rules are exact."""
+    from compressbench.measure import latency
+
+    monkeypatch.setattr(latency, "time_calls", lambda call, iters, device: [call() for _ in range(iters)])
+
+
+def test_adaptive_timing_stops_once_the_ratios_settle(monkeypatch):
+    _fake_clock(monkeypatch)
+    timing = time_model(lambda: 2.0, torch.device("cpu"), warmup=0, iters=3, rounds=9,
+                        reference=lambda: 4.0, min_rounds=3, tolerance=0.05)
+    assert timing.rounds == 3 and timing.speedup == 2.0
+
+
+def test_adaptive_timing_goes_on_while_the_ratios_disagree(monkeypatch):
+    _fake_clock(monkeypatch)
+    slow = iter([4.0, 4.0, 4.0, 6.0, 6.0, 6.0] * 10)  # per round: a reference at 4 ms, then at 6 ms, ...
+    timing = time_model(lambda: 2.0, torch.device("cpu"), warmup=0, iters=3, rounds=7,
+                        reference=lambda: next(slow), min_rounds=3, tolerance=0.05)
+    assert timing.rounds == 7 and sorted(set(timing.ratios)) == [2.0, 3.0]
+
+
+def test_tolerance_zero_always_times_every_round(monkeypatch):
+    _fake_clock(monkeypatch)
+    for reference in (lambda: 4.0, None):
+        timing = time_model(lambda: 2.0, torch.device("cpu"), warmup=0, iters=2, rounds=6, reference=reference,
+                            min_rounds=3, tolerance=0.0)
+        assert timing.rounds == 6
+
+
+def test_adaptive_timing_without_a_reference_uses_the_round_medians(monkeypatch):
+    _fake_clock(monkeypatch)
+    steady = time_model(lambda: 2.0, torch.device("cpu"), warmup=0, iters=3, rounds=8, min_rounds=3,
+                        tolerance=0.05)
+    drifting = iter([float(v) for v in range(1, 100)])
+    moving = time_model(lambda: next(drifting), torch.device("cpu"), warmup=0, iters=3, rounds=8, min_rounds=3,
+                        tolerance=0.05)
+    assert steady.rounds == 3 and moving.rounds == 8
+
+
+def test_settled_is_a_t_interval_on_log_ratios():
+    from compressbench.measure.latency import settled
+
+    assert settled([2.0, 2.0, 2.0], 0.01)
+    assert not settled([2.0, 2.0], 0.0)  # tolerance 0: never
+    assert not settled([2.0], 0.5)  # one round has no spread to judge
+    # sd of logs 0.050 at n=3: half-width 4.303 * sd / sqrt(3) = 0.124 (log) -> within ±14%, not within ±13%
+    assert settled([1.9, 2.0, 2.1], 0.14) and not settled([1.9, 2.0, 2.1], 0.13)
