@@ -34,11 +34,19 @@ def lock_path(out: Path) -> Path:
 
 def _look(table: pd.DataFrame, raw: pd.DataFrame) -> Look:
     def vals(col: str) -> str:
-        return ", ".join(sorted(raw[col].dropna().astype(str).unique())) if col in raw else "?"
+        if col not in raw:
+            return "?"
+        values = raw[col].dropna()
+        if pd.api.types.is_numeric_dtype(values):  # thread counts read back as floats: 2, not 2.0
+            values = values.map(lambda v: int(v) if float(v).is_integer() else v)
+        return ", ".join(sorted(values.astype(str).unique()))
 
     n = pd.to_numeric(table.get("test_images"), errors="coerce").dropna() if "test_images" in table else []
     images = f" · {int(max(n))} test images" if len(n) else ""
-    threads = f" · {vals('threads')} thread(s)" if "threads" in raw else ""
+    # Timing and training use different thread counts (1 for repeatable latency, all cores to train): say which.
+    threads = f" · timed on {vals('threads')} thread(s)" if "threads" in raw else ""
+    if "train_threads" in raw:
+        threads += f", trained on {vals('train_threads')}"
     return Look(technique_colors(table["credited_technique"]),
                 f"{vals('model')} on {vals('dataset')}{images} · {vals('machine')}{threads}")
 

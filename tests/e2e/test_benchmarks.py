@@ -59,6 +59,7 @@ def test_bench_distill(tmp_path: Path):
     assert {"plain", "kd_cached", "kd_live"} <= set(rows["variant"]) and (rows["seconds_per_epoch"] > 0).all()
 
 
+@pytest.mark.slow
 def test_bench_train(tmp_path: Path):
     rows = bench(tmp_path, "bench_train", "--models", "lenet5", "--samples", "256", "--rounds", "1",
                  "--workers", "0")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from imagetrees import write_split
 from test_benchmarks import bench
 
 
+@pytest.mark.slow  # ~20 s: four benchmark parts in a subprocess
 def test_bench_data(tmp_path: Path):
     write_split(tmp_path / "split", {"train": 12, "test": 4})
     rows = bench(tmp_path, "bench_data", "--folder", f"mine={tmp_path / 'split'}:16", "--models", "lenet5",

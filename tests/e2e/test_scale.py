@@ -22,6 +22,7 @@ def test_parallel_sweep_trains_the_shared_baseline_once(tmp_path: Path):
     assert set(summary["train_threads"]) == {max(1, (os.cpu_count() or 1) // 2)}  # jobs × threads ≤ cores
 
 
+@pytest.mark.slow  # a submitit executor per job: ~30 s; the joblib test above covers parallel sweeps
 def test_submitit_submission_path_runs_every_job(tmp_path: Path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'compressbench[cluster]'")
     sweep = tmp_path / "sweep"

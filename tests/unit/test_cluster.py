@@ -21,7 +21,7 @@ from compressbench.techniques.deepcompression.kmeans import INITS, assign, kmean
 from compressbench.techniques.pruning.layers import Spec, prunable_layers
 from compressbench.techniques.pruning.unstructured import prune_weights_
 
-BIG = {"resnet50", "resnet110"}  # resnet34 and resnet56 stand for their families; these take seconds more
+BIG = {"resnet50", "resnet110", "resnet34", "vgg16", "densenet121"}  # resnet20/56 stand for the residual nets; -m slow
 QUICK = ["measure.latency=false", "runtime.progress=false"]
 
 

@@ -26,7 +26,7 @@ from compressbench.techniques.deepcompression.fileformat import (
 from compressbench.techniques.pruning.layers import Spec, prunable_layers
 from compressbench.techniques.pruning.unstructured import prune_weights_
 
-BIG = {"resnet50", "resnet110"}
+BIG = {"resnet50", "resnet110", "resnet34"}  # resnet20/56 stand for the residual nets; -m slow
 QUICK = ["measure.latency=false", "runtime.progress=false"]
 
 

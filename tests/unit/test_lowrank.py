@@ -16,7 +16,7 @@ from compressbench.results import read_csv
 from compressbench.techniques.deepcompression.lowrank import choose_rank, factorize_, factorize_layer, svd
 
 QUICK = ["measure.latency=false", "runtime.progress=false"]
-BIG = {"resnet50", "resnet110"}
+BIG = {"resnet50", "resnet110", "resnet34", "vgg16", "densenet121"}  # seconds to a minute each; -m slow
 
 
 @pytest.mark.parametrize("layer, scheme, rank", [

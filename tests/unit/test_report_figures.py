@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from report_rows import BASE, baseline, compare_tree, row, write_run
 
@@ -106,3 +107,10 @@ def test_latency_from_two_runtimes_is_in_two_unpaired_panels(tmp_path: Path):
     assert len(fig.axes) == 2 and "UNPAIRED" in fig._suptitle.get_text()
     assert all(ax.get_xlim()[0] == 0 for ax in fig.axes)  # from 0: small differences look small
     close(fig)
+
+
+def test_the_subtitle_tells_timing_threads_from_training_threads():
+    rows = pd.DataFrame({"model": ["lenet5"], "dataset": ["digits"], "machine": ["m"], "threads": [1.0],
+                         "train_threads": [2.0], "credited_technique": ["train"]})
+    look = _look(rows, rows)
+    assert "timed on 1 thread(s), trained on 2" in look.subtitle
