@@ -108,3 +108,16 @@ def test_typo_in_a_stage_key_fails_at_composition(make_cfg):
         make_cfg("train.amout=0.5")
     with pytest.raises(ConfigCompositionException):
         make_cfg("train.epochs=many")
+
+
+def test_a_cache_hit_reuses_its_measurement_from_earlier_in_the_process(make_cfg, tmp_path: Path):
+    from compressbench.pipeline.runner import run
+
+    first = run(make_cfg(), tmp_path / "a")
+    again = run(make_cfg("finetune.lr=0.003"), tmp_path / "b")  # the train stage is shared, finetune is not
+    same = run(make_cfg("measure.iters=4"), tmp_path / "c")  # other timing settings: measured afresh
+    assert not first[0].get("measure_reused") and again[0]["cache_hit"] and again[0]["measure_reused"]
+    assert again[0]["latency_ms_p50"] == first[0]["latency_ms_p50"]  # the same measurement, not a new one
+    assert not again[1].get("measure_reused")  # a new finetune is measured
+    assert same[0]["cache_hit"] and not same[0].get("measure_reused")
+    assert again[0]["test_acc"] == same[0]["test_acc"] == first[0]["test_acc"]
