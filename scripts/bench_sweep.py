@@ -7,7 +7,7 @@ The ratio is taken within each round (paired) and summarised over rounds. Where 
 the runs' own files: the stages' ``wall_s`` (work incl. cache lookups), measurement and the rest (imports, data,
 report, exit) as what is left of the wall time.
 
-    python scripts/bench_sweep.py [--rounds 3] [--out findings/benchmarks/bench_sweep.csv] [--set KEY=VALUE ...]
+    python scripts/bench_sweep.py [--rounds 7] [--out findings/benchmarks/bench_sweep.csv] [--set KEY=VALUE ...]
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def stage_seconds(directory: Path) -> tuple[int, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("findings/benchmarks/bench_sweep.csv"))
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="an override for both commands (repeat it), e.g. --set +debug=smoke")
