@@ -31,7 +31,8 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[
     frames, problems = [], []
     for path in sorted(root.rglob("results.csv")):
         try:
-            df = pd.read_csv(path, dtype={"git_sha": str, "overrides": str, "error": str, "method": str})
+            # copy(): read_csv leaves a wide table in many blocks; the columns added below would warn of it
+            df = pd.read_csv(path, dtype={"git_sha": str, "overrides": str, "error": str, "method": str}).copy()
         except pd.errors.EmptyDataError:
             continue  # an empty table (a report of nothing) is not a problem
         except Exception as e:  # noqa: BLE001 — a half-finished job must not break the summary
@@ -47,7 +48,7 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[
             df["test_images"] = n
         df["_mtime"] = path.stat().st_mtime
         frames.append(df)
-    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    rows = pd.concat(frames, ignore_index=True).copy() if frames else pd.DataFrame()
     if not rows.empty:
         rows["_order"] = rows["run_dir"].astype(str).map(_natural)  # sweep job 10 after job 9, not after 1
         rows = (rows.sort_values("_mtime", kind="stable").drop_duplicates(["run_id", "stage_index"], keep="last")

@@ -145,6 +145,13 @@ def segments(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _file_unmeasured(row: Mapping[str, Any]) -> bool:
+    """A model with shared weights (``distinct_values_max``) ships as its Deep Compression file; a row of it without
+    ``encoded_bytes`` (a retrain after cluster) has no measured stored size — its dense size is not it."""
+    return not pd.isna(pd.to_numeric(row.get("distinct_values_max"), errors="coerce")) and \
+        pd.isna(pd.to_numeric(row.get("encoded_bytes"), errors="coerce"))
+
+
 def _segment(before: dict, steps: list[dict], after: dict) -> dict:
     n_test = after.get("test_images")
     diffs = [after["seed_accs"][s] - before["seed_accs"][s] for s in after.get("seed_accs", {})
@@ -163,7 +170,7 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
             "acc": f"{pct(before['test_acc'], 2)} → {pct(after['test_acc'], 2)}",
             "delta": interval(delta, lo, hi, digits=2, signed=True),
             "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
-            "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
+            "size_x": ratio("size_bytes"), "stored_x": math.nan if _file_unmeasured(after) else ratio("stored_bytes"),
             "speed": _speed(after), "near_chance": after.get("near_chance")}
 
 

@@ -120,3 +120,19 @@ def test_a_stage_that_made_no_model_is_listed_not_fatal(tmp_path: Path):
     write_report(tmp_path)
     md = (tmp_path / "summary.md").read_text()
     assert "## Unsupported stages" in md and "already quantized" in md
+
+
+def test_a_retrain_of_shared_weights_has_no_stored_ratio_from_its_dense_size(tmp_path: Path):
+    # prune → finetune (sparse file 30 kB) → cluster (DC file 10 kB) → retrain (no file measured) → encode (10 kB):
+    # the cluster step ends on the retrain, whose dense 89.5 kB is not what it ships; "0.3× smaller" would be false.
+    write_run(tmp_path, "0", [
+        baseline("r"),
+        row("r", 1, "magnitude", "prune", 96.0, 89541, encoded_bytes=30000, method="magnitude"),
+        row("r", 2, "finetune", "train", 96.5, 89541, encoded_bytes=30000),
+        row("r", 3, "cluster", "cluster", 96.4, 89541, encoded_bytes=10000, distinct_values_max=32),
+        row("r", 4, "retrain", "train", 96.6, 89541, distinct_values_max=32),
+        row("r", 5, "encode", "encode", 96.6, 89541, encoded_bytes=10000, distinct_values_max=32)])
+    seg = segments(build(collect(tmp_path)[0])).set_index("technique")
+    cluster = seg.loc["cluster"]
+    assert cluster["steps"] == "cluster → retrain" and cluster["stored_x"] != cluster["stored_x"]  # NaN: unknown
+    assert seg.loc["prune:magnitude", "stored_x"] == pytest.approx(89541 / 30000)
