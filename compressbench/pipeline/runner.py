@@ -303,11 +303,15 @@ class Pipeline:
         return artifact, row
 
     def measure_key(self, key: str, routes: list[str]) -> tuple[Any, ...]:
-        """What makes a measurement the same one: the artifact (its stage key: config, upstream, data), the
-        reference it is timed against (its key), the routes, the measure settings, the device and threads."""
+        """What makes a measurement the same one: the artifact (its stage key: config, upstream, data; and the
+        cache entry holding it, with its time — two caches may hold different weights under one key where
+        training is not deterministic), the reference it is timed against (its key), the routes, the measure
+        settings, the device, threads, precision and memory format."""
         ref = self.keys[self.plan.chain.index(self.reference.stage) + 1] if self.reference is not None else None
-        return (key, ref, tuple(routes), repr(self.plan.measure), str(self.device), torch.get_num_threads(),
-                self.plan.runtime.threads, self.precision.name)
+        entry = self.cache.path_of(key)
+        stamp = entry.stat().st_mtime_ns if entry is not None and entry.exists() else None
+        return (key, str(entry), stamp, ref, tuple(routes), repr(self.plan.measure), str(self.device),
+                torch.get_num_threads(), self.plan.runtime.threads, self.precision.name, self.channels_last)
 
     def routes_for(self, index: int, name: str, scfg: StageConfig) -> list[str]:
         """The fp32 runtimes a stage's output is timed against: what it asks for (quantize), and for the chain's

@@ -129,7 +129,7 @@ def segments(table: pd.DataFrame) -> pd.DataFrame:
     right after it), so the gain is credited to the technique, not to the finetune row."""
     out, seen = [], set()
     for _, branch in table[table["status"].astype(str) == "ok"].groupby("branch", sort=False):
-        stages = branch.sort_values("stage_index").to_dict("records")
+        stages = _carry_shared_files(branch.sort_values("stage_index").to_dict("records"))
         i = 1
         while i < len(stages):
             j = i
@@ -152,6 +152,22 @@ def _file_unmeasured(row: Mapping[str, Any]) -> bool:
         pd.isna(pd.to_numeric(row.get("encoded_bytes"), errors="coerce"))
 
 
+def _carry_shared_files(stages: list[dict]) -> list[dict]:
+    """A retrain of shared weights moves only the shared values: every weight keeps its cluster and every zero
+    stays, so its Deep Compression file has the size of the one measured just before it (the encode row after it
+    measures the same bytes). Such a row takes that file's size as its stored size; without a measured file
+    before it, it has none (NaN), never its dense size."""
+    out = []
+    for k, row in enumerate(stages):
+        if _file_unmeasured(row):
+            prev = out[k - 1] if k else None
+            shared_before = prev is not None and not pd.isna(pd.to_numeric(prev.get("distinct_values_max"),
+                                                                            errors="coerce"))
+            row = {**row, "stored_bytes": prev["stored_bytes"] if shared_before else math.nan}
+        out.append(row)
+    return out
+
+
 def _segment(before: dict, steps: list[dict], after: dict) -> dict:
     n_test = after.get("test_images")
     diffs = [after["seed_accs"][s] - before["seed_accs"][s] for s in after.get("seed_accs", {})
@@ -170,7 +186,7 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
             "acc": f"{pct(before['test_acc'], 2)} → {pct(after['test_acc'], 2)}",
             "delta": interval(delta, lo, hi, digits=2, signed=True),
             "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
-            "size_x": ratio("size_bytes"), "stored_x": math.nan if _file_unmeasured(after) else ratio("stored_bytes"),
+            "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
             "speed": _speed(after), "near_chance": after.get("near_chance")}
 
 

@@ -45,7 +45,7 @@ def _look(table: pd.DataFrame, raw: pd.DataFrame) -> Look:
     images = f" · {int(max(n))} test images" if len(n) else ""
     # Timing and training use different thread counts (1 for repeatable latency, all cores to train): say which.
     threads = f" · timed on {vals('threads')} thread(s)" if "threads" in raw else ""
-    if "train_threads" in raw:
+    if "train_threads" in raw and raw["train_threads"].notna().any():
         threads += f", trained on {vals('train_threads')}"
     return Look(technique_colors(table["credited_technique"]),
                 f"{vals('model')} on {vals('dataset')}{images} · {vals('machine')}{threads}")

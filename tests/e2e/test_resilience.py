@@ -143,7 +143,7 @@ def test_kill_mid_sweep_then_rerun_completes_every_job_once(tmp_path: Path):
     sweep = tmp_path / "sweep"
     args = [sys.executable, "-m", "compressbench", "-m", "chain=[train,finetune]", "dataset=synthetic",
             "dataset.n_train=1500",
-            "train.epochs=6", "finetune.epochs=1", "train.batch_size=32", "measure.latency=false",
+            "train.epochs=8", "finetune.epochs=1", "train.batch_size=32", "measure.latency=false",
             "runtime.progress=false", "finetune.lr=0.01,0.001", f"hydra.sweep.dir={sweep}",
             f"paths.cache_dir={tmp_path / 'cache'}", f"paths.data_dir={tmp_path / 'data'}"]
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

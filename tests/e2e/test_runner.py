@@ -116,6 +116,8 @@ def test_a_cache_hit_reuses_its_measurement_from_earlier_in_the_process(make_cfg
     first = run(make_cfg(), tmp_path / "a")
     again = run(make_cfg("finetune.lr=0.003"), tmp_path / "b")  # the train stage is shared, finetune is not
     same = run(make_cfg("measure.iters=4"), tmp_path / "c")  # other timing settings: measured afresh
+    layout = run(make_cfg("runtime.channels_last=true"), tmp_path / "d")  # another memory format: afresh
+    assert layout[0]["cache_hit"] and not layout[0].get("measure_reused")
     assert not first[0].get("measure_reused") and again[0]["cache_hit"] and again[0]["measure_reused"]
     assert again[0]["latency_ms_p50"] == first[0]["latency_ms_p50"]  # the same measurement, not a new one
     assert not again[1].get("measure_reused")  # a new finetune is measured

@@ -122,9 +122,10 @@ def test_a_stage_that_made_no_model_is_listed_not_fatal(tmp_path: Path):
     assert "## Unsupported stages" in md and "already quantized" in md
 
 
-def test_a_retrain_of_shared_weights_has_no_stored_ratio_from_its_dense_size(tmp_path: Path):
+def test_a_retrain_of_shared_weights_is_stored_as_the_file_before_it_never_its_dense_size(tmp_path: Path):
     # prune → finetune (sparse file 30 kB) → cluster (DC file 10 kB) → retrain (no file measured) → encode (10 kB):
-    # the cluster step ends on the retrain, whose dense 89.5 kB is not what it ships; "0.3× smaller" would be false.
+    # the cluster step ends on the retrain, whose dense 89.5 kB is not what it ships ("0.3× smaller" was false);
+    # its file is the cluster's (assignments fixed), so cluster gets 3× and encode, which changes nothing, 1×.
     write_run(tmp_path, "0", [
         baseline("r"),
         row("r", 1, "magnitude", "prune", 96.0, 89541, encoded_bytes=30000, method="magnitude"),
@@ -134,5 +135,14 @@ def test_a_retrain_of_shared_weights_has_no_stored_ratio_from_its_dense_size(tmp
         row("r", 5, "encode", "encode", 96.6, 89541, encoded_bytes=10000, distinct_values_max=32)])
     seg = segments(build(collect(tmp_path)[0])).set_index("technique")
     cluster = seg.loc["cluster"]
-    assert cluster["steps"] == "cluster → retrain" and cluster["stored_x"] != cluster["stored_x"]  # NaN: unknown
+    assert cluster["steps"] == "cluster → retrain" and cluster["stored_x"] == pytest.approx(3.0)
+    assert seg.loc["encode", "stored_x"] == pytest.approx(1.0)
     assert seg.loc["prune:magnitude", "stored_x"] == pytest.approx(89541 / 30000)
+
+
+def test_a_shared_weights_row_without_any_file_before_it_has_no_stored_size():
+    from compressbench.report.summary import _carry_shared_files
+
+    rows = [{"stage": "train", "stored_bytes": 9e4}, {"stage": "retrain", "stored_bytes": 9e4, "distinct_values_max": 32}]
+    carried = _carry_shared_files(rows)
+    assert carried[0]["stored_bytes"] == 9e4 and carried[1]["stored_bytes"] != carried[1]["stored_bytes"]  # NaN
