@@ -48,7 +48,7 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[
             df["test_images"] = n
         df["_mtime"] = path.stat().st_mtime
         frames.append(df)
-    rows = pd.concat(frames, ignore_index=True).copy() if frames else pd.DataFrame()
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not rows.empty:
         rows["_order"] = rows["run_dir"].astype(str).map(_natural)  # sweep job 10 after job 9, not after 1
         rows = (rows.sort_values("_mtime", kind="stable").drop_duplicates(["run_id", "stage_index"], keep="last")

@@ -16,6 +16,7 @@ import pandas as pd
 from compressbench.report import pareto_set, stats
 from compressbench.report.points import baseline_note
 from compressbench.report.tables import cell, human, interval, pct, times
+from compressbench.results.objective import number
 
 BUDGETS_PT = (0.5, 1.0, 2.0)
 
@@ -145,11 +146,14 @@ def segments(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def _shares_weights(row: Mapping[str, Any]) -> bool:
+    return number(row.get("distinct_values_max")) is not None
+
+
 def _file_unmeasured(row: Mapping[str, Any]) -> bool:
     """A model with shared weights (``distinct_values_max``) ships as its Deep Compression file; a row of it without
     ``encoded_bytes`` (a retrain after cluster) has no measured stored size — its dense size is not it."""
-    return not pd.isna(pd.to_numeric(row.get("distinct_values_max"), errors="coerce")) and \
-        pd.isna(pd.to_numeric(row.get("encoded_bytes"), errors="coerce"))
+    return _shares_weights(row) and number(row.get("encoded_bytes")) is None
 
 
 def _carry_shared_files(stages: list[dict]) -> list[dict]:
@@ -161,9 +165,7 @@ def _carry_shared_files(stages: list[dict]) -> list[dict]:
     for k, row in enumerate(stages):
         if _file_unmeasured(row):
             prev = out[k - 1] if k else None
-            shared_before = prev is not None and not pd.isna(pd.to_numeric(prev.get("distinct_values_max"),
-                                                                            errors="coerce"))
-            row = {**row, "stored_bytes": prev["stored_bytes"] if shared_before else math.nan}
+            row = {**row, "stored_bytes": prev["stored_bytes"] if prev and _shares_weights(prev) else math.nan}
         out.append(row)
     return out
 

@@ -23,8 +23,8 @@ COLUMNS: list[str] = (
 
 # Documented additions (README "Results columns"), placed after the core columns.
 EXTRA_COLUMNS: list[str] = (
-    "speedup_iqr timing_rounds measure_reused throughput_speedup throughput_threads batch_size reference_stage macs_reduction_pct "
-    "params_reduction_pct test_loss precision stage_key error"
+    "speedup_iqr timing_rounds measure_reused throughput_speedup throughput_threads batch_size reference_stage "
+    "macs_reduction_pct params_reduction_pct test_loss precision stage_key error"
 ).split()
 
 def ordered_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -1,6 +1,7 @@
 """Measurement building blocks on hand-checkable models."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -128,3 +129,22 @@ def test_settled_is_a_t_interval_on_log_ratios():
     assert not settled([2.0], 0.5)  # one round has no spread to judge
     # sd of logs 0.050 at n=3: half-width 4.303 * sd / sqrt(3) = 0.124 (log) -> within ±14%, not within ±13%
     assert settled([1.9, 2.0, 2.1], 0.14) and not settled([1.9, 2.0, 2.1], 0.13)
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"tolerance": 1.5}, "tolerance=1.5 is not allowed: in [0, 1)"),
+    ({"tolerance": -0.1}, "tolerance=-0.1 is not allowed"),
+    ({"min_rounds": 0}, "min_rounds=0 is not allowed: >= 1"),
+])
+def test_adaptive_timing_settings_are_checked(opts, message):
+    from compressbench.config import MeasureConfig
+
+    with pytest.raises(Exception, match=re.escape(message)):
+        MeasureConfig(**opts)
+
+
+def test_min_rounds_above_rounds_times_rounds(monkeypatch):
+    _fake_clock(monkeypatch)
+    timing = time_model(lambda: 2.0, torch.device("cpu"), warmup=0, iters=2, rounds=2, reference=lambda: 4.0,
+                        min_rounds=3, tolerance=0.05)
+    assert timing.rounds == 2  # never more than `rounds` (+debug=smoke sets rounds: 2)
