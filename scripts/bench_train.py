@@ -1,135 +1,175 @@
-"""Benchmark: is the train stage data-bound? Images/s of our training loop against two references.
+"""Benchmark: the training routes this machine has, and whether the train stage keeps up with a bare loop.
 
-For lenet5 and resnet20 on CIFAR-shaped data (3x32x32, 10 classes, random-crop + flip augmentation):
-  bare        forward+backward+step over pre-made, pre-normalised tensors (no data work at all: the ceiling)
-  stage       compressbench's engine.train_one_epoch over data.tensors.TensorLoader (uint8 in memory,
-              batch-wise augmentation) — what the train stage runs
-  dataloader  the usual torchvision loop: Dataset of PIL images + transforms (RandomCrop, RandomHorizontalFlip,
-              ToTensor, Normalize) + torch.utils.data.DataLoader
-The three are timed interleaved in one process (rounds of bare/stage/dataloader epochs), and each ratio is the
-median of the per-round ratios (DESIGN.md §6). Targets on a 2-core CPU: stage >= 0.9x bare, and >= 1.5x the
-DataLoader loop for lenet5.
+For each model (CIFAR-shaped data unless noted) and each training route — fp32, channels_last, bf16 autocast,
+bf16 + channels_last (and, with ``--compile``, torch.compile over the fastest of them) — two loops are timed:
+  bare   forward+backward+step over pre-made, pre-normalised tensors in the route's memory format (no data work:
+         the ceiling for that route)
+  stage  compressbench's ``engine.train_one_epoch`` over ``data.tensors.TensorLoader`` (uint8 in memory,
+         batch-wise crop + flip) with the route applied as the train stage applies it (``engine.TrainRoute``)
+Every variant starts from the same initial weights and sees the same batches; all of them are timed interleaved
+in one process (rounds of one epoch each), and every ratio is the median of the per-round ratios (DESIGN.md §6):
+``speedup_vs_bare_fp32`` (the route's gain) and ``stage_over_bare`` (the same route's stage against its bare
+loop: < 1 means the stage adds overhead). ``loss_last`` (mean training loss of the last round) and
+``val_acc`` (after the last round, fp32 evaluation) show whether a route learns like fp32 on the same batches.
+The machine's load average is recorded at start and end: ratios are paired, absolute images/s are not.
 
-    python scripts/bench_train.py [--samples 2048] [--rounds 5] [--out findings/benchmarks/bench_train.csv]
+    python scripts/bench_train.py [--models lenet5 resnet20 resnet56 alexnet] [--rounds 5]
+                                  [--out findings/benchmarks/bench_train.csv]
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
 
-from compressbench.data import Augment, Split
+from compressbench.data import Augment
+from compressbench.data.synthetic import load_synthetic
 from compressbench.data.tensors import TensorLoader
 from compressbench.engine import Precision, cross_entropy, train_one_epoch
+from compressbench.measure.accuracy import evaluate
 from compressbench.models import build_model
 from compressbench.pipeline.runner import machine
 from compressbench.results import write_csv
 
-MEAN, STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+ROUTES = {  # name → (autocast dtype, channels_last)
+    "fp32": (None, False), "channels_last": (None, True), "bf16": (torch.bfloat16, False),
+    "bf16_channels_last": (torch.bfloat16, True),
+}
 
 
-class PilDataset(Dataset):
-    """What torchvision's CIFAR10 does per item: numpy HWC uint8 → PIL image → transforms."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, transform) -> None:
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+@dataclass
+class Spec:
+    model: str
+    image_size: int = 32
+    channels: int = 3
+    classes: int = 10
+    batch: int = 128
 
 
-def make_data(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g), torch.randint(0, 10, (n,), generator=g)
+SPECS = {"lenet5": Spec("lenet5"), "lenet5_digits": Spec("lenet5", 8, 1, 10, 64), "resnet20": Spec("resnet20"),
+         "resnet56": Spec("resnet56"), "alexnet": Spec("alexnet", 64, 3, 23, 64),
+         "lenet300_100": Spec("lenet300_100", 28, 1, 10, 128)}
 
 
-def bare_epoch(model, optimizer, batches) -> float:
+def bare_epoch(model, optimizer, batches, dtype) -> tuple[float, float]:
     model.train()
+    losses = []
     start = time.perf_counter()
     for x, y in batches:
-        loss = F.cross_entropy(model(x), y)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(model(x).float(), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    return time.perf_counter() - start
+        losses.append(loss.detach())
+    seconds = time.perf_counter() - start
+    return seconds, float(torch.stack(losses).mean())
 
 
-def loader_epoch(model, optimizer, loader) -> float:
-    return bare_epoch(model, optimizer, loader)
-
-
-def stage_epoch(model, optimizer, loader, epoch: int) -> float:
+def stage_epoch(model, optimizer, loader, epoch: int, dtype) -> tuple[float, float]:
     loader.set_epoch(epoch)
     start = time.perf_counter()
-    train_one_epoch(model, loader, optimizer, cross_entropy(), precision=Precision("cpu"))
-    return time.perf_counter() - start
+    stats = train_one_epoch(model, loader, optimizer, cross_entropy(), precision=Precision("cpu", dtype))
+    return time.perf_counter() - start, stats["train_loss"]
 
 
-def bench(model_name: str, n: int, batch: int, rounds: int, workers: int) -> list[dict]:
-    images, labels = make_data(n)
-    split = Split(images, labels)
-    model = build_model({"name": model_name}, 10, 3, 32)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    ours = TensorLoader(split, batch, mean=MEAN, std=STD, shuffle=True, augment=Augment(4, True), drop_last=True)
-    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
-    pre = ((images.float() / 255 - mean) / std)
-    bare = [(pre[i:i + batch], labels[i:i + batch]) for i in range(0, n - batch + 1, batch)]
-    tf = transforms.Compose([transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-                             transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
-    pil = PilDataset(images.permute(0, 2, 3, 1).numpy(), labels.numpy(), tf)
-    dl = DataLoader(pil, batch_size=batch, shuffle=True, drop_last=True, num_workers=workers,
-                    persistent_workers=workers > 0)
-    seen = len(bare) * batch
-    # Warm-up one epoch of each (allocator, worker start-up), then interleaved rounds.
-    bare_epoch(model, optimizer, bare), stage_epoch(model, optimizer, ours, 0), loader_epoch(model, optimizer, dl)
-    times: dict[str, list[float]] = {"bare": [], "stage": [], "dataloader": []}
+def bench(key: str, n: int, rounds: int, compile_: bool) -> list[dict]:
+    spec = SPECS[key]
+    data = load_synthetic({"num_classes": spec.classes, "in_channels": spec.channels,
+                           "image_size": spec.image_size, "n_train": n, "n_test": 512, "noise": 0.35}, Path("."),
+                          Path("."))
+    torch.manual_seed(0)
+    init = build_model({"name": spec.model}, spec.classes, spec.channels, spec.image_size)
+    split = data.train
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    pre = (split.images.float() / 255 - mean) / std
+    routes = dict(ROUTES)
+    variants = {}
+    for route, (dtype, cl) in routes.items():
+        for loop in ("bare", "stage"):
+            model = copy.deepcopy(init)
+            if cl:
+                model = model.to(memory_format=torch.channels_last)
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            batches = [(pre[i:i + spec.batch].contiguous(memory_format=fmt), split.labels[i:i + spec.batch])
+                       for i in range(0, len(split) - spec.batch + 1, spec.batch)]
+            loader = TensorLoader(split, spec.batch, mean=data.mean, std=data.std, shuffle=True,
+                                  augment=Augment(4 if spec.image_size >= 32 else 1, True), drop_last=True,
+                                  channels_last=cl)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+            variants[(route, loop)] = (model, optimizer, batches, loader, dtype)
+    if compile_:
+        model = torch.compile(copy.deepcopy(init).to(memory_format=torch.channels_last))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
+        _, _, batches, loader, _ = variants[("bf16_channels_last", "stage")]
+        variants[("compile_bf16_channels_last", "stage")] = (model, optimizer, batches, loader, torch.bfloat16)
+
+    def run(v, epoch):
+        model, optimizer, batches, loader, dtype = variants[v]
+        if v[1] == "bare":
+            return bare_epoch(model, optimizer, batches, dtype)
+        return stage_epoch(model, optimizer, loader, epoch, dtype)
+
+    seen = len(variants[("fp32", "bare")][2]) * spec.batch
+    load_start = os.getloadavg()[0]
+    for v in variants:  # warm-up: allocator, oneDNN primitives, compilation
+        run(v, 0)
+    times: dict[tuple, list[float]] = {v: [] for v in variants}
+    losses: dict[tuple, float] = {}
     for r in range(rounds):
-        times["bare"].append(bare_epoch(model, optimizer, bare))
-        times["stage"].append(stage_epoch(model, optimizer, ours, r + 1))
-        times["dataloader"].append(loader_epoch(model, optimizer, dl))
-        print(f"{model_name} round {r + 1}: " + ", ".join(f"{k} {seen / v[-1]:.0f} img/s" for k, v in times.items()),
+        for v in variants:
+            seconds, losses[v] = run(v, r + 1)
+            times[v].append(seconds)
+        fp32 = times[("fp32", "bare")][-1]
+        print(f"{key} round {r + 1}: " + ", ".join(f"{a}/{b} {fp32 / t[-1]:.2f}x" for (a, b), t in times.items()),
               flush=True)
+    load_end = os.getloadavg()[0]
+    val = TensorLoader(data.test, 256, mean=data.mean, std=data.std)
     rows = []
-    for loop, t in times.items():
+    for (route, loop), t in times.items():
+        bare = times.get((route, "bare"), times[("bf16_channels_last", "bare")])
         rows.append({
-            "model": model_name, "loop": loop, "images_per_s": seen / statistics.median(t),
-            "ratio_stage_over_this": statistics.median(b / s for s, b in zip(times["stage"], t, strict=True)),
-            "rounds": rounds, "samples": seen, "batch_size": batch, "threads": torch.get_num_threads(),
-            "dataloader_workers": workers, "machine": machine(), "torch_version": torch.__version__,
-            "date": time.strftime("%Y-%m-%d"),
+            "model": key, "route": route, "loop": loop, "images_per_s": seen / statistics.median(t),
+            "speedup_vs_bare_fp32": statistics.median(b / s for s, b in zip(t, times[("fp32", "bare")],
+                                                                                strict=True)),
+            "stage_over_bare": statistics.median(b / s for s, b in zip(t, bare, strict=True)),
+            "ratio_min": min(b / s for s, b in zip(t, times[("fp32", "bare")], strict=True)),
+            "ratio_max": max(b / s for s, b in zip(t, times[("fp32", "bare")], strict=True)),
+            "loss_last": losses[(route, loop)],
+            "val_acc": evaluate(variants[(route, loop)][0], val, topk=(1,))["top1"],
+            "rounds": rounds, "samples": seen, "batch_size": spec.batch, "image_size": spec.image_size,
+            "threads": torch.get_num_threads(), "load_start": round(load_start, 2), "load_end": round(load_end, 2),
+            "machine": machine(), "torch_version": torch.__version__, "date": time.strftime("%Y-%m-%d"),
         })
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["lenet5", "resnet20"])
-    parser.add_argument("--samples", type=int, default=4096)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--models", nargs="+", default=["lenet5", "resnet20", "resnet56", "alexnet"],
+                        choices=sorted(SPECS))
+    parser.add_argument("--samples", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (bf16 + channels_last)")
     parser.add_argument("--out", type=Path, default=Path("findings/benchmarks/bench_train.csv"))
     args = parser.parse_args(argv)
     rows = []
     for name in args.models:
-        rows += bench(name, args.samples, args.batch_size, args.rounds, args.workers)
-    write_csv(args.out, rows)
+        rows += bench(name, args.samples, args.rounds, args.compile)
+        write_csv(args.out, rows)  # as it goes: a cut run keeps the models done
     for r in rows:
-        print(f"{r['model']:>9} {r['loop']:>10}: {r['images_per_s']:8.0f} img/s   "
-              f"stage / {r['loop']} = {r['ratio_stage_over_this']:.2f}x")
+        print(f"{r['model']:>13} {r['route']:>26} {r['loop']:>5}: {r['images_per_s']:7.0f} img/s  "
+              f"{r['speedup_vs_bare_fp32']:.2f}x bare fp32  stage/bare {r['stage_over_bare']:.2f}  "
+              f"loss {r['loss_last']:.3f}  val {r['val_acc']:.1f}")
     print(f"wrote {args.out}")
     return 0
 

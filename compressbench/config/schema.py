@@ -116,8 +116,11 @@ class RuntimeConfig:
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms; slower on GPU
     threads: int | None = None  # intra-op threads for training; None = torch's default
-    amp: str = "auto"  # auto (bf16/fp16 on CUDA, off on CPU) | bf16 | fp16 | off
-    channels_last: str = "auto"  # auto (on CUDA) | true | false
+    # The training route (engine/route.py says what auto picks and why): autocast precision, memory format and
+    # torch.compile. Precision is part of every cache key; memory format and compilation are recorded only.
+    amp: str = "auto"  # auto (CUDA: bf16/fp16; CPU: bf16 for conv nets where the CPU has native bf16) | bf16 | fp16 | off
+    channels_last: str = "auto"  # auto (CUDA: everywhere; CPU: conv nets while training) | true (everywhere) | false
+    compile: str = "auto"  # torch.compile the training forward/backward: auto (on CUDA) | true | false
     cache: bool = True  # reuse earlier stages from paths.cache_dir
     progress: bool = True  # tqdm bars
     max_epochs: int | None = None  # at most this many epochs in every training stage (+debug=smoke); keyed
@@ -126,8 +129,9 @@ class RuntimeConfig:
         check(self.device == "auto" or self.device.split(":")[0] in {"cpu", "cuda", "mps"}, "device",
               self.device, "auto, cpu, cuda, cuda:N or mps")
         check(self.amp in {"auto", "bf16", "fp16", "off"}, "amp", self.amp, "auto, bf16, fp16 or off")
-        check(str(self.channels_last).lower() in {"auto", "true", "false"}, "channels_last",
-              self.channels_last, "auto, true or false")
+        for key in ("channels_last", "compile"):
+            check(str(getattr(self, key)).lower() in {"auto", "true", "false"}, key, getattr(self, key),
+                  "auto, true or false")
         check(self.threads is None or self.threads >= 1, "threads", self.threads, "null or >= 1")
         check(self.max_epochs is None or self.max_epochs >= 1, "max_epochs", self.max_epochs, "null or >= 1")
 

@@ -21,6 +21,7 @@ from compressbench.config import Experiments
 from compressbench.data import DataBundle
 from compressbench.data.tensors import TensorLoader
 from compressbench.engine.loop import Loaders, Precision
+from compressbench.engine.route import TrainRoute
 from compressbench.infra.atomic import atomic_torch_save
 from compressbench.infra.distributed import Dist
 from compressbench.infra.locks import file_lock
@@ -118,8 +119,9 @@ class StageEnv:
     key: str
     seed: int
     device: torch.device
-    precision: Precision
-    channels_last: bool
+    precision: Precision  # the training route's (``route.precision``), also for teacher logits
+    channels_last: bool  # channels-last everywhere (CUDA): weights, training and evaluation batches
+    route: TrainRoute  # how trainings run (engine/route.py)
     data: DataBundle
     plan: Plan
     cfg: DictConfig  # the whole run config (read-only), for stages that look at others (distill's teacher)
@@ -140,7 +142,8 @@ class StageEnv:
         path = self.resume_dir / f"{slot}resume.pt" if self.resume_dir is not None else None
         return Checkpoint(path, self.key + slot, self.history_dir, self.dist.is_main, f"{self.name} {slot}".strip())
 
-    def train_loader(self, batch_size: int, augment: bool = True, return_index: bool = False) -> TensorLoader:
+    def train_loader(self, batch_size: int, augment: bool = True, return_index: bool = False,
+                     channels_last: bool = False) -> TensorLoader:
         split = self.data.train
         ranks = self.dist.world_size if self.collective else 1  # a stage on rank 0 alone sees the whole split
         return TensorLoader(split, batch_size, mean=self.data.mean, std=self.data.std, shuffle=True,
@@ -148,7 +151,7 @@ class StageEnv:
                             # A last batch of one sample breaks BatchNorm in train mode; drop the ragged end.
                             drop_last=len(split) > batch_size * ranks, device=self.device,
                             seed=self.seed, rank=self.dist.rank if self.collective else 0, world_size=ranks,
-                            channels_last=self.channels_last, return_index=return_index)
+                            channels_last=self.channels_last or channels_last, return_index=return_index)
 
     def eval_loader(self, split: str, device: torch.device | None = None,
                     batch_size: int | None = None) -> TensorLoader:
@@ -161,9 +164,10 @@ class StageEnv:
                                               channels_last=self.channels_last and device.type == "cuda")
         return self._loaders[key]
 
-    def loaders(self, batch_size: int, augment: bool = True, return_index: bool = False) -> Loaders:
+    def loaders(self, batch_size: int, augment: bool = True, return_index: bool = False,
+                channels_last: bool = False) -> Loaders:
         """Shuffled (augmented) training batches and the validation batches, for ``engine.fit``."""
-        return Loaders(self.train_loader(batch_size, augment, return_index), self.eval_loader("val"))
+        return Loaders(self.train_loader(batch_size, augment, return_index, channels_last), self.eval_loader("val"))
 
     def example_batch(self, n: int, device: torch.device | None = None) -> torch.Tensor:
         """``n`` real, normalised test images (repeated if the split is smaller) for timing and tracing."""

@@ -240,17 +240,41 @@ class _NoProgress:
         return bar(iterable, enabled=False, **kwargs)
 
 
+def is_channels_last(model: nn.Module) -> bool:
+    """Whether ``model``'s 4-d weights are stored channels-last (and not also plainly contiguous)."""
+    for p in model.parameters():
+        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
+            return p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+    return False
+
+
 def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Precision,
         checkpoint: Checkpoint | None = None, callbacks: tuple[Callback, ...] = (),
         criterion: Criterion | None = None, progress: Any = None, collective: bool = False,
-        label: str = "train") -> Fitted:
+        label: str = "train", channels_last: bool = False, compile: bool = False) -> Fitted:
     """Train ``model`` for ``cfg.epochs``, evaluating on ``loaders.val`` each epoch; keep the best (or last).
 
     After every epoch, atomically, through ``checkpoint`` (the pipeline's store): ``history.csv`` and the full
     training state (weights, best weights, optimizer, scheduler, RNG, history), from which the same training
     of a rerun resumes — so a crash loses at most the epoch in flight. ``collective``: every torchrun rank runs
     this (the model is wrapped in DistributedDataParallel). ``label`` names the training in progress bars.
+    ``channels_last``: train with channels-last weights (the loader must hand channels-last batches); the model
+    leaves in the memory format it came in. ``compile``: the training steps run through ``torch.compile``.
     """
+    restore_format = channels_last and not is_channels_last(model)
+    if channels_last:  # in place: the Parameters (and so the optimizer's references) stay the same objects
+        model.to(memory_format=torch.channels_last)
+    try:
+        return _fit(model, cfg, loaders, precision=precision, checkpoint=checkpoint, callbacks=callbacks,
+                    criterion=criterion, progress=progress, collective=collective, label=label, compile=compile)
+    finally:
+        if restore_format:
+            model.to(memory_format=torch.contiguous_format)
+
+
+def _fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Precision,
+         checkpoint: Checkpoint | None, callbacks: tuple[Callback, ...], criterion: Criterion | None,
+         progress: Any, collective: bool, label: str, compile: bool) -> Fitted:
     criterion = criterion or cross_entropy(cfg.label_smoothing)
     progress = progress or _NoProgress()
     train_batches, val_batches = loaders.train, loaders.val
@@ -280,6 +304,8 @@ def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Prec
         best_acc, best_state, best_epoch = resume["best_acc"], resume["best_state"], resume["best_epoch"]
     last_good = _snapshot(model)
     train_model = distributed.wrap(model, device) if collective else model
+    if compile:  # the compiled module shares the weights; evaluation and checkpoints use ``model`` itself
+        train_model = torch.compile(train_model)
     epochs = progress(range(start, cfg.epochs), desc=f"{label} epochs", unit="epoch", initial=start,
                       total=cfg.epochs)
     record: dict[str, Any] = {}

@@ -31,7 +31,7 @@ def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | 
     dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download", "root")}
     init = file_sha256(init_from) if init_from is not None else None
     keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, data=fingerprint, seed=plan.runtime.seed,
-                      init_from=init, training=training_environment(plan))]
+                      init_from=init, training=training_environment(plan, cfg.model))]
     for name in plan.chain:
         scfg = plan.stages[name]
         salt = scfg.cache_salt(EXPERIMENTS, fingerprint)  # what it reads beyond its config (a teacher file)
@@ -39,13 +39,15 @@ def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | 
     return keys
 
 
-def training_environment(plan: Plan) -> dict[str, Any]:
-    """What, besides configs, changes a trained model: precision, ranks (the global batch), determinism and the
-    torch/torchvision versions. Part of every cache key."""
-    from compressbench.engine import Precision, resolve_device
+def training_environment(plan: Plan, model_cfg: Any) -> dict[str, Any]:
+    """What, besides configs, changes a trained model: precision (the training route's, which depends on the
+    device and the model), ranks (the global batch), determinism and the torch/torchvision versions. Part of
+    every cache key; memory format and compilation are not (engine/route.py)."""
+    from compressbench.engine import resolve_device
+    from compressbench.engine.route import route_for
 
     device = resolve_device(plan.runtime.device)
-    return {"precision": Precision.for_device(device, plan.runtime.amp).name,
+    return {"precision": route_for(device, plan.runtime, model_cfg).precision.name,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")), "deterministic": plan.runtime.deterministic,
             "torch": torch.__version__, "torchvision": torchvision_version()}
 

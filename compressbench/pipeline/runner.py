@@ -25,8 +25,9 @@ from torch import nn
 from compressbench import __version__
 from compressbench.config import RuntimeConfig, StageConfig, resolve_path, to_dict
 from compressbench.data import DataBundle, load_dataset
-from compressbench.engine import Diverged, Precision, resolve_device
+from compressbench.engine import Diverged, resolve_device
 from compressbench.engine.env import StageEnv, TensorMemo
+from compressbench.engine.route import route_for
 from compressbench.infra import distributed
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from compressbench.infra.preflight import (
@@ -154,7 +155,8 @@ def _run(cfg: DictConfig, plan: Plan, run_dir: Path, overrides: Any) -> list[dic
     identity = {"run_id": run_id_of(cfg), "experiment": plan.name, "model": cfg.model.name,
                 "dataset": cfg.dataset.name, "seed": plan.runtime.seed, "torch_version": torch.__version__,
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
-                "precision": pipeline.precision.name, "train_threads": torch.get_num_threads(),
+                "precision": pipeline.precision.name, "train_route": pipeline.route.name,
+                "train_threads": torch.get_num_threads(),
                 "world_size": pipeline.dist.world_size,
                 "num_classes": data.num_classes, "skipped_images": data.skipped_count,
                 "started": time.strftime("%Y-%m-%d %H:%M")}
@@ -192,7 +194,8 @@ class Pipeline:
         self.cfg, self.plan, self.run_dir, self.data = cfg, plan, run_dir, data
         self.dist = distributed.from_env()
         self.device = distributed.device_for(self.dist, resolve_device(plan.runtime.device))
-        self.precision = Precision.for_device(self.device, plan.runtime.amp)
+        self.route = route_for(self.device, plan.runtime, cfg.model)
+        self.precision = self.route.precision
         cl = str(plan.runtime.channels_last).lower()
         self.channels_last = cl == "true" or (cl == "auto" and self.device.type == "cuda")
         self.cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
@@ -236,6 +239,7 @@ class Pipeline:
 
         return StageEnv(name=name, index=index, key=key, seed=int(key[:8], 16) if key else self.plan.runtime.seed,
                         device=self.device, precision=self.precision, channels_last=self.channels_last,
+                        route=self.route,
                         data=self.data, plan=self.plan, cfg=self.cfg, dist=self.dist,
                         collective=bool(spec and spec.distributed and self.dist.enabled), reference=self.reference,
                         resume_dir=resume_dir, history_dir=stage_dir if self.dist.is_main else None,

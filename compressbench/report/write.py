@@ -12,7 +12,7 @@ import pandas as pd
 from compressbench.config import safe_slug
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.locks import file_lock
-from compressbench.report import figures, html, stage_figures
+from compressbench.report import figures, html, recovery, stage_figures
 from compressbench.report.collect import collect
 from compressbench.report.labels import enrich
 from compressbench.report.points import number_points, stage_table
@@ -23,7 +23,8 @@ from compressbench.results import ordered_columns
 DERIVED = ["technique", "credited_technique", "run_label", "swept", "swept_value", "speedup_best",
            "speedup_best_iqr", "speedup_baseline", "test_images", "run_dir"]
 FIGURES = ("speedup_vs_compression", "accuracy_change_vs_speedup", "accuracy_vs_size", "accuracy_vs_gzip_bytes",
-           "accuracy_vs_encoded_bytes", "waterfall", "training_curves", "accuracy_vs_latency", "accuracy_vs_swept")
+           "accuracy_vs_encoded_bytes", "waterfall", "training_curves", "recovery", "accuracy_vs_latency",
+           "accuracy_vs_swept")
 
 
 def lock_path(out: Path) -> Path:
@@ -60,6 +61,7 @@ def all_figures(table: pd.DataFrame, root: Path, look: Look) -> dict[str, object
         "accuracy_vs_encoded_bytes": figures.accuracy_vs_size(table, look, "encoded_bytes"),
         "waterfall": stage_figures.waterfall(table, look),
         "training_curves": stage_figures.training_curves(table, root, look),
+        "recovery": recovery.figure(recovery.recoveries(table, root), recovery.baseline_val(table, root), look),
         "accuracy_vs_latency": stage_figures.accuracy_vs_latency(table, look),
         "accuracy_vs_swept": stage_figures.accuracy_vs_swept(table, look),
     }
@@ -90,6 +92,11 @@ def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataF
         name = "summary.csv" if out == root else "results.csv"
         atomic_write_text(out / name, enriched[columns].to_csv(index=False) if columns else "")
         atomic_write_text(out / "summary.md", summary_markdown(table, jobs, problems, root, enriched))
+        curves = recovery.curve_rows(recovery.recoveries(table, root)) if not table.empty else pd.DataFrame()
+        if not curves.empty:  # the curves' numbers: a findings folder keeps them (it has no history files)
+            atomic_write_text(out / "recovery.csv", curves.to_csv(index=False))
+        elif rows is None or root == out:  # nothing to show now: no stale curves from an earlier report
+            (out / "recovery.csv").unlink(missing_ok=True)
         made = all_figures(table, root, _look(table, enriched)) if figures and not table.empty else {}
         for fig_name, fig in made.items():
             atomic_write_bytes(out / "plots" / f"{fig_name}.png", to_png(fig))

@@ -14,7 +14,8 @@ from torch import nn
 
 from compressbench.adapters import torch_ao
 from compressbench.config.train import TrainConfig
-from compressbench.engine import Callback, Precision
+from compressbench.engine import Callback
+from compressbench.engine.route import TrainRoute
 from compressbench.engine.train import train_module
 from compressbench.runtimes import Eager
 from compressbench.runtimes.fx_int8 import FxInt8
@@ -55,11 +56,12 @@ def qat_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) ->
         raise Unsupported(f"FX graph mode cannot trace {type(model).__name__} for QAT: {type(e).__name__}: "
                           f"{str(e)[:400]}. Try quantize.method=static_int8 with backend=onnxruntime") from e
     prepared = prepared.to(env.device)
-    # Fake quantization simulates int8 on fp32 tensors; under AMP (CUDA) it would be fed bf16/fp16 activations.
+    # Fake quantization simulates int8 on fp32 tensors; under AMP it would be fed bf16/fp16 activations: QAT
+    # trains on the plain eager fp32 route whatever the run's route is.
     info: dict[str, Any] = {"qat_precision": "fp32"} if env.precision.dtype is not None else {}
     fitted = train_module(prepared, train_config(cfg), env,
                           callbacks=(QatSchedule(cfg.freeze_bn_epoch, cfg.freeze_observer_epoch),),
-                          precision=Precision.for_device(env.device, "off"))
+                          route=TrainRoute.plain(env.device))
     converted = torch_ao.convert(fitted.model)
     report = torch_ao.fx_report(source, converted, recipe.skip)
     need_int8(report, model, "FX QAT")
