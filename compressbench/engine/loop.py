@@ -130,11 +130,12 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
                     collective: bool = False) -> dict[str, float]:
     """One pass over ``batches``; raises Diverged on a non-finite loss. Returns loss, accuracy, images/s.
 
-    ``model`` may be a DistributedDataParallel wrapper; callbacks always get the model inside it (their
-    layer names are the user's). ``collective``: every rank runs this loop, so the divergence check is agreed.
+    ``model`` may be a DistributedDataParallel and/or ``torch.compile`` wrapper; callbacks always get the model
+    inside (their layer names are the user's). ``collective``: every rank runs this loop, so the divergence check is agreed.
     """
     model.train()
-    inner = getattr(model, "module", model)
+    inner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper; then DDP's
+    inner = getattr(inner, "module", inner)
     device = next(model.parameters()).device
     # Sums stay on the device; a host sync per step would stall a GPU, so there we check every few steps;
     # under torchrun the check is a collective (all ranks stop together), so it is rarer there too.

@@ -93,11 +93,37 @@ def test_a_bf16_channels_last_training_learns_like_fp32():
     assert not is_channels_last(model)  # back in the memory format it came in: later stages see no change
 
 
+class _Compiled(nn.Module):
+    """What torch.compile returns, as far as the loop can tell: a wrapper holding the module as ``_orig_mod``."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self._orig_mod = module
+
+    def forward(self, x):
+        return self._orig_mod(x)
+
+
 def test_compile_runs_the_steps_through_torch_compile(monkeypatch):
-    calls = []
-    monkeypatch.setattr(torch, "compile", lambda m, **kw: calls.append(m) or m)
-    _tiny_run(TrainRoute(TrainRoute.plain(CPU).precision, compile=True), epochs=1)
-    assert len(calls) == 1
+    from compressbench.engine import Callback
+
+    seen = []
+
+    class Spy(Callback):
+        def after_step(self, model, step):
+            seen.append(model)
+
+    monkeypatch.setattr(torch, "compile", _Compiled)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    batches = [(torch.randn(8, 3, 2, 2), torch.randint(0, 2, (8,)))]
+
+    class Loader(list):
+        def set_epoch(self, epoch):
+            pass
+
+    fit(model, TrainConfig(epochs=1, batch_size=8, lr=0.05), Loaders(Loader(batches), batches),
+        precision=TrainRoute.plain(CPU).precision, compile=True, callbacks=(Spy(),))
+    assert seen and all(m is model for m in seen)  # callbacks see the user's module, not the wrapper
 
 
 def test_every_row_names_its_training_route(make_cfg, tmp_path):
