@@ -175,7 +175,8 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
     diffs = [after["seed_accs"][s] - before["seed_accs"][s] for s in after.get("seed_accs", {})
              if s in before.get("seed_accs", {})]
     mean, _, lo, hi, n = stats.mean_interval(diffs)
-    _, nlo, nhi = stats.newcombe(after["test_acc"], n_test, before["test_acc"], n_test)
+    pair = stats.paired_delta(after.get("per_image"), before.get("per_image"))
+    nlo, nhi = pair if pair is not None else stats.newcombe(after["test_acc"], n_test, before["test_acc"], n_test)[1:]
     lo, hi = stats.union((lo, hi), (nlo, nhi)) if n > 1 else (nlo, nhi)
     delta = mean if n else after["test_acc"] - before["test_acc"]
 
@@ -189,7 +190,8 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
             "delta": interval(delta, lo, hi, digits=2, signed=True),
             "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
             "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
-            "speed": _speed(after), "near_chance": after.get("near_chance")}
+            "speed": _speed(after), "near_chance": after.get("near_chance"),
+            "delta_method": "paired" if pair is not None else "unpaired"}
 
 
 def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], problems: Sequence[str],

@@ -13,7 +13,7 @@ from compressbench.config import safe_slug
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.locks import file_lock
 from compressbench.report import figures, html, stage_figures
-from compressbench.report.collect import collect
+from compressbench.report.collect import collect, credit_reader
 from compressbench.report.labels import enrich
 from compressbench.report.points import number_points, stage_table
 from compressbench.report.style import Look, technique_colors, to_png
@@ -66,9 +66,12 @@ def all_figures(table: pd.DataFrame, root: Path, look: Look) -> dict[str, object
     return {name: fig for name, fig in made.items() if fig is not None}
 
 
-def build(rows: pd.DataFrame) -> pd.DataFrame:
-    """Enriched rows → the numbered stage table every figure and section reads."""
-    return number_points(stage_table(enrich(rows))) if not rows.empty else pd.DataFrame()
+def build(rows: pd.DataFrame, root: str | Path | None = None) -> pd.DataFrame:
+    """Enriched rows → the numbered stage table every figure and section reads; with ``root`` (the folder the
+    rows were collected from) accuracy changes are paired over the test images wherever runs kept them."""
+    if rows.empty:
+        return pd.DataFrame()
+    return number_points(stage_table(enrich(rows), credit_reader(root) if root is not None else None))
 
 
 def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataFrame | None = None,
@@ -84,7 +87,7 @@ def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataF
         if experiment is not None:  # a findings folder lists its own experiment's jobs only
             jobs = [j for j in jobs if j.get("experiment") in (None, experiment)]
         enriched = enrich(rows) if not rows.empty else rows
-        table = build(rows)
+        table = build(rows, root)
         columns = [c for c in dict.fromkeys(ordered_columns(enriched.to_dict("records")) + DERIVED)
                    if c in enriched.columns] if not enriched.empty else []
         name = "summary.csv" if out == root else "results.csv"
