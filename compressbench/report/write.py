@@ -19,9 +19,12 @@ from compressbench.report.points import number_points, stage_table
 from compressbench.report.style import Look, technique_colors, to_png
 from compressbench.report.summary import summary_markdown
 from compressbench.results import ordered_columns
+from compressbench.results.per_image import FILE as HITS_FILE
+from compressbench.results.per_image import stage_dir
 
 DERIVED = ["technique", "credited_technique", "run_label", "swept", "swept_value", "speedup_best",
            "speedup_best_iqr", "speedup_baseline", "test_images", "run_dir"]
+STAGE_INPUTS = ("history.csv", HITS_FILE)  # what a report reads from a run's stage folders
 FIGURES = ("speedup_vs_compression", "accuracy_change_vs_speedup", "accuracy_vs_size", "accuracy_vs_gzip_bytes",
            "accuracy_vs_encoded_bytes", "waterfall", "training_curves", "accuracy_vs_latency", "accuracy_vs_swept")
 
@@ -124,9 +127,29 @@ def write_findings(root: str | Path, findings_dir: str | Path, html_page: bool =
         target = findings_dir / slug
         if target.resolve().parent != findings_dir.resolve():
             continue  # belt and braces: a slug cannot escape, but a symlink could
+        copy_stage_inputs(Path(root), target, group)
         write_report(root, target, rows=group, experiment=slug)
         written.append(target)
     if html_page:
         folders = sorted(p.parent for p in findings_dir.glob("*/summary.md"))
         html.write_html([(p.name, p) for p in folders], findings_dir / "index.html")
     return written
+
+
+def copy_stage_inputs(root: Path, target: Path, rows: pd.DataFrame) -> int:
+    """Copy what a report reads from the run folders of ``rows`` (each stage's ``history.csv`` and per-image
+    test hits) into ``target`` under the same relative run dirs, so that reporting ``target`` again draws the
+    same training curves and pairs the same intervals. Returns how many files were copied."""
+    copied, target_abs = 0, target.resolve()
+    for run_dir, index, stage in rows[["run_dir", "stage_index", "stage"]].drop_duplicates().itertuples(index=False):
+        if pd.isna(run_dir) or pd.isna(index):
+            continue
+        src, dst = stage_dir(root / str(run_dir), int(index), str(stage)), stage_dir(target / str(run_dir),
+                                                                                  int(index), str(stage))
+        if not dst.resolve().is_relative_to(target_abs) or src.resolve() == dst.resolve():
+            continue  # a run dir read from a table never leads outside the findings folder
+        for name in STAGE_INPUTS:
+            if (src / name).is_file():
+                atomic_write_bytes(dst / name, (src / name).read_bytes())
+                copied += 1
+    return copied

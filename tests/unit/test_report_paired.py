@@ -87,3 +87,13 @@ def test_a_report_mixing_runs_with_and_without_per_image_results_says_which(tmp_
     write_report(tmp_path)
     how = (tmp_path / "summary.md").read_text().split("## How to read")[1]
     assert "2 stage(s) paired over the test images" in how and "The other 2 (runs without per-image" in how
+
+
+def test_a_findings_copy_keeps_the_per_image_results_and_reports_them_paired_again(tmp_path: Path):
+    from compressbench.report import write_findings
+
+    _tree(tmp_path / "runs")
+    (target,) = write_findings(tmp_path / "runs", tmp_path / "findings")
+    assert (target / "0" / "stages" / "01_int8" / "test_hits.npy").is_file()
+    again = build(collect(target)[0], target).set_index("stage")  # the findings folder on its own
+    assert again.loc["int8", "delta_method"] == "paired"
