@@ -325,6 +325,7 @@ def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Prec
     if cfg.epochs:
         record = {"best_epoch": best_epoch if cfg.keep == "best" else cfg.epochs,
                   # the median epoch: one epoch slowed by a busy machine is not the training's speed
-                  "train_images_per_s": torch.tensor([h["images_per_s"] for h in history]).nanquantile(0.5).item(),
+                  "train_images_per_s": torch.tensor([h["images_per_s"] for h in history],
+                                                     dtype=torch.float64).nanquantile(0.5).item(),
                   "resumed_from_epoch": start or None}
     return Fitted(model, history, record)
