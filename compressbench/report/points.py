@@ -70,7 +70,8 @@ def stage_table(rows: pd.DataFrame, credit: Credit | None = None) -> pd.DataFram
     paired over the test images where both stages have them, else (and without ``credit``) unpaired.
 
     Added columns: branch, seeds, n_seeds, test_acc_sd, acc_lo, acc_hi, chance_acc, near_chance, is_baseline,
-    delta_acc, delta_lo, delta_hi, delta_sd, delta_method (paired / unpaired), within_noise, per_image,
+    delta_acc, delta_lo, delta_hi, delta_sd, delta_method (paired / unpaired), delta_mixed (both in the table),
+    within_noise, per_image,
     stored_bytes, stored_flavour, chain, chain_to.
     """
     if rows.empty:
@@ -128,6 +129,8 @@ def stage_table(rows: pd.DataFrame, credit: Credit | None = None) -> pd.DataFram
         first["delta_lo"], first["delta_hi"] = stats.union((dlo, dhi), (nlo, nhi)) if dn > 1 else (nlo, nhi)
         out.append(first)
     table = pd.DataFrame(out).drop(columns="_diff").reset_index(drop=True)
+    # Paired and unpaired changes side by side (old runs beside new ones): each unpaired one says so in its cell.
+    table["delta_mixed"] = table["delta_method"].dropna().nunique() > 1
     table["within_noise"] = [None if b else stats.within_noise(lo, hi)
                              for b, lo, hi in zip(table["is_baseline"], table["delta_lo"], table["delta_hi"],
                                                   strict=True)]

@@ -96,8 +96,14 @@ def _acc(r: Mapping[str, Any]) -> str:
 
 
 def _delta(r: Mapping[str, Any]) -> str:
-    return "0" if r.get("is_baseline") else interval(r.get("delta_acc"), r.get("delta_lo"), r.get("delta_hi"),
-                                                     digits=2, signed=True)
+    if r.get("is_baseline"):
+        return "0"
+    return interval(r.get("delta_acc"), r.get("delta_lo"), r.get("delta_hi"), digits=2, signed=True) + _unpaired(r)
+
+
+def _unpaired(r: Mapping[str, Any]) -> str:
+    """' (unpaired)' on a change without per-image results in a table where others have them."""
+    return " (unpaired)" if r.get("delta_mixed") and r.get("delta_method") == "unpaired" else ""
 
 
 def _speed(r: Mapping[str, Any]) -> str:
@@ -187,7 +193,8 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
     return {"technique": steps[0]["technique"], "point": after.get("point") or "·",
             "steps": " → ".join(str(s["stage"]) for s in steps), "from": before["stage"],
             "acc": f"{pct(before['test_acc'], 2)} → {pct(after['test_acc'], 2)}",
-            "delta": interval(delta, lo, hi, digits=2, signed=True),
+            "delta": interval(delta, lo, hi, digits=2, signed=True) + _unpaired(
+                {"delta_mixed": after.get("delta_mixed"), "delta_method": "unpaired" if pair is None else "paired"}),
             "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
             "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
             "speed": _speed(after), "near_chance": after.get("near_chance"),

@@ -69,6 +69,7 @@ def test_the_report_pairs_changes_over_the_images_it_kept(tmp_path: Path, seeds:
     write_report(tmp_path)
     md = (tmp_path / "summary.md").read_text()
     assert "Δ pt [95%]: Paired over the test images" in md and "UNPAIRED" not in md.split("## How to read")[1]
+    assert "(unpaired)" not in md
 
 
 def test_old_runs_without_per_image_results_fall_back_to_unpaired_and_say_so(tmp_path: Path):
@@ -87,6 +88,8 @@ def test_a_report_mixing_runs_with_and_without_per_image_results_says_which(tmp_
     write_report(tmp_path)
     how = (tmp_path / "summary.md").read_text().split("## How to read")[1]
     assert "2 stage(s) paired over the test images" in how and "The other 2 (runs without per-image" in how
+    branches = (tmp_path / "summary.md").read_text().split("## Branches")[1].split("##")[0]
+    assert branches.count("(unpaired)") == 1  # the old branch's change, marked in its cell; the new one not
 
 
 def test_a_findings_copy_keeps_the_per_image_results_and_reports_them_paired_again(tmp_path: Path):
