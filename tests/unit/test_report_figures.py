@@ -9,6 +9,8 @@ import pytest
 from report_rows import BASE, baseline, compare_tree, row, write_run
 
 from compressbench.report import build, collect
+from compressbench.report.figures import accuracy_change_vs_speedup, speedup_vs_compression
+from compressbench.report.stage_figures import accuracy_vs_latency
 from compressbench.report.style import close, overlaps, text_boxes
 from compressbench.report.write import _look, all_figures
 
@@ -116,6 +118,12 @@ def test_the_subtitle_tells_timing_threads_from_training_threads():
     assert "timed on 1 thread(s), trained on 2" in look.subtitle
 
 
+def _speedup_figures(table: pd.DataFrame) -> dict:
+    look = _look(table, table)
+    return {"speedup_vs_compression": speedup_vs_compression(table, look),
+            "accuracy_change_vs_speedup": accuracy_change_vs_speedup(table, look)}
+
+
 def _star(ax) -> list[tuple[float, float]]:
     return [(float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.get_lines()
             if line.get_marker() == "*"]
@@ -127,7 +135,7 @@ def test_the_baseline_sits_at_its_own_speed_on_a_best_fp32_axis(tmp_path: Path):
                                                  speedup=2.0, speedup_vs_best_fp32=2.0, speedup_vs_onnxruntime_fp32=2.0,
                                                  speedup_vs_eager_fp32=10.0, best_fp32_runtime="onnxruntime")])
     table = build(collect(tmp_path)[0])
-    figures = all_figures(table, tmp_path, _look(table, table))
+    figures = _speedup_figures(table)
     (x, y), = _star(figures["speedup_vs_compression"].axes[0])
     assert (x, y) == (1.0, pytest.approx(0.2))  # not at 1×: that is the route it is slower than
     (x, y), = _star(figures["accuracy_change_vs_speedup"].axes[0])
@@ -141,7 +149,7 @@ def test_the_baseline_is_not_drawn_where_its_speed_on_that_axis_is_unknown(tmp_p
     write_run(tmp_path, "0", [baseline("a"), row("a", 1, "int8", "quantize", 96.5, 3e4, runtime="fx-int8",
                                                  speedup_vs_best_fp32=0.5, best_fp32_runtime="openvino")])
     table = build(collect(tmp_path)[0])
-    figures = all_figures(table, tmp_path, _look(table, table))
+    figures = _speedup_figures(table)
     fig = figures["speedup_vs_compression"]
     assert not _star(fig.axes[0])
     assert "not drawn vs best fp32 (openvino)" in " ".join(t for t, _ in text_boxes(fig))
@@ -159,7 +167,7 @@ def test_each_speedup_baseline_has_its_own_legend_marker(tmp_path: Path):
     write_run(tmp_path, "9", [baseline("k", overrides="chain=[train,kd]"),
                               row("k", 1, "kd", "distill", 96.0, 1e4, speedup=1.4)])
     table = build(collect(tmp_path)[0])
-    figures = all_figures(table, tmp_path, _look(table, table))
+    figures = _speedup_figures(table)
     for name in ("speedup_vs_compression", "accuracy_change_vs_speedup"):
         legend = figures[name].axes[0].get_legend()
         markers = {h.get_label(): h.get_marker() for h in legend.legend_handles}
@@ -175,10 +183,7 @@ def test_raw_latency_shows_every_runtime_or_names_those_it_leaves_out(tmp_path: 
                               for i, name in enumerate(names[:runtimes])]
     write_run(tmp_path, "0", rows)
     table = build(collect(tmp_path)[0])
-    figures = all_figures(table, tmp_path, _look(table, table))
-    for name in set(figures) - {"accuracy_vs_latency"}:
-        close(figures[name])
-    fig = figures["accuracy_vs_latency"]
+    fig = accuracy_vs_latency(table, _look(table, table))
     shown = " ".join(ax.get_title() for ax in fig.axes)
     assert len(fig.axes) == min(runtimes + 1, 5) and "eager" in shown  # the baseline's panel always
     missing = [n for n in ["eager", *names[:runtimes]] if f"runtime {n} " not in shown + " "]

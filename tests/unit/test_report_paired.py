@@ -66,7 +66,7 @@ def test_the_report_pairs_changes_over_the_images_it_kept(tmp_path: Path, seeds:
         assert paired.loc["int8", "within_noise"] is False and unpaired.loc["int8", "within_noise"] is True
     seg = segments(build(rows, tmp_path)).set_index("technique").iloc[0]
     assert seg["delta_method"] == "paired"
-    write_report(tmp_path)
+    write_report(tmp_path, figures=False)
     md = (tmp_path / "summary.md").read_text()
     assert "Δ pt [95%]: Paired over the test images" in md and "UNPAIRED" not in md.split("## How to read")[1]
     assert "(unpaired)" not in md
@@ -76,7 +76,7 @@ def test_old_runs_without_per_image_results_fall_back_to_unpaired_and_say_so(tmp
     _tree(tmp_path, keep_hits=False)
     table = build(collect(tmp_path)[0], tmp_path)
     assert set(table.loc[~table["is_baseline"], "delta_method"]) == {"unpaired"}
-    write_report(tmp_path)
+    write_report(tmp_path, figures=False)
     how = (tmp_path / "summary.md").read_text().split("## How to read")[1]
     assert "Δ pt [95%]: UNPAIRED: these runs kept no per-image results" in how
     assert "these runs predate it (no test_ties column)" in how
@@ -85,7 +85,7 @@ def test_old_runs_without_per_image_results_fall_back_to_unpaired_and_say_so(tmp
 def test_a_report_mixing_runs_with_and_without_per_image_results_says_which(tmp_path: Path):
     _tree(tmp_path / "new")
     _tree(tmp_path / "old", keep_hits=False, seeds=(5,), lr=0.2)  # another branch, from before
-    write_report(tmp_path)
+    write_report(tmp_path, figures=False)
     how = (tmp_path / "summary.md").read_text().split("## How to read")[1]
     assert "2 stage(s) paired over the test images" in how and "The other 2 (runs without per-image" in how
     branches = (tmp_path / "summary.md").read_text().split("## Branches")[1].split("##")[0]
