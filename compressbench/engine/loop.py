@@ -351,5 +351,8 @@ def _fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Pre
         model.load_state_dict(best_state)
     if cfg.epochs:
         record = {"best_epoch": best_epoch if cfg.keep == "best" else cfg.epochs,
-                  "train_images_per_s": history[-1]["images_per_s"], "resumed_from_epoch": start or None}
+                  # the median epoch: one epoch slowed by a busy machine is not the training's speed
+                  "train_images_per_s": torch.tensor([h["images_per_s"] for h in history],
+                                                     dtype=torch.float64).nanquantile(0.5).item(),
+                  "resumed_from_epoch": start or None}
     return Fitted(model, history, record)

@@ -41,6 +41,7 @@ from compressbench.infra.preflight import (
 )
 from compressbench.infra.safe_load import load_weights_
 from compressbench.measure import Baseline, measure
+from compressbench.measure.accuracy import PER_IMAGE_KEY
 from compressbench.models import build_model
 from compressbench.pipeline.cache import Entry, StageCache
 from compressbench.pipeline.experiments import EXPERIMENTS
@@ -49,6 +50,7 @@ from compressbench.pipeline.plan import Plan, validate
 from compressbench.pipeline.provenance import git_sha, machine, run_id_of
 from compressbench.report import print_table, write_report
 from compressbench.results import write_csv, write_results
+from compressbench.results.per_image import write_hits
 from compressbench.runtimes import Arch, Deployable, Eager
 from compressbench.runtimes.base import Unsupported
 from compressbench.stages import STAGES, StageResult, StageSpec
@@ -289,6 +291,9 @@ class Pipeline:
                     metrics = measure(artifact, env.measure_inputs(routes))
                     if status == "ok":
                         _MEASURED[memo_key] = copy.deepcopy(metrics)
+                hits = metrics.pop(PER_IMAGE_KEY, None)
+                if hits is not None:  # per-image test hits: the report's paired intervals read them
+                    write_hits(stage_dir, hits)
             except Exception as e:  # noqa: BLE001
                 if output_error_of(e) is not None:
                     raise
@@ -296,9 +301,9 @@ class Pipeline:
                 atomic_write_text(stage_dir / "error.txt", traceback.format_exc())
         if name == self.plan.reference and status == "ok" and isinstance(artifact, Eager):
             self.reference = Baseline(name, Eager(copy.deepcopy(artifact.module).eval(), artifact.arch), metrics)
-            # The reference against itself: ratios are 1 by definition, not a measurement.
-            metrics.update(compression_ratio=1.0, reference_stage=name, macs_reduction_pct=0.0,
-                           params_reduction_pct=0.0,
+            # The reference against itself: ratios are 1 by definition, not a measurement; reductions of it
+            # from itself are not applicable (empty, as the README says).
+            metrics.update(compression_ratio=1.0, reference_stage=name,
                            **({"speedup": 1.0, "throughput_speedup": 1.0, "speedup_iqr": 0.0}
                               if "latency_ms_p50" in metrics else {}))
         row = {"stage_index": index, "stage": name, "kind": scfg.stage, "method": getattr(scfg, "method", None),

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from compressbench.results.per_image import read_credit, stage_dir
 
 # What a job's status.json may say, and how the report names it. A job still "running" is in progress (it may
 # be the very run writing this report), never failed.
@@ -32,7 +36,8 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[
     for path in sorted(root.rglob("results.csv")):
         try:
             # copy(): read_csv leaves a wide table in many blocks; the columns added below would warn of it
-            df = pd.read_csv(path, dtype={"git_sha": str, "overrides": str, "error": str, "method": str}).copy()
+            df = pd.read_csv(path, dtype={"git_sha": str, "overrides": str, "error": str, "method": str,
+                                           "run_dir": str}).copy()  # a sweep job "0" is a folder, not 0.0
         except pd.errors.EmptyDataError:
             continue  # an empty table (a report of nothing) is not a problem
         except Exception as e:  # noqa: BLE001 — a half-finished job must not break the summary
@@ -83,3 +88,17 @@ def count_test_images(run_dir: Path) -> int | None:
         return None
 
 
+
+
+def credit_reader(root: str | Path) -> Callable[[Mapping[str, Any]], np.ndarray | None]:
+    """``credit(row)``: a collected row's per-image test credit, read from its run folder under ``root`` (None
+    where the run kept none: runs made before per-image results were written, or a findings copy without them)."""
+    root = Path(root)
+
+    def credit(row: Mapping[str, Any]) -> np.ndarray | None:
+        run_dir, index, stage = row.get("run_dir"), row.get("stage_index"), row.get("stage")
+        if any(v is None or (isinstance(v, float) and v != v) for v in (run_dir, index, stage)):
+            return None
+        return read_credit(stage_dir(root / str(run_dir), int(index), str(stage)))
+
+    return credit

@@ -55,6 +55,40 @@ def _label(r: pd.Series, mixed: bool) -> str:
     return f"{r['point']} vs {base}" if mixed and base and not base.startswith("best") else str(r["point"])
 
 
+def baseline_speedup(table: pd.DataFrame, against: str) -> float:
+    """Where the baseline B (eager fp32) sits on a speedup axis against ``against`` (a ``speedup_baseline``
+    label): 1 against eager fp32, itself; against another fp32 route, that route's time over eager's, from the
+    rows timed against both (``speedup_vs_<route>_fp32 / speedup_vs_eager_fp32``: the row's own time cancels),
+    their median; NaN where no row was timed against both."""
+    route = against[len("best fp32 ("):-1] if against.startswith("best fp32 (") else against.split(" ")[0]
+    if route == "eager":
+        return 1.0
+    ok = table[table["status"].astype(str) == "ok"] if "status" in table else table
+    on_route, on_eager = _num(ok, f"speedup_vs_{route}_fp32"), _num(ok, "speedup_vs_eager_fp32")
+    ratio = (on_route / on_eager)[(on_route > 0) & (on_eager > 0)]
+    return float(ratio.median()) if len(ratio) else math.nan
+
+
+def _baseline_stars(table: pd.DataFrame, pts: pd.DataFrame) -> tuple[list[tuple[float, str, str]], list[str]]:
+    """B's place on each speedup axis the points use: ([(speedup, label on the plot, against)], the axes B
+    cannot be placed on). B is never drawn at 1× on an axis where it is not 1×."""
+    axes = list(dict.fromkeys(str(b) for b in pts["speedup_baseline"] if b))
+    stars, unplaced = [], []
+    for against in axes:
+        value = baseline_speedup(table, against)
+        if math.isnan(value):
+            unplaced.append(against)
+        else:
+            stars.append((value, "B" if len(axes) == 1 else f"B vs {against}", against))
+    return stars, unplaced
+
+
+def _unplaced_key(unplaced: list[str], width: int) -> list[list[str]]:
+    """Key-table rows for the axes B could not be placed on: said, not drawn at a made-up 1×."""
+    return [["B", f"not drawn vs {a}: no row was timed against both it and eager fp32", *[""] * (width - 2)]
+            for a in unplaced]
+
+
 def _legend(ax, baselines: list[str]) -> None:
     handles = [Line2D([], [], linestyle="", marker=marker_for(b), color="0.3", label=f"speedup vs {b}")
                for b in dict.fromkeys(baselines)]
@@ -73,25 +107,30 @@ def speedup_vs_compression(table: pd.DataFrame, look: Look) -> Figure | None:
     rows = [[r["point"], r["chain_to"][:64], times(r["compression_ratio"]), times(r["speedup_best"]),
              "" if math.isnan(_num(pts, "speedup_best_iqr")[i]) else f"{r['speedup_best_iqr']:.2f}",
              r["speedup_baseline"]] for i, r in pts.iterrows()]
+    stars, unplaced = _baseline_stars(table, pts)
+    rows += [["B", "baseline (eager fp32)", "1.00×", times(v), "", a] for v, _, a in stars]
+    rows += _unplaced_key(unplaced, 6)
     fig, (ax,), key = layout(len(rows) + 1, width=8.2)
     for i, r in pts.iterrows():
         iqr = _num(pts, "speedup_best_iqr")[i]
         ax.errorbar(r["compression_ratio"], r["speedup_best"], yerr=None if math.isnan(iqr) else iqr / 2,
                     marker=marker_for(r["speedup_baseline"]), color=look.color(r["credited_technique"]),
                     markersize=7, capsize=3, linestyle="")
-    ax.plot([1.0], [1.0], marker="*", markersize=12, color=BASELINE_COLOR, linestyle="")
+    for value, _, _ in stars:
+        ax.plot([1.0], [value], marker="*", markersize=12, color=BASELINE_COLOR, linestyle="")
     ax.axhline(1.0, color="0.5", linestyle="--", linewidth=0.8)
     log_axis(ax, "y", list(pts["speedup_best"] - pts["speedup_best_iqr"].fillna(0) / 2)
-             + list(pts["speedup_best"] + pts["speedup_best_iqr"].fillna(0) / 2))
+             + list(pts["speedup_best"] + pts["speedup_best_iqr"].fillna(0) / 2) + [v for v, _, _ in stars])
     log_axis(ax, "x", list(pts["compression_ratio"]), min_factor=1.5)
     ax.set_xlabel("compression ratio (baseline size_bytes / size_bytes, ×)")
     ax.set_ylabel("speedup at batch 1 (paired, ×)")
     ax.grid(True, alpha=0.3)
     _legend(ax, list(pts["speedup_baseline"]))
-    title(fig, "Measured speedup vs compression (one point per branch; 1× = the baseline)", look)
+    title(fig, "Measured speedup vs compression (one point per branch; 1× = as fast as the fp32 reference it "
+               "names)", look)
     place_labels(ax, [(r["compression_ratio"], r["speedup_best"], _label(r, mixed),
                        look.color(r["credited_technique"])) for _, r in pts.iterrows()]
-                 + [(1.0, 1.0, "B", BASELINE_COLOR)])
+                 + [(1.0, value, text, BASELINE_COLOR) for value, text, _ in stars])
     note = "bars: IQR of the per-round ratios" + (f"; none recorded for {', '.join(no_iqr['point'])}"
                                                   if len(no_iqr) else "")
     key_table(key, ["#", "chain", "compression", "speedup", "IQR", "speedup vs"], rows + [["", note, "", "", "", ""]])
@@ -110,6 +149,9 @@ def accuracy_change_vs_speedup(table: pd.DataFrame, look: Look) -> Figure | None
                   list(_num(pts, "delta_hi").fillna(pts["delta_acc"])), 0.0, -FLOOR_PT)
     rows = [[r["point"], r["chain_to"][:64], interval(r["delta_acc"], r["delta_lo"], r["delta_hi"], signed=True),
              _noise(r), times(r["speedup_best"]), r["speedup_baseline"]] for _, r in pts.iterrows()]
+    stars, unplaced = _baseline_stars(table, pts)
+    rows += [["B", "baseline (eager fp32)", "0", "", times(v), a] for v, _, a in stars]
+    rows += _unplaced_key(unplaced, 6)
     fig, (ax,), key = layout(len(rows) + 1, width=8.2)
     labels = []
     for _, r in pts.iterrows():
@@ -125,16 +167,17 @@ def accuracy_change_vs_speedup(table: pd.DataFrame, look: Look) -> Figure | None
         labels.append((r["speedup_best"], y, _label(r, mixed), color))
     ax.axhline(0.0, color=BASELINE_COLOR, linewidth=0.9)
     ax.axvline(1.0, color="0.5", linestyle="--", linewidth=0.8)
-    ax.plot([1.0], [0.0], marker="*", markersize=12, color=BASELINE_COLOR, linestyle="")
+    for value, _, _ in stars:
+        ax.plot([value], [0.0], marker="*", markersize=12, color=BASELINE_COLOR, linestyle="")
     ax.set_ylim(lo, hi)
-    log_axis(ax, "x", list(pts["speedup_best"]))
+    log_axis(ax, "x", list(pts["speedup_best"]) + [v for v, _, _ in stars])
     ax.set_xlabel("speedup at batch 1 (paired, ×)")
     ax.set_ylabel("test accuracy change vs baseline (pt)")
     ax.grid(True, alpha=0.3)
     _legend(ax, list(pts["speedup_baseline"]))
     title(fig, f"Accuracy change vs speedup (baseline B: {interval(base['test_acc'], base['acc_lo'], base['acc_hi'])}"
                "%; bars: 95% interval)", look)
-    place_labels(ax, labels + [(1.0, 0.0, "B", BASELINE_COLOR)])
+    place_labels(ax, labels + [(value, 0.0, text, BASELINE_COLOR) for value, text, _ in stars])
     key_table(key, ["#", "chain", "Δ acc pt [95%]", "noise?", "speedup", "speedup vs"], rows)
     fig.compressbench_points = [{"point": r["point"], "baseline": r["speedup_baseline"]} for _, r in pts.iterrows()]
     return fig

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import math
 import shlex
+from collections.abc import Callable, Mapping
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from compressbench.report import stats
 from compressbench.report.labels import parse_overrides, speedup_columns
 from compressbench.results.objective import stored_size
+
+Credit = Callable[[Mapping[str, Any]], np.ndarray | None]  # a raw row → its per-image test credit
 
 MEAN_COLUMNS = ("test_acc", "val_acc", "test_top5")  # averaged over seeds; every other number: the median
 
@@ -49,11 +54,25 @@ def _baseline_rows(run: pd.DataFrame) -> pd.Series:
     return run.sort_values("stage_index").iloc[0]
 
 
-def stage_table(rows: pd.DataFrame) -> pd.DataFrame:
+def _per_image(group: pd.DataFrame, credit: Credit | None) -> stats.PerImage | None:
+    """The group's per-image credit by seed; None unless every seed of it kept one."""
+    if credit is None:
+        return None
+    seeds = group.get("seed", group["run_id"]).astype(str)
+    arrays = {seed: credit(r) for seed, r in zip(seeds, group.to_dict("records"), strict=True)}
+    return stats.PerImage(arrays) if all(a is not None for a in arrays.values()) else None
+
+
+def stage_table(rows: pd.DataFrame, credit: Credit | None = None) -> pd.DataFrame:
     """One row per (branch, stage) with mean accuracy, its interval, and its change against the baseline.
 
+    ``credit(row)``: a raw row's per-image test credit (None where its run kept none); with it, a change is
+    paired over the test images where both stages have them, else (and without ``credit``) unpaired.
+
     Added columns: branch, seeds, n_seeds, test_acc_sd, acc_lo, acc_hi, chance_acc, near_chance, is_baseline,
-    delta_acc, delta_lo, delta_hi, delta_sd, within_noise, stored_bytes, stored_flavour, chain, chain_to.
+    delta_acc, delta_lo, delta_hi, delta_sd, delta_method (paired / unpaired), delta_mixed (both in the table),
+    within_noise, per_image,
+    stored_bytes, stored_flavour, chain, chain_to.
     """
     if rows.empty:
         return rows.copy()
@@ -66,6 +85,7 @@ def stage_table(rows: pd.DataFrame) -> pd.DataFrame:
         base_acc[rid], base_stage[rid] = pd.to_numeric(base["test_acc"], errors="coerce"), int(base["stage_index"])
     rows["_diff"] = acc - rows["run_id"].map(base_acc)
     groups = rows.groupby(["branch", "stage_index"], sort=False)
+    per_image = {gkey: _per_image(group, credit) for gkey, group in groups}
     # Seed groups' numbers at once (per group and column, pandas would take most of a sweep job's report time):
     # accuracies averaged, every other number the median; a column that is all empty in a group keeps its NaN.
     numeric = [c for c in rows.columns if c not in ("stage_index", "seed")
@@ -98,13 +118,19 @@ def stage_table(rows: pd.DataFrame) -> pd.DataFrame:
         first["is_baseline"] = int(index) == base_stage.get(first["run_id"], 0)
         dmean, dsd, dlo, dhi, dn = stats.mean_interval(group["_diff"])
         base_mean = mean - dmean if not math.isnan(dmean) else math.nan
-        _, nlo, nhi = stats.newcombe(mean, n_test, base_mean, n_test)
+        first["per_image"] = per_image[gkey]
+        pair = stats.paired_delta(per_image[gkey], per_image.get((gkey[0], base_stage.get(first["run_id"], 0))))
+        first["delta_method"] = "paired" if pair is not None else "unpaired"
+        nlo, nhi = pair if pair is not None else stats.newcombe(mean, n_test, base_mean, n_test)[1:]
         if first["is_baseline"]:
             nlo = nhi = dlo = dhi = 0.0
+            first["delta_method"] = None
         first["delta_acc"], first["delta_sd"] = dmean, dsd
         first["delta_lo"], first["delta_hi"] = stats.union((dlo, dhi), (nlo, nhi)) if dn > 1 else (nlo, nhi)
         out.append(first)
     table = pd.DataFrame(out).drop(columns="_diff").reset_index(drop=True)
+    # Paired and unpaired changes side by side (old runs beside new ones): each unpaired one says so in its cell.
+    table["delta_mixed"] = table["delta_method"].dropna().nunique() > 1
     table["within_noise"] = [None if b else stats.within_noise(lo, hi)
                              for b, lo, hi in zip(table["is_baseline"], table["delta_lo"], table["delta_hi"],
                                                   strict=True)]

@@ -126,19 +126,6 @@ def recovery_table(recs: list[Recovery], base: tuple[float, float, float] | None
     return pd.DataFrame(rows)
 
 
-def curve_rows(recs: list[Recovery]) -> pd.DataFrame:
-    """Every recovery's curve as long-format rows (recovery, technique, epoch, val_acc, train_s): epoch 0 is the
-    accuracy right after compression."""
-    rows = []
-    for r in recs:
-        if r.start_acc is not None:
-            rows.append({"recovery": r.label, "technique": r.technique, "epoch": 0, "val_acc": r.start_acc,
-                         "train_s": 0.0})
-        rows += [{"recovery": r.label, "technique": r.technique, "epoch": e, "val_acc": v, "train_s": s}
-                 for e, v, s in zip(r.epochs, r.val_acc, r.seconds, strict=True)]
-    return pd.DataFrame(rows)
-
-
 def figure(recs: list[Recovery], base: tuple[float, float, float] | None, look: Look) -> Figure | None:
     """Validation accuracy against finetune epochs (left) and training seconds (right), one line per recovery,
     the baseline as a line with its 95% band."""

@@ -119,11 +119,42 @@ def how_to_read(table: pd.DataFrame, baseline: str) -> list[str]:
             f"- Baseline: each branch's first stage (B); {baseline}.",
             "- test acc [95%]: Wilson interval over the test images for one run; with seeds, mean ± sd (n) and a "
             "t interval of the mean, never narrower than the Wilson one.",
-            "- Δ pt [95%]: Newcombe's interval of the difference (conservative: both models saw the same images); "
-            "with seeds, the t interval of the per-seed differences as well. *within noise*: it contains 0.",
+            f"- Δ pt [95%]: {delta_method(table)} With seeds, the t interval of the per-seed differences as well. "
+            "*within noise*: it contains 0.",
+            f"- {ties(table)}",
             f"- near chance: within {stats.NEAR_CHANCE_FRACTION:.0%} of the way from chance to 100%; never picked.",
             "- speedup: paired, batch 1, median of per-round ratios; *vs best fp32 (route)* is against the fastest "
             "fp32 runtime timed for the baseline, *vs eager fp32* (or another runtime) against the baseline on the "
             "row's own runtime — the two are never ranked together. IQR: spread of the per-round ratios.",
             "- size: the artifact that runs (size_bytes) or, where smaller, the verified encoded file "
             "(encoded_bytes, decoded before running).", ""]
+
+
+def delta_method(table: pd.DataFrame) -> str:
+    """How the Δ intervals were made: paired over the test images where both stages kept per-image results,
+    else unpaired — said, never silently mixed."""
+    methods = table.loc[~table["is_baseline"].astype(bool), "delta_method"] if "delta_method" in table \
+        else pd.Series(dtype=object)
+    paired, unpaired = int((methods == "paired").sum()), int((methods == "unpaired").sum())
+    how_paired = ("paired over the test images (each stage's per-image results, stages/*/test_hits.npy): the "
+                  "McNemar-type normal interval of the mean per-image difference, Agresti–Min adjusted — only "
+                  "images the two models score differently add noise.")
+    how_unpaired = ("Newcombe's interval of two independent accuracies, which ignores that both models saw the "
+                    "same images: wider than a paired one, it errs toward *within noise*.")
+    if unpaired == 0:
+        return how_paired[0].upper() + how_paired[1:]
+    if paired == 0:
+        return ("UNPAIRED: these runs kept no per-image results (made before they were written, or a copy "
+                f"without them), so {how_unpaired}")
+    return (f"{paired} stage(s) {how_paired} The other {unpaired} (runs without per-image results) are "
+            f"UNPAIRED: {how_unpaired}")
+
+
+def ties(table: pd.DataFrame) -> str:
+    """The tie rule of the accuracies, and how many test images tied where runs counted them."""
+    counted = pd.to_numeric(table["test_ties"], errors="coerce").dropna() if "test_ties" in table else []
+    rule = ("ties: an image whose top logit is shared by k classes including its label counts 1/k (int8 logits "
+            "take few values; a rule that picks by class index would move accuracy by itself)")
+    if not len(counted):
+        return rule + "; these runs predate it (no test_ties column): their ties went to the lowest class index."
+    return rule + f"; test_ties: images tied at the top, up to {int(counted.max())} in a stage here."

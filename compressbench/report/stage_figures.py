@@ -15,6 +15,7 @@ from compressbench.report.tables import human
 
 MAX_ROWS = 40  # waterfall rows (stages); more are listed in summary.md
 MAX_CURVES = 14
+MAX_PANELS = 5  # raw-latency panels side by side (one per runtime) that fit a screen's width
 _STYLES = ["-", "--", ":", "-."]
 
 
@@ -141,15 +142,20 @@ def accuracy_vs_latency(table: pd.DataFrame, look: Look) -> Figure | None:
         return None
     keys = [c for c in ("machine", "runtime", "threads") if c in pts]
     groups = list(pts.groupby(keys, dropna=False, sort=True)) if keys else [((), pts)]
-    ncols = min(3, len(groups))
-    groups = groups[:ncols]
+    # Every runtime gets its panel up to what a screen holds; any beyond are named in the title, never dropped
+    # silently. The baseline's panel first: the others are read against it.
+    groups.sort(key=lambda g: not (g[1]["point"] == "B").any())
+    # A key every panel shares is in the subtitle already ("timed on 1 thread(s)"): narrow panels leave it out.
+    same = {k for k in keys if pts[k].nunique(dropna=False) == 1}
+    dropped = [_panel_title(keys, k, same) for k, _ in groups[MAX_PANELS:]]
+    groups = groups[:MAX_PANELS]
+    ncols = len(groups)
     fig, axes, _ = layout(0, plot_h=3.0, ncols=ncols, width=min(12, 3.4 * ncols + 1.0), left=0.75, gap=0.35)
     base_acc = float(pts["test_acc"].iloc[0])
     shown = pd.concat([g for _, g in groups])
     lo, hi = zoom(list(_num(shown, "acc_lo").fillna(shown["test_acc"])),
                   list(_num(shown, "acc_hi").fillna(shown["test_acc"])), base_acc, base_acc - FLOOR_PT, ceiling=100)
     for n, (ax, (key, group)) in enumerate(zip(axes, groups, strict=True)):
-        key = key if isinstance(key, tuple) else (key,)
         labels = []
         for _, r in group.iterrows():
             color, y = look.color(r["credited_technique"]), max(float(r["test_acc"]), lo)
@@ -164,11 +170,18 @@ def accuracy_vs_latency(table: pd.DataFrame, look: Look) -> Figure | None:
             ax.set_ylabel("test accuracy (%)", fontsize=8)
         else:
             ax.tick_params(labelleft=False)  # one accuracy scale for all panels
-        ax.set_title(" · ".join(_panel(k, v) for k, v in zip(keys, key, strict=True) if k != "machine"), fontsize=8)
+        ax.set_title(_panel_title(keys, key, same), fontsize=8 if ncols <= 3 else 7)
         ax.grid(True, alpha=0.3)
         place_labels(ax, labels)
-    title(fig, "Raw latency per runtime: UNPAIRED (timed in different processes; compare speedups instead)", look)
+    more = f"; not shown: {', '.join(dropped)}" if dropped else ""
+    title(fig, f"Raw latency per runtime: UNPAIRED (timed in different processes; compare speedups instead{more})",
+          look)
     return fig
+
+
+def _panel_title(keys: list[str], key: object, same: set[str]) -> str:
+    key = key if isinstance(key, tuple) else (key,)
+    return " · ".join(_panel(k, v) for k, v in zip(keys, key, strict=True) if k != "machine" and k not in same)
 
 
 def _panel(key: str, value: object) -> str:

@@ -2,9 +2,13 @@
 
 - One run: the Wilson score interval of its test accuracy over the ``n`` test images (exact enough at any
   accuracy, unlike the normal approximation near 100%).
-- A difference of two accuracies from one run each: Newcombe's hybrid score interval built from the two Wilson
-  intervals. Both models are scored on the same images, so the true interval is narrower: this one errs on the
-  side of "within noise".
+- A difference of two accuracies on the same test images, where both runs kept their per-image results
+  (``test_hits.npy``): a paired interval over the images — the normal interval of the mean per-image difference
+  with Agresti & Min's (2005) adjustment (half an image added to each cell of the 2×2 table). On 0/1 hits it is
+  the McNemar-type interval on the discordant images; a tie credited 1/k enters as its fraction. Only images on
+  which the two models disagree add noise, so it is far narrower than an unpaired one.
+- The same difference where a run kept no per-image results (older runs): Newcombe's hybrid score interval built
+  from the two Wilson intervals — it ignores the pairing, so it errs on the side of "within noise".
 - Runs that differ only by seed: mean ± sd and n, with a Student-t interval of the mean, never narrower than
   the Wilson interval at the mean (seeds do not sample the test set, so they do not see its noise).
 A difference is "within noise" when its 95% interval contains 0.
@@ -14,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from compressbench.infra.tdist import Z95, t95
@@ -46,6 +51,47 @@ def newcombe(a_pct: float, n_a: float | None, b_pct: float, n_b: float | None) -
     low = diff - math.sqrt((a_pct - la) ** 2 + (ub - b_pct) ** 2)
     high = diff + math.sqrt((ua - a_pct) ** 2 + (b_pct - lb) ** 2)
     return diff, low, high
+
+
+def paired(diffs: np.ndarray) -> tuple[float, float, float]:
+    """(mean, low, high) in points of per-image differences ``diffs`` (each in [−1, 1]: a − b of two models'
+    credit on one image): the Agresti–Min adjusted normal interval of the mean (module docstring), widened to
+    hold the mean itself."""
+    d = np.asarray(diffs, dtype=np.float64)
+    if d.ndim != 1 or d.size == 0 or not np.isfinite(d).all():
+        return math.nan, math.nan, math.nan
+    mean = float(d.mean())
+    m = d.size + 2  # two pseudo-images: one +1/−1 pair of half-weights, one concordant image
+    centre = float(d.sum()) / m
+    spread = (float(np.dot(d, d)) + 1.0) / m - centre * centre
+    half = Z95 * math.sqrt(max(spread, 0.0) / m)
+    return 100.0 * mean, 100.0 * min(mean, centre - half), 100.0 * max(mean, centre + half)
+
+
+class PerImage:
+    """Per-image top-1 credit of one stage, by seed (``{seed: float array}``); held by identity, so a table
+    cell can carry it through pandas."""
+
+    __slots__ = ("by_seed",)
+
+    def __init__(self, by_seed: dict[str, np.ndarray]) -> None:
+        self.by_seed = by_seed
+
+    def __repr__(self) -> str:
+        return f"PerImage({len(self.by_seed)} seed(s))"
+
+
+def paired_delta(a: PerImage | None, b: PerImage | None) -> tuple[float, float] | None:
+    """95% interval (points) of a − b over the seeds both have, paired over the images: per image the
+    difference averaged over those seeds; None when either lacks per-image results or their images differ."""
+    if a is None or b is None:
+        return None
+    seeds = [s for s in a.by_seed if s in b.by_seed]
+    if not seeds or len({a.by_seed[s].shape for s in seeds} | {b.by_seed[s].shape for s in seeds}) != 1:
+        return None
+    diffs = np.mean([a.by_seed[s] - b.by_seed[s] for s in seeds], axis=0)
+    _, low, high = paired(diffs)
+    return None if math.isnan(low) else (low, high)
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float, float, float, float, int]:

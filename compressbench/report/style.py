@@ -24,6 +24,9 @@ BASELINE_COLOR = "black"
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
             "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#9edae5", "#dbdb8d"]
 MARKERS = {"best": "o", "eager": "s", "onnxruntime": "^", "compiled": "D"}
+# Against the fastest fp32 route, one marker per route: "best fp32 (openvino)" and "best fp32 (onnxruntime)" are
+# two baselines, and must not look alike in a legend. ('*' is the baseline B's, 'v' a point below the axis.)
+BEST_MARKERS = {"onnxruntime": "o", "openvino": "P", "compiled": "X", "eager": "h"}
 _NICE = [0.01, 0.02, 0.05, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 2.5,
          3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 40, 50, 80, 100, 200, 500, 1000]
 
@@ -47,8 +50,10 @@ def technique_colors(techniques: Iterable[object], baseline: str = "train") -> d
 
 
 def marker_for(baseline: str) -> str:
+    """The marker of a speedup baseline label (``labels.speedup_columns``): one per label."""
     if baseline.startswith("best"):
-        return MARKERS["best"]
+        route = baseline[baseline.find("(") + 1:].rstrip(")") if "(" in baseline else ""
+        return BEST_MARKERS.get(route, "p" if route else MARKERS["best"])
     return MARKERS.get(baseline.split()[0] if baseline else "", "s")
 
 

@@ -96,8 +96,14 @@ def _acc(r: Mapping[str, Any]) -> str:
 
 
 def _delta(r: Mapping[str, Any]) -> str:
-    return "0" if r.get("is_baseline") else interval(r.get("delta_acc"), r.get("delta_lo"), r.get("delta_hi"),
-                                                     digits=2, signed=True)
+    if r.get("is_baseline"):
+        return "0"
+    return interval(r.get("delta_acc"), r.get("delta_lo"), r.get("delta_hi"), digits=2, signed=True) + _unpaired(r)
+
+
+def _unpaired(r: Mapping[str, Any]) -> str:
+    """' (unpaired)' on a change without per-image results in a table where others have them."""
+    return " (unpaired)" if r.get("delta_mixed") and r.get("delta_method") == "unpaired" else ""
 
 
 def _speed(r: Mapping[str, Any]) -> str:
@@ -175,7 +181,8 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
     diffs = [after["seed_accs"][s] - before["seed_accs"][s] for s in after.get("seed_accs", {})
              if s in before.get("seed_accs", {})]
     mean, _, lo, hi, n = stats.mean_interval(diffs)
-    _, nlo, nhi = stats.newcombe(after["test_acc"], n_test, before["test_acc"], n_test)
+    pair = stats.paired_delta(after.get("per_image"), before.get("per_image"))
+    nlo, nhi = pair if pair is not None else stats.newcombe(after["test_acc"], n_test, before["test_acc"], n_test)[1:]
     lo, hi = stats.union((lo, hi), (nlo, nhi)) if n > 1 else (nlo, nhi)
     delta = mean if n else after["test_acc"] - before["test_acc"]
 
@@ -186,10 +193,12 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
     return {"technique": steps[0]["technique"], "point": after.get("point") or "·",
             "steps": " → ".join(str(s["stage"]) for s in steps), "from": before["stage"],
             "acc": f"{pct(before['test_acc'], 2)} → {pct(after['test_acc'], 2)}",
-            "delta": interval(delta, lo, hi, digits=2, signed=True),
+            "delta": interval(delta, lo, hi, digits=2, signed=True) + _unpaired(
+                {"delta_mixed": after.get("delta_mixed"), "delta_method": "unpaired" if pair is None else "paired"}),
             "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
             "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
-            "speed": _speed(after), "near_chance": after.get("near_chance")}
+            "speed": _speed(after), "near_chance": after.get("near_chance"),
+            "delta_method": "paired" if pair is not None else "unpaired"}
 
 
 def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], problems: Sequence[str],

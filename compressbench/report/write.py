@@ -13,15 +13,18 @@ from compressbench.config import safe_slug
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.locks import file_lock
 from compressbench.report import figures, html, recovery, stage_figures
-from compressbench.report.collect import collect
+from compressbench.report.collect import collect, credit_reader
 from compressbench.report.labels import enrich
 from compressbench.report.points import number_points, stage_table
 from compressbench.report.style import Look, technique_colors, to_png
 from compressbench.report.summary import summary_markdown
 from compressbench.results import ordered_columns
+from compressbench.results.per_image import FILE as HITS_FILE
+from compressbench.results.per_image import stage_dir
 
 DERIVED = ["technique", "credited_technique", "run_label", "swept", "swept_value", "speedup_best",
            "speedup_best_iqr", "speedup_baseline", "test_images", "run_dir"]
+STAGE_INPUTS = ("history.csv", HITS_FILE)  # what a report reads from a run's stage folders
 FIGURES = ("speedup_vs_compression", "accuracy_change_vs_speedup", "accuracy_vs_size", "accuracy_vs_gzip_bytes",
            "accuracy_vs_encoded_bytes", "waterfall", "training_curves", "recovery", "accuracy_vs_latency",
            "accuracy_vs_swept")
@@ -68,9 +71,12 @@ def all_figures(table: pd.DataFrame, root: Path, look: Look) -> dict[str, object
     return {name: fig for name, fig in made.items() if fig is not None}
 
 
-def build(rows: pd.DataFrame) -> pd.DataFrame:
-    """Enriched rows → the numbered stage table every figure and section reads."""
-    return number_points(stage_table(enrich(rows))) if not rows.empty else pd.DataFrame()
+def build(rows: pd.DataFrame, root: str | Path | None = None) -> pd.DataFrame:
+    """Enriched rows → the numbered stage table every figure and section reads; with ``root`` (the folder the
+    rows were collected from) accuracy changes are paired over the test images wherever runs kept them."""
+    if rows.empty:
+        return pd.DataFrame()
+    return number_points(stage_table(enrich(rows), credit_reader(root) if root is not None else None))
 
 
 def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataFrame | None = None,
@@ -86,17 +92,12 @@ def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataF
         if experiment is not None:  # a findings folder lists its own experiment's jobs only
             jobs = [j for j in jobs if j.get("experiment") in (None, experiment)]
         enriched = enrich(rows) if not rows.empty else rows
-        table = build(rows)
+        table = build(rows, root)
         columns = [c for c in dict.fromkeys(ordered_columns(enriched.to_dict("records")) + DERIVED)
                    if c in enriched.columns] if not enriched.empty else []
         name = "summary.csv" if out == root else "results.csv"
         atomic_write_text(out / name, enriched[columns].to_csv(index=False) if columns else "")
         atomic_write_text(out / "summary.md", summary_markdown(table, jobs, problems, root, enriched))
-        curves = recovery.curve_rows(recovery.recoveries(table, root)) if not table.empty else pd.DataFrame()
-        if not curves.empty:  # the curves' numbers: a findings folder keeps them (it has no history files)
-            atomic_write_text(out / "recovery.csv", curves.to_csv(index=False))
-        elif rows is None or root == out:  # nothing to show now: no stale curves from an earlier report
-            (out / "recovery.csv").unlink(missing_ok=True)
         made = all_figures(table, root, _look(table, enriched)) if figures and not table.empty else {}
         for fig_name, fig in made.items():
             atomic_write_bytes(out / "plots" / f"{fig_name}.png", to_png(fig))
@@ -128,9 +129,29 @@ def write_findings(root: str | Path, findings_dir: str | Path, html_page: bool =
         target = findings_dir / slug
         if target.resolve().parent != findings_dir.resolve():
             continue  # belt and braces: a slug cannot escape, but a symlink could
+        copy_stage_inputs(Path(root), target, group)
         write_report(root, target, rows=group, experiment=slug)
         written.append(target)
     if html_page:
         folders = sorted(p.parent for p in findings_dir.glob("*/summary.md"))
         html.write_html([(p.name, p) for p in folders], findings_dir / "index.html")
     return written
+
+
+def copy_stage_inputs(root: Path, target: Path, rows: pd.DataFrame) -> int:
+    """Copy what a report reads from the run folders of ``rows`` (each stage's ``history.csv`` and per-image
+    test hits) into ``target`` under the same relative run dirs, so that reporting ``target`` again draws the
+    same training curves and pairs the same intervals. Returns how many files were copied."""
+    copied, target_abs = 0, target.resolve()
+    for run_dir, index, stage in rows[["run_dir", "stage_index", "stage"]].drop_duplicates().itertuples(index=False):
+        if pd.isna(run_dir) or pd.isna(index):
+            continue
+        src, dst = stage_dir(root / str(run_dir), int(index), str(stage)), stage_dir(target / str(run_dir),
+                                                                                  int(index), str(stage))
+        if not dst.resolve().is_relative_to(target_abs) or src.resolve() == dst.resolve():
+            continue  # a run dir read from a table never leads outside the findings folder
+        for name in STAGE_INPUTS:
+            if (src / name).is_file():
+                atomic_write_bytes(dst / name, (src / name).read_bytes())
+                copied += 1
+    return copied

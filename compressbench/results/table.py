@@ -26,6 +26,9 @@ EXTRA_COLUMNS: list[str] = (
     "speedup_iqr timing_rounds measure_reused throughput_speedup throughput_threads batch_size reference_stage "
     "macs_reduction_pct params_reduction_pct test_loss precision stage_key error"
 ).split()
+# Beside the accuracies (issue 26): how many images tie for the top logit (each credited 1/k, see measure.accuracy).
+EXTRA_COLUMNS += ["test_ties", "val_ties"]
+
 
 def ordered_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     """Core columns, then documented extras, then any stage-specific keys in first-seen order."""

@@ -26,12 +26,15 @@ def test_chain_writes_rows_files_and_plots(make_cfg, tmp_path: Path):
     assert train["size_bytes"] > train["dense_bytes"] * 0.9
     assert train["macs"] > 0 and train["latency_ms_p50"] > 0 and train["throughput_ips"] > 0
     assert train["speedup"] == 1.0 and train["compression_ratio"] == 1.0  # the reference itself
+    assert train.get("macs_reduction_pct") is None and finetune["macs_reduction_pct"] == pytest.approx(0.0)
+    assert train["test_ties"] == 0 and "test_hits" not in train  # fp32 logits: no ties; hits go to a file
     assert 0.2 < finetune["speedup"] < 5.0  # measured, paired, same architecture
     assert finetune["compression_ratio"] == pytest.approx(1.0, abs=0.01)
     assert finetune["reference_stage"] == "train" and train["overrides"] == "train.epochs=6"
     for name in ("config.yaml", "split.json", "status.json", "summary.csv", "summary.md",
                  "plots/accuracy_vs_size.png", "plots/training_curves.png", "stages/00_train/history.csv",
-                 "stages/00_train/best.pt", "stages/00_train/last.pt"):
+                 "stages/00_train/best.pt", "stages/00_train/last.pt", "stages/00_train/test_hits.npy",
+                 "stages/01_finetune/test_hits.npy"):
         assert (out / name).is_file(), name
     assert json.loads((out / "status.json").read_text())["status"] == "ok"
     history = read_csv(out / "stages/00_train/history.csv")
@@ -123,3 +126,6 @@ def test_a_cache_hit_reuses_its_measurement_from_earlier_in_the_process(make_cfg
     assert not again[1].get("measure_reused")  # a new finetune is measured
     assert same[0]["cache_hit"] and not same[0].get("measure_reused")
     assert again[0]["test_acc"] == same[0]["test_acc"] == first[0]["test_acc"]
+    # A reused measurement keeps its per-image results: the report pairs this run's stages too.
+    hits = [(tmp_path / d / "stages/00_train/test_hits.npy").read_bytes() for d in "abc"]
+    assert hits[0] == hits[1] == hits[2]

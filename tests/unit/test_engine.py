@@ -130,3 +130,19 @@ def test_git_sha_names_this_checkout():
     if not (root / ".git").exists():
         pytest.skip("installed without a git checkout: git_sha is empty by design")
     assert provenance.git_sha().split("+")[0], "a checkout must name its commit"
+
+
+class _Epochs(list):
+    def set_epoch(self, epoch: int) -> None:
+        pass
+
+
+def test_training_speed_is_the_median_epoch_not_the_last(monkeypatch):
+    from compressbench.engine import Loaders, fit, loop
+
+    speeds = iter([700.0, 690.0, 710.0, 88.0])  # the last epoch ran on a loaded machine
+    monkeypatch.setattr(loop, "train_one_epoch", lambda *a, **k: {"train_loss": 0.1, "images_per_s": next(speeds)})
+    x, y = torch.randn(8, 3), torch.zeros(8, dtype=torch.long)
+    fitted = fit(nn.Linear(3, 2), TrainConfig(epochs=4, lr=0.1), Loaders(_Epochs([(x, y)]), [(x, y)]),
+                 precision=Precision("cpu"))
+    assert fitted.record["train_images_per_s"] == pytest.approx(695.0)

@@ -9,6 +9,8 @@ import pytest
 from report_rows import BASE, baseline, compare_tree, row, write_run
 
 from compressbench.report import build, collect
+from compressbench.report.figures import accuracy_change_vs_speedup, speedup_vs_compression
+from compressbench.report.stage_figures import accuracy_vs_latency
 from compressbench.report.style import close, overlaps, text_boxes
 from compressbench.report.write import _look, all_figures
 
@@ -114,3 +116,78 @@ def test_the_subtitle_tells_timing_threads_from_training_threads():
                          "train_threads": [2.0], "credited_technique": ["train"]})
     look = _look(rows, rows)
     assert "timed on 1 thread(s), trained on 2" in look.subtitle
+
+
+def _speedup_figures(table: pd.DataFrame) -> dict:
+    look = _look(table, table)
+    return {"speedup_vs_compression": speedup_vs_compression(table, look),
+            "accuracy_change_vs_speedup": accuracy_change_vs_speedup(table, look)}
+
+
+def _star(ax) -> list[tuple[float, float]]:
+    return [(float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.get_lines()
+            if line.get_marker() == "*"]
+
+
+def test_the_baseline_sits_at_its_own_speed_on_a_best_fp32_axis(tmp_path: Path):
+    # ORT int8 is 2× the fastest fp32 route (ONNX Runtime) and 10× eager fp32: eager B itself is 0.2× that route.
+    write_run(tmp_path, "0", [baseline("a"), row("a", 1, "int8", "quantize", 96.5, 3e4, runtime="onnxruntime-int8",
+                                                 speedup=2.0, speedup_vs_best_fp32=2.0, speedup_vs_onnxruntime_fp32=2.0,
+                                                 speedup_vs_eager_fp32=10.0, best_fp32_runtime="onnxruntime")])
+    table = build(collect(tmp_path)[0])
+    figures = _speedup_figures(table)
+    (x, y), = _star(figures["speedup_vs_compression"].axes[0])
+    assert (x, y) == (1.0, pytest.approx(0.2))  # not at 1×: that is the route it is slower than
+    (x, y), = _star(figures["accuracy_change_vs_speedup"].axes[0])
+    assert (x, y) == (pytest.approx(0.2), 0.0)
+    assert "baseline (eager fp32)" in " ".join(t for t, _ in text_boxes(figures["speedup_vs_compression"]))
+    for fig in figures.values():
+        close(fig)
+
+
+def test_the_baseline_is_not_drawn_where_its_speed_on_that_axis_is_unknown(tmp_path: Path):
+    write_run(tmp_path, "0", [baseline("a"), row("a", 1, "int8", "quantize", 96.5, 3e4, runtime="fx-int8",
+                                                 speedup_vs_best_fp32=0.5, best_fp32_runtime="openvino")])
+    table = build(collect(tmp_path)[0])
+    figures = _speedup_figures(table)
+    fig = figures["speedup_vs_compression"]
+    assert not _star(fig.axes[0])
+    assert "not drawn vs best fp32 (openvino)" in " ".join(t for t, _ in text_boxes(fig))
+    for f in figures.values():
+        close(f)
+
+
+def test_each_speedup_baseline_has_its_own_legend_marker(tmp_path: Path):
+    final = {"onnxruntime": "onnxruntime-int8", "openvino": "openvino-int8", "eager": "fx-int8"}
+    for job, (route, runtime) in enumerate(final.items()):
+        rid = f"r{job}"
+        write_run(tmp_path, str(job), [baseline(rid, overrides=f"chain=[train,q{job}]"),
+                                       row(rid, 1, f"q{job}", "quantize", 96.5, 3e4, runtime=runtime,
+                                           speedup_vs_best_fp32=1.5, best_fp32_runtime=route)])
+    write_run(tmp_path, "9", [baseline("k", overrides="chain=[train,kd]"),
+                              row("k", 1, "kd", "distill", 96.0, 1e4, speedup=1.4)])
+    table = build(collect(tmp_path)[0])
+    figures = _speedup_figures(table)
+    for name in ("speedup_vs_compression", "accuracy_change_vs_speedup"):
+        legend = figures[name].axes[0].get_legend()
+        markers = {h.get_label(): h.get_marker() for h in legend.legend_handles}
+        assert len(markers) == 5 and len(set(markers.values())) == 5, markers  # 4 baselines and B
+    for fig in figures.values():
+        close(fig)
+
+
+@pytest.mark.parametrize("runtimes", [4, 6])
+def test_raw_latency_shows_every_runtime_or_names_those_it_leaves_out(tmp_path: Path, runtimes: int):
+    names = ["fx-int8", "onnxruntime-int8", "pt2e-int8-compiled", "openvino-int8", "torchscript-int8", "tflite"]
+    rows = [baseline("a")] + [row("a", i + 1, f"q{i}", "quantize", 96, 3e4, runtime=name, latency_ms_p50=0.1 + i / 10)
+                              for i, name in enumerate(names[:runtimes])]
+    write_run(tmp_path, "0", rows)
+    table = build(collect(tmp_path)[0])
+    fig = accuracy_vs_latency(table, _look(table, table))
+    shown = " ".join(ax.get_title() for ax in fig.axes)
+    assert len(fig.axes) == min(runtimes + 1, 5) and "eager" in shown  # the baseline's panel always
+    missing = [n for n in ["eager", *names[:runtimes]] if f"runtime {n} " not in shown + " "]
+    assert all(f"runtime {n}" in fig._suptitle.get_text() for n in missing) and len(missing) == max(0, runtimes - 4)
+    boxes = text_boxes(fig)
+    assert not [(a, b) for (a, ba), (b, bb) in itertools.combinations(boxes, 2) if overlaps(ba, bb)]
+    close(fig)

@@ -57,9 +57,17 @@ def test_every_report_with_finetunes_draws_and_tabulates_them(tmp_path: Path):
     assert "back within 1 pt of the baseline after 2 epoch(s) (20 s of training)" in text
     assert "not within 1 pt in 3 epoch(s)" in text
     assert (tmp_path / "plots" / "recovery.png").stat().st_size > 10_000
-    curves = pd.read_csv(tmp_path / "recovery.csv")
-    magnitude = curves[curves["technique"] == "prune:magnitude"]
-    assert list(magnitude["epoch"]) == [0, 1, 2, 3] and magnitude["val_acc"].iloc[0] == 41.0
+
+
+def test_a_findings_copy_draws_the_same_recovery(tmp_path: Path):
+    from compressbench.report.write import write_findings
+
+    _sweep(tmp_path / "sweep")
+    write_findings(tmp_path / "sweep", tmp_path / "findings")  # copies each stage's history.csv
+    again = tmp_path / "findings" / "demo"
+    write_report(again)
+    assert "back within 1 pt of the baseline after 2 epoch(s)" in (again / "summary.md").read_text()
+    assert (again / "plots" / "recovery.png").exists()
 
 
 def test_no_recovery_section_without_retraining(tmp_path: Path):
@@ -67,4 +75,4 @@ def test_no_recovery_section_without_retraining(tmp_path: Path):
               history={"00_train": _epochs([80.0, 90.0])})
     write_report(tmp_path)
     assert "Recovery" not in (tmp_path / "summary.md").read_text()
-    assert not (tmp_path / "plots" / "recovery.png").exists() and not (tmp_path / "recovery.csv").exists()
+    assert not (tmp_path / "plots" / "recovery.png").exists()
