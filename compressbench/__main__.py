@@ -76,9 +76,26 @@ def main(cfg: DictConfig) -> float | None:
     return sweep_objective(rows, cfg)
 
 
+RERUN_FLAG = "--experimental-rerun"
+
+
+def refuse_rerun(argv: list[str]) -> None:
+    """Exit 2 on Hydra's ``--experimental-rerun FILE`` (or an abbreviation argparse would accept): it unpickles
+    FILE, so whoever can write that file runs code. A run folder's ``.hydra/overrides.yaml`` reruns it."""
+    for arg in argv:
+        if arg == "--":
+            break
+        flag = arg.split("=", 1)[0]
+        if len(flag) > 2 and RERUN_FLAG.startswith(flag):
+            print(f"compressbench: {flag} is refused (it unpickles a file, which can run code); to rerun a job, "
+                  f"pass the overrides in its .hydra/overrides.yaml again", file=sys.stderr)
+            sys.exit(2)
+
+
 def cli() -> None:
     """The ``compressbench`` console script. ``main`` returns the sweep objective (a float), which must not
     become the process's exit status."""
+    refuse_rerun(sys.argv[1:])
     try:
         main()
     except SystemExit as e:
