@@ -350,7 +350,9 @@ class Pipeline:
             if dist.enabled:
                 distributed.broadcast(cached is not None)
             if cached is not None:
-                result = StageResult(self._placed(cached.artifact), cached.info, cached.history, cached.files)
+                # What this run checked of the entry; its recorded verdicts are those of the run that made it.
+                record = {**cached.info, "cache_verified": cached.checked}
+                result = StageResult(self._placed(cached.artifact), record, cached.history, cached.files)
                 self.write_stage_files(result, stage_dir)
                 return result, True
             # An interrupted training stage resumes from the entry (or, without a cache, the stage folder).
