@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 import compressbench.stages  # noqa: F401  (stage/<kind> in Hydra's ConfigStore before it composes; imports no torch)
 from compressbench.config import ConfigError, conf_dir
 from compressbench.infra.hydra_callbacks import started_sweeps
-from compressbench.infra.preflight import PreflightError
+from compressbench.infra.preflight import DataUnavailable, PreflightError
 from compressbench.infra.registry import UnknownNameError
 from compressbench.pipeline.objective import sweep_objective
 from compressbench.pipeline.plan import validate
@@ -35,9 +35,10 @@ def budget_threads(cfg: DictConfig, hc: Any) -> None:
 
 
 def remove_if_untouched(run_dir: Path, log_name: str) -> None:
-    """Delete the run dir Hydra made for a job that never started (only its ``.hydra/`` and the job log in it),
-    and, in the default layout (``outputs/<name>/<time>``), the folders above it that this leaves empty."""
-    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", log_name}:
+    """Delete the run dir Hydra made for a job that never started (only its ``.hydra/``, the job log and the
+    status it ended with in it), and, in the default layout (``outputs/<name>/<time>``), the folders above it
+    that this leaves empty."""
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", log_name, "status.json"}:
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     if run_dir.parent.parent.name == "outputs":
@@ -58,7 +59,7 @@ def main(cfg: DictConfig) -> float | None:
 
         rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), plan=plan,
                           figures=hc.mode != RunMode.MULTIRUN)  # a sweep draws its jobs' figures once, at its end
-    except (ConfigError, UnknownNameError) as e:
+    except (ConfigError, UnknownNameError, DataUnavailable) as e:  # a mistake to fix before anything can run
         if hc.mode == RunMode.MULTIRUN:  # a sweep's bad job is listed in its summary; the sweep goes on
             from compressbench.pipeline import runner
 

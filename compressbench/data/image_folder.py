@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.data import DATASETS
+from compressbench.data import CHECKS, DATASETS
 from compressbench.data.decode import MAX_PIXELS, RESIZE, TooLarge, decode_cached, relative_paths
 from compressbench.data.fingerprint import listing_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
@@ -58,6 +58,20 @@ def load_image_folder(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -
 DEFAULTS_OF = {"sea_animals": SEA_DEFAULTS, "cifar10_jpeg": CIFAR_JPEG_DEFAULTS, "image_folder": FOLDER_DEFAULTS}
 
 
+def check_folder(name: str) -> None:
+    """Register the check of the image-folder dataset ``name``: its options, then (files) that its root is there."""
+
+    @CHECKS.register(name)
+    def check(cfg: Mapping[str, Any], data_dir: Path, files: bool) -> None:
+        opts = folder_options(name, cfg)
+        if files:
+            find_root(name, opts["root"], data_dir)
+
+
+for _name in DEFAULTS_OF:
+    check_folder(_name)
+
+
 def folder_options(name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The checked options of the image-folder dataset ``name`` (ValueError naming the key otherwise)."""
     opts = read_options(cfg, DEFAULTS_OF[name], name)
@@ -66,6 +80,8 @@ def folder_options(name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"dataset.expected_classes={expected!r}: must be an integer >= 2, or null (no check)")
     if opts["root"] is not None and not isinstance(opts["root"], str):
         raise ValueError(f"dataset.root={opts['root']!r}: must be a path, or null")
+    if opts["root"] is None and name == "image_folder":
+        raise ValueError(_NEEDS_ROOT)
     if layout not in LAYOUTS:
         raise ValueError(f"dataset.layout={layout!r}: must be one of {', '.join(LAYOUTS)} (auto: split when the "
                          f"folder holds train/, else flat)")
@@ -122,8 +138,7 @@ def find_root(name: str, root: str | None, data_dir: Path) -> Path:
     """The folder that holds the class folders (or train/); descends through lone wrapper folders (zips nest)."""
     if root is None:
         if name == "image_folder":
-            raise ValueError("dataset 'image_folder' needs dataset.root=/path/to/folder (holding "
-                             "<class name>/<image>.jpg, or train/<class name>/<image>.jpg and test/...)")
+            raise ValueError(_NEEDS_ROOT)
         root = str(data_dir / name)
     path = Path(os.path.expanduser(str(root))).resolve()
     walk = FolderWalk(path, ())  # a wrapper folder link never leads out of the folder given
@@ -137,6 +152,10 @@ def find_root(name: str, root: str | None, data_dir: Path) -> Path:
         else:
             break
     return path
+
+
+_NEEDS_ROOT = ("dataset 'image_folder' needs dataset.root=/path/to/folder (holding <class name>/<image>.jpg, or "
+               "train/<class name>/<image>.jpg and test/...)")
 
 
 def split_folders(root: Path, layout: str, walk: FolderWalk | None = None) -> dict[str, str]:

@@ -48,3 +48,49 @@ def test_help_does_not_offer_the_rerun_flag(tmp_path: Path, monkeypatch: pytest.
     out = capsys.readouterr().out
     assert "--multirun" in out and "--config-dir" in out and "experimental-rerun" not in out
     assert os.listdir(tmp_path) == []
+
+
+# --- data that cannot work: one line, exit 2, no run folder (the path config errors take) -------------------
+
+@pytest.mark.parametrize("override, said", [
+    ("dataset.val_fraction=1.5", "dataset.val_fraction=1.5: must be a number in [0, 0.5]"),
+    ("dataset=image_folder", "dataset 'image_folder' needs dataset.root="),
+    ("dataset=sea_animals", "dataset 'sea_animals' not found at"),
+])
+def test_a_dataset_that_cannot_load_ends_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
+                                                     override: str, said: str):
+    monkeypatch.setenv("COMPRESSBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COMPRESSBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    assert run_cli(monkeypatch, tmp_path, override) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"compressbench: {said}"), err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_validate_checks_dataset_options_but_not_files(make_cfg):
+    from compressbench.config import ConfigError
+    from compressbench.pipeline.plan import validate
+
+    with pytest.raises(ConfigError, match=r"dataset.max_image_pixels=0: must be an integer >= 1"):
+        validate(make_cfg("dataset=image_folder", "dataset.root=/nowhere", "dataset.max_image_pixels=0"))
+    validate(make_cfg("dataset=sea_animals"))  # a config is checked where the data is not: the run checks files
+
+
+def test_an_offline_first_use_of_cifar10_says_where_to_put_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys):
+    from urllib.error import URLError
+
+    import torchvision.datasets
+
+    def offline(self) -> None:
+        raise URLError(OSError(-2, "Name or service not known"))
+
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", offline)
+    monkeypatch.setenv("COMPRESSBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COMPRESSBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    assert run_cli(monkeypatch, tmp_path, "dataset=cifar10", "runtime.progress=false") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dataset 'cifar10' is not under" in err[0] and "offline?" in err[0], err
+    assert str(tmp_path / "data" / "cifar-10-batches-py") in err[0]
+    assert "cifar-10-python.tar.gz" in err[0] and "dataset=cifar10_jpeg" in err[0]  # how to get them, the other way
+    assert not (tmp_path / "outputs").exists()
