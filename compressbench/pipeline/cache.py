@@ -129,7 +129,7 @@ class Entry:
             bad = sorted(set(present) ^ set(listed) | {k for k in set(present) & set(listed)
                                                        if present[k] != listed[k]})
             raise DamagedEntry(f"files do not match their checksums: {', '.join(bad[:5])}")
-        checked.append(f"{len(listed)} file checksums")
+        checked.append(f"sha256 of {len(listed)} file(s)")
         files = {k[len("files/"):]: (self.path / k).read_bytes() for k in listed if k.startswith("files/")}
         if MANIFEST in files:
             _check_manifest(files)

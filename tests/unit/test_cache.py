@@ -145,7 +145,7 @@ def test_entries_written_before_the_record_checksum_still_load_and_verify_their_
     cache, folder = saved(tmp_path, key, {"notes.csv": b"a\n"})
     edit(folder / "entry.json", lambda m: m.pop("record_sha256"))  # what entries of today's main hold
     hit = load(cache, key)
-    assert hit is not None and hit.info["encoded_bytes"] == 20417 and hit.checked == "2 file checksums"
+    assert hit is not None and hit.info["encoded_bytes"] == 20417 and hit.checked == "sha256 of 2 file(s)"
     (folder / "files" / "notes.csv").write_bytes(b"b\n")
     assert load(cache, key) is None
 
