@@ -55,15 +55,15 @@ def _few(names: Sequence[str], n: int = 3) -> str:
     return ", ".join(names[:n]) + (" ..." if len(names) > n else "")
 
 
-def is_inside(real: str, root_real: str) -> bool:
+def _is_inside(real: str, root_real: str) -> bool:
     return real == root_real or real.startswith(os.path.join(root_real, ""))
 
 
 class FolderWalk:
     """The walk of one dataset root: its sub-folders and image files under the policy above."""
 
-    def __init__(self, root: Path, extensions: tuple[str, ...], *, bounded: bool = True) -> None:
-        self.root_real = os.path.realpath(root) if bounded else None  # None: no bound (finding the root)
+    def __init__(self, root: Path, extensions: tuple[str, ...]) -> None:
+        self.root_real = os.path.realpath(root)
         self.extensions = extensions
         self.not_listed = NotListed()
 
@@ -76,7 +76,7 @@ class FolderWalk:
                 if p.name.startswith(".") and p.is_dir() and _holds_images(p, self.extensions):
                     skipped.hidden_folders.append(_rel(str(p), root_real))
                 continue
-            if root_real is not None and p.is_symlink():
+            if p.is_symlink():
                 reason = _link_problem(str(p), root_real)
                 if reason is not None:  # a link to a file outside is no class either way; say so for folders
                     if reason == "symlink_loops" or (reason == "outside_root" and p.is_dir()):
@@ -89,7 +89,6 @@ class FolderWalk:
     def images(self, folders: Sequence[Path], classes: Sequence[str]) -> list[list[Sample]]:
         """Per folder (a split), its image files under ``<folder>/<class>/`` in torchvision's order (class by
         class; within a class sorted by folder path, then file name), each real file once across all folders."""
-        assert self.root_real is not None, "a bounded walk lists images"
         root_real, skipped = self.root_real, self.not_listed
         found: list[list[tuple[str, int, bool]]] = []  # per folder: (path, label, reached through a link)
         for folder in folders:
@@ -169,7 +168,7 @@ def _link_problem(path: str, root_real: str) -> str | None:
         real = os.path.realpath(path, strict=True)
     except OSError as e:
         return "symlink_loops" if e.errno == errno.ELOOP else "broken_links"
-    return None if is_inside(real, root_real) else "outside_root"
+    return None if _is_inside(real, root_real) else "outside_root"
 
 
 def _holds_images(folder: Path, extensions: tuple[str, ...]) -> bool:
@@ -179,7 +178,7 @@ def _holds_images(folder: Path, extensions: tuple[str, ...]) -> bool:
         return False
 
 
-def _rel(path: str, root_real: str | None) -> str:
+def _rel(path: str, root_real: str) -> str:
     """``path`` relative to the root (paths are built from the resolved root), else as it is."""
-    prefix = os.path.join(root_real, "") if root_real is not None else None
-    return path[len(prefix):] if prefix is not None and path.startswith(prefix) else path
+    prefix = os.path.join(root_real, "")
+    return path[len(prefix):] if path.startswith(prefix) else path
