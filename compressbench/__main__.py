@@ -15,7 +15,7 @@ from omegaconf import DictConfig, open_dict
 import compressbench.stages  # noqa: F401  (stage/<kind> in Hydra's ConfigStore before it composes; imports no torch)
 from compressbench.config import ConfigError, conf_dir
 from compressbench.infra.hydra_callbacks import started_sweeps
-from compressbench.infra.preflight import PreflightError
+from compressbench.infra.preflight import DataUnavailable, PreflightError
 from compressbench.infra.registry import UnknownNameError
 from compressbench.pipeline.objective import sweep_objective
 from compressbench.pipeline.plan import validate
@@ -35,9 +35,10 @@ def budget_threads(cfg: DictConfig, hc: Any) -> None:
 
 
 def remove_if_untouched(run_dir: Path, log_name: str) -> None:
-    """Delete the run dir Hydra made for a job that never started (only its ``.hydra/`` and the job log in it),
-    and, in the default layout (``outputs/<name>/<time>``), the folders above it that this leaves empty."""
-    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", log_name}:
+    """Delete the run dir Hydra made for a job that never started (only its ``.hydra/``, the job log and the
+    status it ended with in it), and, in the default layout (``outputs/<name>/<time>``), the folders above it
+    that this leaves empty."""
+    if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= {".hydra", log_name, "status.json"}:
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     if run_dir.parent.parent.name == "outputs":
@@ -58,7 +59,7 @@ def main(cfg: DictConfig) -> float | None:
 
         rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), plan=plan,
                           figures=hc.mode != RunMode.MULTIRUN)  # a sweep draws its jobs' figures once, at its end
-    except (ConfigError, UnknownNameError) as e:
+    except (ConfigError, UnknownNameError, DataUnavailable) as e:  # a mistake to fix before anything can run
         if hc.mode == RunMode.MULTIRUN:  # a sweep's bad job is listed in its summary; the sweep goes on
             from compressbench.pipeline import runner
 
@@ -76,9 +77,26 @@ def main(cfg: DictConfig) -> float | None:
     return sweep_objective(rows, cfg)
 
 
+RERUN_FLAG = "--experimental-rerun"
+
+
+def refuse_rerun(argv: list[str]) -> None:
+    """Exit 2 on Hydra's ``--experimental-rerun FILE`` (or an abbreviation argparse would accept): it unpickles
+    FILE, so whoever can write that file runs code. A run folder's ``.hydra/overrides.yaml`` reruns it."""
+    for arg in argv:
+        if arg == "--":
+            break
+        flag = arg.split("=", 1)[0]
+        if len(flag) > 2 and RERUN_FLAG.startswith(flag):
+            print(f"compressbench: {flag} is refused (it unpickles a file, which can run code); to rerun a job, "
+                  f"pass the overrides in its .hydra/overrides.yaml again", file=sys.stderr)
+            sys.exit(2)
+
+
 def cli() -> None:
     """The ``compressbench`` console script. ``main`` returns the sweep objective (a float), which must not
     become the process's exit status."""
+    refuse_rerun(sys.argv[1:])
     try:
         main()
     except SystemExit as e:

@@ -24,3 +24,18 @@ def write_split(root: Path, counts: dict[str, int], classes: list[str] = CLASSES
     for split, n in counts.items():
         for ci, name in enumerate(classes):
             write_class(root / split / name, COLORS[ci], n, start=1000 * ci)
+
+
+def png_claiming(path: Path, width: int, height: int) -> None:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (its data holds far fewer): a decompression
+    bomb's header, a few hundred bytes on disk."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 4096))
+                     + chunk(b"IEND", b""))

@@ -3,7 +3,8 @@
 ``load_dataset(cfg.dataset, data_dir, cache_dir)`` returns a DataBundle; ``tensors.TensorLoader`` batches,
 normalises and augments its splits on the training device. A loader is ``fn(cfg, data_dir, data_cache)``:
 ``data_cache`` is where it may keep what it derives from the data (decoded images, file checksums), never
-inside the user's data folders.
+inside the user's data folders. ``check_dataset`` answers, before any loading, what the options and the folders
+alone can: each loader module registers its check in CHECKS under the same name.
 """
 from __future__ import annotations
 
@@ -15,8 +16,20 @@ from compressbench.data.split import Augment, DataBundle, Split
 from compressbench.infra.registry import Registry
 
 DatasetFn = Callable[[Mapping[str, Any], Path, Path], DataBundle]
+CheckFn = Callable[[Mapping[str, Any], Path, bool], None]  # (dataset node, data_dir, check files too)
 
 DATASETS: Registry[DatasetFn] = Registry("dataset")
+CHECKS: Registry[CheckFn] = Registry("dataset check")
+
+
+def check_dataset(cfg: Mapping[str, Any], data_dir: str | Path, *, files: bool = True) -> None:
+    """Check the ``dataset`` node before any work: its options (ValueError naming the key), and with ``files``
+    whether its files are there or may be downloaded (FileNotFoundError saying where to put them). Quick: it
+    lists folders, it reads no image."""
+    name = str(cfg.get("name"))
+    DATASETS.get(name)
+    if name in CHECKS:
+        CHECKS.get(name)({k: v for k, v in cfg.items() if k != "limit"}, Path(data_dir), files)
 
 
 def load_dataset(cfg: Mapping[str, Any], data_dir: str | Path, cache_dir: str | Path | None = None) -> DataBundle:
@@ -67,4 +80,4 @@ def data_cache_dir(data_dir: str | Path, cache_dir: str | Path | None = None) ->
 # Imported for their registrations (after DATASETS exists: they import it from here).
 from compressbench.data import cifar, digits, image_folder, mnist, svhn, synthetic  # noqa: E402, F401
 
-__all__ = ["DATASETS", "Augment", "DataBundle", "Split", "load_dataset"]
+__all__ = ["CHECKS", "DATASETS", "Augment", "DataBundle", "Split", "check_dataset", "load_dataset"]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.data import DATASETS
+from compressbench.data import CHECKS, DATASETS
 from compressbench.data.fetch import download_guard, require_files
 from compressbench.data.fingerprint import file_checksums, files_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
@@ -28,6 +28,16 @@ TRAIN = ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_b
 FILES = (*TRAIN, "test_batch", "batches.meta")
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 PIXELS = 3 * 32 * 32
+FOLDER = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
+HOW = (f"unpack {URL} into paths.data_dir (it holds {FOLDER}/: data_batch_1..5, test_batch, batches.meta), "
+       f"or use dataset=cifar10_jpeg for CIFAR-10 as an unpacked JPEG tree (<root>/train/<class>/*.jpg)")
+
+
+@CHECKS.register("cifar10")
+def check_cifar10(cfg: Mapping[str, Any], data_dir: Path, files: bool) -> None:
+    opts = read_options(cfg, DEFAULTS, "cifar10")
+    if files:
+        require_files("cifar10", [data_dir / FOLDER / f for f in FILES], data_dir / FOLDER, opts["download"], HOW)
 
 
 @DATASETS.register("cifar10")
@@ -38,9 +48,9 @@ def load_cifar10(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> Dat
     opts = read_options(cfg, DEFAULTS, "cifar10")
     where = data_dir / CIFAR10.base_folder
     files = [where / f for f in FILES]
-    require_files("cifar10", files, where, opts["download"])
+    require_files("cifar10", files, where, opts["download"], HOW)
     md5 = {**dict(CIFAR10.train_list + CIFAR10.test_list), CIFAR10.meta["filename"]: CIFAR10.meta["md5"]}
-    with download_guard("cifar10", data_dir, opts["download"], where, URL):
+    with download_guard("cifar10", data_dir, opts["download"], where, HOW):
         if opts["download"] and not all(f.is_file() for f in files):
             CIFAR10(str(data_dir), train=False, download=True)  # fetches every batch, reads only the test one
         digest = files_digest(file_checksums(files, cache_dir, on_new=lambda p: _check_md5(p, md5.get(p.name))))

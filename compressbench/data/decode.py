@@ -12,6 +12,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import struct
 import sys
 import warnings
 from collections.abc import Sequence
@@ -33,13 +34,32 @@ RESIZE = "shorter side to image_size (bilinear), centre crop"
 CACHE_VERSION = 2  # bump when decoding or the cache's content changes, so old caches are not reused
 CHUNK = 256  # files per worker task: large enough to amortise the hand-off, small enough for a smooth bar
 MIN_PARALLEL = 1024  # below this a worker pool costs more than it saves
+# Images above this many pixels (by their header, before decoding) are skipped: a 76 KB PNG can claim 20000x20000
+# and a 12000x12000 one decodes to 0.5 GB per worker. PIL's own bomb-warning threshold (a quarter GiB of RGB):
+# above every phone camera (<= 50 MP) and 61 MP full-frame sensors. ``dataset.max_image_pixels`` moves it.
+MAX_PIXELS = 89_478_485
 
 
-def decode_image(path: str, size: int) -> np.ndarray:
-    """One image file → uint8 [size, size, 3] RGB (shorter side resized, centre-cropped; same size: as is)."""
+class TooLarge(ValueError):
+    """An image whose header claims more pixels than the limit; it is skipped, never decoded."""
+
+
+def decode_image(path: str, size: int, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One image file → uint8 [size, size, 3] RGB (shorter side resized, centre-cropped; same size: as is).
+
+    Raises TooLarge, before decoding, when the header claims more than ``max_pixels`` pixels."""
     from PIL import Image, ImageOps
 
-    with Image.open(path) as img:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below decides, per file
+        try:
+            opened = Image.open(path)  # reads the header only
+        except Image.DecompressionBombError as e:  # PIL refuses past twice its threshold, whatever ours is
+            raise TooLarge(f"over the pixel limit ({e})") from None
+    with opened as img:
+        if img.width * img.height > max_pixels:
+            raise TooLarge(f"{img.width}x{img.height} is {img.width * img.height / 1e6:.0f} megapixels, over "
+                           f"dataset.max_image_pixels={max_pixels}")
         img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale that is still >= size (much faster)
         rgb = img.convert("RGB")
     if rgb.size != (size, size):  # an image already at the size (CIFAR's 32x32) is never resampled
@@ -47,14 +67,16 @@ def decode_image(path: str, size: int) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _decode_chunk(start: int, paths: Sequence[str], size: int) -> tuple[int, np.ndarray, list[int], list[str]]:
+def _decode_chunk(start: int, paths: Sequence[str], size: int,
+                  max_pixels: int = MAX_PIXELS) -> tuple[int, np.ndarray, list[int], list[str]]:
     """Decode ``paths`` (file ``start + i``): (start, stacked images, indices decoded, errors of the rest)."""
     images, ok, errors = [], [], []
     for i, path in enumerate(paths):
         try:
-            images.append(decode_image(path, size))
+            images.append(decode_image(path, size, max_pixels))
             ok.append(start + i)
-        except (OSError, ValueError, SyntaxError) as e:  # a corrupt or non-image file must not sink the set
+        # What PIL raises on a corrupt, truncated, hostile or too large file: one such file must not sink the set.
+        except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error) as e:
             errors.append(f"{path}: {type(e).__name__}: {e}")
     stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
     return start, stacked, ok, errors
@@ -67,14 +89,14 @@ def relative_paths(root: Path, paths: Sequence[str]) -> list[str]:
 
 
 def decode_cached(root: Path, samples: Sequence[tuple[str, int]], listing: Sequence[tuple[str, int, int, int]],
-                  size: int, cache_dir: Path) -> dict[str, Any]:
+                  size: int, cache_dir: Path, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
     """{images uint8 [M, 3, S, S], labels, kept (indices into ``samples`` of the M decoded), skipped, errors}.
 
     ``listing`` holds (relative path, label, size, mtime_ns) of each sample. From ``cache_dir`` when the
-    listing matches the cached one's; else decoded and written there.
+    listing matches the cached one's; else decoded and written there. Images over ``max_pixels`` are skipped.
     """
-    key = listing_digest(listing, f"decoded v{CACHE_VERSION}|{size}|{RESIZE}")
-    cache = cache_dir / f"{hashlib.sha256(str(root).encode()).hexdigest()[:16]}_{size}.pt"
+    key = listing_digest(listing, f"decoded v{CACHE_VERSION}|{size}|{RESIZE}|max_pixels={max_pixels}")
+    cache = cache_dir / f"{hashlib.sha256(os.fsencode(str(root))).hexdigest()[:16]}_{size}.pt"
     hit = _read_cache(cache, key, size)
     if hit is not None:
         return hit
@@ -85,12 +107,12 @@ def decode_cached(root: Path, samples: Sequence[tuple[str, int]], listing: Seque
     except OSError as e:  # an unwritable cache dir must not stop the run: decode without caching
         warnings.warn(f"cannot cache the decoded images in {cache_dir} ({e}); set paths.cache_dir to a "
                       f"writable folder to decode once", stacklevel=3)
-        return {"key": key, **_decode(root, samples, listing, size, None)}
+        return {"key": key, **_decode(root, samples, listing, size, None, max_pixels)}
     with lock:
         hit = _read_cache(cache, key, size)  # another job may have decoded it while we waited
         if hit is not None:
             return hit
-        data = {"key": key, **_decode(root, samples, listing, size, cache)}
+        data = {"key": key, **_decode(root, samples, listing, size, cache, max_pixels)}
         try:
             atomic_write(cache, lambda f: torch.save(data, f))  # streamed: no in-memory copy of the file
         except OSError as e:  # e.g. a full disk: this run goes on, the next one decodes again
@@ -116,11 +138,11 @@ def _read_cache(path: Path, key: str, size: int) -> dict[str, Any] | None:
 
 
 def _decode(root: Path, samples: Sequence[tuple[str, int]], listing: Sequence[tuple[str, int, int, int]],
-            size: int, cache: Path | None) -> dict[str, Any]:
+            size: int, cache: Path | None, max_pixels: int) -> dict[str, Any]:
     workers = default_workers(len(samples))
     log.info("decoding %d images under %s to %dx%d with %d process(es)%s", len(samples), root, size, size, workers,
              f" (once; cached in {cache})" if cache else "")
-    images, index, errors = decode_files([p for p, _ in samples], size, workers=workers)
+    images, index, errors = decode_files([p for p, _ in samples], size, workers=workers, max_pixels=max_pixels)
     if len(index) == 0:
         raise FileNotFoundError(f"none of the {len(samples)} image files under {root} could be decoded (first "
                                 f"error: {errors[0] if errors else '?'}); check that they are images")
@@ -135,7 +157,8 @@ def default_workers(n: int) -> int:
 
 
 def decode_files(paths: Sequence[str], size: int, *, workers: int = 1, mode: str = "process",
-                 progress: bool | None = None) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+                 progress: bool | None = None,
+                 max_pixels: int = MAX_PIXELS) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     """Decode ``paths`` into one preallocated uint8 [M, 3, size, size] tensor (the M readable ones, in order).
 
     Returns (images, indices of the decoded paths, errors of the others). ``mode``: ``process`` (a pool of
@@ -158,8 +181,9 @@ def decode_files(paths: Sequence[str], size: int, *, workers: int = 1, mode: str
     try:
         with progress_bar(total=n, desc="decoding images", unit="img",
                           enabled=progress is None or progress) as bar:
-            results = (pool.map(_decode_chunk, *zip(*chunks, strict=True), [size] * len(chunks)) if pool and chunks
-                       else (_decode_chunk(start, chunk, size) for start, chunk in chunks))
+            results = (pool.map(_decode_chunk, *zip(*chunks, strict=True), [size] * len(chunks),
+                                [max_pixels] * len(chunks)) if pool and chunks
+                       else (_decode_chunk(start, chunk, size, max_pixels) for start, chunk in chunks))
             for _, stacked, ok, errs in results:
                 if ok:
                     images[torch.tensor(ok)] = torch.from_numpy(stacked).permute(0, 3, 1, 2)

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from compressbench.data import DATASETS
+from compressbench.data import CHECKS, DATASETS
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 DEFAULTS: dict[str, Any] = {
@@ -20,6 +20,11 @@ DEFAULTS: dict[str, Any] = {
     # padding 0 -> 97.0%, 1 -> 97.6%, 2 -> 95.8%. No flip: digits are not mirror symmetric.
     "augment": {"crop_padding": 1, "flip": False},
 }
+
+
+@CHECKS.register("digits")
+def check_digits(cfg: Mapping[str, Any], data_dir: Path, files: bool) -> None:
+    read_options(cfg, DEFAULTS, "digits")
 
 
 @DATASETS.register("digits")

@@ -32,7 +32,9 @@ def listing_digest(files: Iterable[tuple[str, int, int, int]], salt: str = "file
     """sha256 of ``salt`` and the ``(relative path, label, size, mtime_ns)`` rows, in the given order."""
     h = hashlib.sha256(f"{salt}\n".encode())
     for rel, label, size, mtime_ns in files:
-        h.update(f"{rel}\0{label}\0{size}\0{mtime_ns}\n".encode())
+        # The name as the bytes it is on disk: a name that is not UTF-8 (a shared drive's Latin-1 files) holds
+        # surrogate escapes that .encode() refuses; for UTF-8 names fsencode gives the very same bytes.
+        h.update(os.fsencode(rel) + f"\0{label}\0{size}\0{mtime_ns}\n".encode())
     return h.hexdigest()
 
 

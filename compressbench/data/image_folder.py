@@ -21,15 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.data import DATASETS
-from compressbench.data.decode import RESIZE, decode_cached, relative_paths
+from compressbench.data import CHECKS, DATASETS
+from compressbench.data.decode import MAX_PIXELS, RESIZE, TooLarge, decode_cached, relative_paths
 from compressbench.data.fingerprint import listing_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
+from compressbench.data.walk import FolderWalk
 
 SEA_ANIMALS_URL = "https://www.kaggle.com/datasets/vencerlanz09/sea-animals-image-dataste"
 SEA_DEFAULTS: dict[str, Any] = {
     "root": None,  # null = <paths.data_dir>/sea_animals
-    "layout": "auto", "image_size": 64, "test_fraction": 0.2, "expected_classes": 23,
+    "layout": "auto", "image_size": 64, "test_fraction": 0.2, "expected_classes": 23, "max_image_pixels": MAX_PIXELS,
     "augment": {"crop_padding": 4, "flip": True},  # photos: shifts and mirror images are still the class
 }
 FOLDER_DEFAULTS: dict[str, Any] = {**SEA_DEFAULTS, "expected_classes": None}
@@ -41,48 +42,85 @@ SPLIT_HELP = "<root>/train/<class name>/<image> plus optional test/ and val/ (or
 
 @DATASETS.register("sea_animals")
 def load_sea_animals(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
-    return _load("sea_animals", read_options(cfg, SEA_DEFAULTS, "sea_animals"), data_dir, cache_dir)
+    return _load("sea_animals", folder_options("sea_animals", cfg), data_dir, cache_dir)
 
 
 @DATASETS.register("cifar10_jpeg")
 def load_cifar10_jpeg(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
-    return _load("cifar10_jpeg", read_options(cfg, CIFAR_JPEG_DEFAULTS, "cifar10_jpeg"), data_dir, cache_dir)
+    return _load("cifar10_jpeg", folder_options("cifar10_jpeg", cfg), data_dir, cache_dir)
 
 
 @DATASETS.register("image_folder")
 def load_image_folder(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
-    return _load("image_folder", read_options(cfg, FOLDER_DEFAULTS, "image_folder"), data_dir, cache_dir)
+    return _load("image_folder", folder_options("image_folder", cfg), data_dir, cache_dir)
 
 
-def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
-    size, expected, layout = opts["image_size"], opts["expected_classes"], opts["layout"]
+DEFAULTS_OF = {"sea_animals": SEA_DEFAULTS, "cifar10_jpeg": CIFAR_JPEG_DEFAULTS, "image_folder": FOLDER_DEFAULTS}
+
+
+def check_folder(name: str) -> None:
+    """Register the check of the image-folder dataset ``name``: its options, then (files) that its root is there."""
+
+    @CHECKS.register(name)
+    def check(cfg: Mapping[str, Any], data_dir: Path, files: bool) -> None:
+        opts = folder_options(name, cfg)
+        if files:
+            find_root(name, opts["root"], data_dir)
+
+
+for _name in DEFAULTS_OF:
+    check_folder(_name)
+
+
+def folder_options(name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked options of the image-folder dataset ``name`` (ValueError naming the key otherwise)."""
+    opts = read_options(cfg, DEFAULTS_OF[name], name)
+    expected, layout, limit = opts["expected_classes"], opts["layout"], opts["max_image_pixels"]
     if expected is not None and (not isinstance(expected, int) or expected < 2):
         raise ValueError(f"dataset.expected_classes={expected!r}: must be an integer >= 2, or null (no check)")
     if opts["root"] is not None and not isinstance(opts["root"], str):
         raise ValueError(f"dataset.root={opts['root']!r}: must be a path, or null")
+    if opts["root"] is None and name == "image_folder":
+        raise ValueError(_NEEDS_ROOT)
     if layout not in LAYOUTS:
         raise ValueError(f"dataset.layout={layout!r}: must be one of {', '.join(LAYOUTS)} (auto: split when the "
                          f"folder holds train/, else flat)")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"dataset.max_image_pixels={limit!r}: must be an integer >= 1 (width x height; larger "
+                         f"images are skipped before decoding)")
+    return opts
+
+
+def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> DataBundle:
+    size, expected, limit = opts["image_size"], opts["expected_classes"], opts["max_image_pixels"]
     root = find_root(name, opts["root"], data_dir)
-    folders = split_folders(root, layout)
-    classes = _split_classes(root, folders) if folders else _flat_classes(root)
+    walk = FolderWalk(root, _extensions())
+    folders = split_folders(root, opts["layout"], walk)
+    classes = _split_classes(root, folders, walk) if folders else _flat_classes(root, walk)
     if expected is not None and len(classes) != expected:
         raise ValueError(
             f"dataset '{name}' at {root} has {len(classes)} class folders ({', '.join(classes)}), expected "
             f"{expected}; point dataset.root at the folder that holds the class folders (or train/ and test/), "
             f"or set dataset.expected_classes=null (dataset=image_folder for a folder of your own)")
     dirs = {split: root / f for split, f in folders.items()} if folders else {"train": root}
-    lists = {split: _list_images(d, classes) for split, d in dirs.items()}
-    samples = [s for split in ("train", "val", "test") for s in lists.get(split, [])]
-    listing = [(r, label, *_size_mtime(path))  # plain tuples: 60k stat results would hold ~40 MB
-               for r, (path, label) in zip(relative_paths(root, [p for p, _ in samples]), samples, strict=True)]
-    data = decode_cached(root, samples, listing, size, cache_dir)
+    order = [s for s in ("train", "val", "test") if s in dirs]  # a file in train and test is train's
+    lists = dict(zip(order, walk.images([dirs[s] for s in order], classes), strict=True))
+    for split, files in lists.items():
+        _check_classes(dirs[split], classes, files)
+    walk.not_listed.warn(root)
+    found = [s for split in ("train", "val", "test") for s in lists.get(split, [])]
+    samples = [(path, label) for path, label, _, _ in found]
+    listing = [(r, label, size, mtime)
+               for r, (_, label, size, mtime) in zip(relative_paths(root, [p for p, _ in samples]), found, strict=True)]
+    data = decode_cached(root, samples, listing, size, cache_dir, limit)
     kept = data["kept"].numpy()
     if data["skipped"]:
         errors = data["errors"]
+        large = sum(f": {TooLarge.__name__}: " in e for e in errors)
         warnings.warn(f"skipped {len(data['skipped'])} unreadable image file(s) under {root} (listed in "
-                      f"split.json, skipped_files): {'; '.join(errors[:3])}{' ...' if len(errors) > 3 else ''}",
-                      stacklevel=3)
+                      f"split.json, skipped_files"
+                      + (f"; {large} of them over dataset.max_image_pixels={limit}, never decoded" if large else "")
+                      + f"): {'; '.join(errors[:3])}{' ...' if len(errors) > 3 else ''}", stacklevel=3)
     digest = listing_digest(listing[i] for i in kept.tolist())
     # The decoded rows keep the sample order, so each split is one contiguous run of rows (a view, no copy).
     starts = np.cumsum([0, *(len(lists.get(s, [])) for s in ("train", "val", "test"))])
@@ -91,39 +129,38 @@ def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> D
               for i, s in enumerate(("train", "val", "test")) if s in lists}
     _check_readable(root, splits, classes, folders)
     info = {"root": str(root), "layout": "split" if folders else "flat", "split_folders": folders or None,
-            "resize": RESIZE, "skipped_files": list(data["skipped"])}
+            "resize": RESIZE, "skipped_files": list(data["skipped"]), "not_listed": walk.not_listed.as_info()}
     return assemble(name, splits["train"], splits.get("test"), classes, opts, info, val=splits.get("val"),
                     source_digest=digest, skipped_count=len(data["skipped"]))
-
-
-def _size_mtime(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns
 
 
 def find_root(name: str, root: str | None, data_dir: Path) -> Path:
     """The folder that holds the class folders (or train/); descends through lone wrapper folders (zips nest)."""
     if root is None:
         if name == "image_folder":
-            raise ValueError("dataset 'image_folder' needs dataset.root=/path/to/folder (holding "
-                             "<class name>/<image>.jpg, or train/<class name>/<image>.jpg and test/...)")
+            raise ValueError(_NEEDS_ROOT)
         root = str(data_dir / name)
     path = Path(os.path.expanduser(str(root))).resolve()
-    if not path.is_dir() or not _visible_dirs(path):
+    walk = FolderWalk(path, ())  # a wrapper folder link never leads out of the folder given
+    if not path.is_dir() or not walk.dirs(path):
         raise FileNotFoundError(_missing_message(name, path))
     for _ in range(3):
-        sub = _visible_dirs(path)
-        if (len(sub) == 1 and sub[0].name.lower() not in SPLIT_DIRS and _visible_dirs(sub[0])
+        sub = walk.dirs(path)
+        if (len(sub) == 1 and sub[0].name.lower() not in SPLIT_DIRS and walk.dirs(sub[0])
                 and not _image_files(sub[0])):
-            path = sub[0]
+            path = sub[0].resolve()
         else:
             break
     return path
 
 
-def split_folders(root: Path, layout: str) -> dict[str, str]:
+_NEEDS_ROOT = ("dataset 'image_folder' needs dataset.root=/path/to/folder (holding <class name>/<image>.jpg, or "
+               "train/<class name>/<image>.jpg and test/...)")
+
+
+def split_folders(root: Path, layout: str, walk: FolderWalk | None = None) -> dict[str, str]:
     """{split: folder name} of a split layout ({} = flat), checked against the forced ``layout``."""
-    dirs = _visible_dirs(root)
+    dirs = (walk or FolderWalk(root, ())).dirs(root)
     named: dict[str, list[str]] = {}
     for d in dirs:
         if d.name.lower() in SPLIT_DIRS:
@@ -153,8 +190,8 @@ def split_folders(root: Path, layout: str) -> dict[str, str]:
     return {split: names[0] for split, names in named.items()}
 
 
-def _split_classes(root: Path, folders: dict[str, str]) -> list[str]:
-    classes = {s: [d.name for d in _visible_dirs(root / f)] for s, f in folders.items()}
+def _split_classes(root: Path, folders: dict[str, str], walk: FolderWalk) -> list[str]:
+    classes = {s: [d.name for d in walk.dirs(root / f)] for s, f in folders.items()}
     train = classes["train"]
     if not train:
         raise FileNotFoundError(f"{root / folders['train']} holds no class folders; expected {SPLIT_HELP}")
@@ -170,10 +207,10 @@ def _split_classes(root: Path, folders: dict[str, str]) -> list[str]:
     return train
 
 
-def _flat_classes(root: Path) -> list[str]:
-    classes = _visible_dirs(root)
+def _flat_classes(root: Path, walk: FolderWalk) -> list[str]:
+    classes = walk.dirs(root)
     for c in classes:  # a "class" that is itself a dataset: dataset.root points one level too high
-        inner = [d.name for d in _visible_dirs(c) if d.name.lower() in SPLIT_DIRS]
+        inner = [d.name for d in walk.dirs(c) if d.name.lower() in SPLIT_DIRS]
         if "train" in (n.lower() for n in inner) and len(inner) >= 2:
             raise ValueError(f"class folder {c} holds {', '.join(inner)}: it looks like a dataset of its own; "
                              f"point dataset.root at {c}")
@@ -206,25 +243,18 @@ def _missing_message(name: str, path: Path) -> str:
             f"class) or {SPLIT_HELP}; set dataset.root=/path/to/it")
 
 
-def _visible_dirs(path: Path) -> list[Path]:
-    # Skip hidden folders and the __MACOSX debris of zips made on macOS: neither is a class.
-    return sorted((p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "__MACOSX"))),
-                  key=lambda p: p.name)
+def _extensions() -> tuple[str, ...]:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return IMG_EXTENSIONS
 
 
 def _image_files(path: Path) -> list[Path]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    return [p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(IMG_EXTENSIONS)]
+    return [p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(_extensions())]
 
 
-def _list_images(folder: Path, classes: list[str]) -> list[tuple[str, int]]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-
-    samples = make_dataset(str(folder), {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS,
-                           allow_empty=True)
-    empty = sorted(set(classes) - {classes[i] for _, i in samples})
+def _check_classes(folder: Path, classes: list[str], files: list[tuple[str, int, int, int]]) -> None:
+    empty = sorted(set(classes) - {classes[label] for _, label, _, _ in files})
     if empty:
         raise FileNotFoundError(f"class folder(s) {', '.join(map(repr, empty))} under {folder} hold no images "
-                                f"({', '.join(IMG_EXTENSIONS)}); remove them or add images")
-    return samples
+                                f"({', '.join(_extensions())}); remove them or add images")

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from compressbench.data import DATASETS
+from compressbench.data import CHECKS, DATASETS
 from compressbench.data.fetch import download_guard, require_files
 from compressbench.data.fingerprint import file_checksums, files_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
@@ -13,6 +13,14 @@ from compressbench.data.split import DataBundle, Split, assemble, read_options
 DEFAULTS: dict[str, Any] = {"download": True, "augment": {"crop_padding": 2, "flip": False}}
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
              "t10k-labels-idx1-ubyte")
+
+
+@CHECKS.register("mnist")
+def check_mnist(cfg: Mapping[str, Any], data_dir: Path, files: bool) -> None:
+    opts = read_options(cfg, DEFAULTS, "mnist")
+    if files:
+        where = data_dir / "MNIST" / "raw"
+        require_files("mnist", [where / f for f in RAW_FILES], where, opts["download"])
 
 
 @DATASETS.register("mnist")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.data import DATASETS
+from compressbench.data import CHECKS, DATASETS
 from compressbench.data.fetch import download_guard, require_files
 from compressbench.data.fingerprint import file_checksums, files_digest
 from compressbench.data.split import DataBundle, Split, assemble, read_options
@@ -16,6 +16,15 @@ from compressbench.data.split import DataBundle, Split, assemble, read_options
 # No flip: digits are not mirror symmetric. The 531k "extra" images are left out (the usual small setting).
 DEFAULTS: dict[str, Any] = {"download": True, "augment": {"crop_padding": 4, "flip": False}}
 URL = "http://ufldl.stanford.edu/housenumbers/"
+MAT_FILES = ("train_32x32.mat", "test_32x32.mat")  # torchvision's SVHN.split_list (without importing it)
+
+
+@CHECKS.register("svhn")
+def check_svhn(cfg: Mapping[str, Any], data_dir: Path, files: bool) -> None:
+    opts = read_options(cfg, DEFAULTS, "svhn")
+    if files:
+        require_files("svhn", [data_dir / "svhn" / f for f in MAT_FILES], data_dir / "svhn", opts["download"],
+                      f"fetch {', '.join(MAT_FILES)} from {URL} into it")
 
 
 @DATASETS.register("svhn")
@@ -27,7 +36,7 @@ def load_svhn(cfg: Mapping[str, Any], data_dir: Path, cache_dir: Path) -> DataBu
     where = data_dir / "svhn"
     files = [where / SVHN.split_list[s][1] for s in ("train", "test")]
     require_files("svhn", files, where, opts["download"])
-    with download_guard("svhn", data_dir, opts["download"], where, URL):
+    with download_guard("svhn", data_dir, opts["download"], where, f"fetch {', '.join(MAT_FILES)} from {URL} into {where}"):
         # Each split is its own file (and download), so both constructors get `download`.
         train = SVHN(str(where), split="train", download=opts["download"])
         test = SVHN(str(where), split="test", download=opts["download"])

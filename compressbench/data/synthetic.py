@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from compressbench.data import DATASETS
+from compressbench.data import CHECKS, DATASETS
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 DEFAULTS: dict[str, Any] = {
@@ -16,6 +16,11 @@ DEFAULTS: dict[str, Any] = {
     "noise": 0.25,  # std of the Gaussian pixel noise in [0, 1] units; templates span about [0.2, 0.8]
     "seed": 0,  # fixes templates and samples (split_seed only moves the val split)
 }
+
+
+@CHECKS.register("synthetic")
+def check_synthetic(cfg: Mapping[str, Any], data_dir: Path, files: bool) -> None:
+    read_options(cfg, DEFAULTS, "synthetic")
 
 
 @DATASETS.register("synthetic")

@@ -27,6 +27,11 @@ class PreflightError(RuntimeError):
     """An output location that cannot take what the run will write; the message says what to change."""
 
 
+class DataUnavailable(RuntimeError):
+    """A dataset's files are not there and cannot be had (no such folder, offline); the message says where to
+    put them and how to get them. Ends the command like a config error: one line, exit 2, no run folder left."""
+
+
 class OutputError(PreflightError):
     """A write failed mid-run because its place is full, read-only or not ours; the message names the key."""
 

@@ -6,15 +6,19 @@ chain share its entries. An entry ``<root>/<key[:2]>/<key>/`` holds
 
 - ``artifact/``: the stage's deployable, as written by its runtime's ``save`` (architecture + tensors, ONNX);
 - ``files/``: what the stage wrote beside it (reports, encoded files), restored into a run that hits it;
-- ``entry.json``: its own key, the runtime and its metadata, the recorded fields, the history, and the sha256
-  of every file above;
+- ``entry.json``: its own key, the runtime and its metadata, the recorded fields, the history, the sha256
+  of every file above, and ``record_sha256``: the sha256 of all the rest of entry.json;
 - ``DONE``: the key again, written last.
 
-An entry is used only when ``DONE``, ``entry.json`` and its folder name agree on the key and every listed file
-matches its checksum; anything else (half-written, edited, copied under another key, a flipped byte) is reported
-and recomputed. Nothing in an entry is unpickled: tensors are read with ``weights_only=True``. So whoever can
-write a shared cache dir can make us report wrong numbers (by forging consistent entries), never run code.
-A file lock per key makes parallel jobs that need the same stage compute it once.
+An entry is used only when ``DONE``, ``entry.json`` and its folder name agree on the key, the record matches its
+checksum (entries written before there was one, without ``record_sha256``, verify their files only), every listed
+file matches its checksum and a ``manifest.json`` among the stage's files (an export's) matches the files it
+lists; anything else (half-written, edited, copied under another key, a flipped byte or digit, a folder replaced
+by a file) is reported and recomputed. A hit's row says what was checked (``cache_verified``). Nothing in an entry
+is unpickled: tensors are read with ``weights_only=True``. So whoever can write a shared cache dir can make us
+report wrong numbers (by forging consistent entries, checksums included), never run code: a verdict such as
+``export_verified`` on a hit is the one of the run that made the entry. A file lock per key makes parallel jobs
+that need the same stage compute it once.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.hashing import file_sha256
 from compressbench.infra.locks import file_lock
 from compressbench.runtimes import RUNTIMES, Deployable
+from compressbench.stages.export import MANIFEST  # a stage file listing the sha256 of the others
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,8 @@ def stage_key(previous: str, **parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+
+
 class DamagedEntry(ValueError):
     """A cache entry that does not verify; the message says what is wrong with it."""
 
@@ -61,6 +68,21 @@ class Hit:
     info: dict[str, Any]
     history: list[dict[str, Any]]
     files: dict[str, bytes] = field(default_factory=dict)  # the stage's files, verified
+    checked: str = ""  # what was verified, for the row (``cache_verified``)
+
+
+def record_sha256(meta: Mapping[str, Any]) -> str:
+    """sha256 of entry.json's content less ``record_sha256`` itself, as JSON reads it back (sorted keys)."""
+    rest = {k: v for k, v in meta.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
+def _clear(path: Path) -> None:
+    """Remove whatever is at ``path``: a folder, a file, or a link (never what a link points to)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)
 
 
 def _listing(root: Path) -> dict[str, str]:
@@ -98,15 +120,22 @@ class Entry:
         if not (done == meta.get("key") == self.key):
             raise DamagedEntry(f"made for key {str(meta.get('key'))[:12]} (DONE says {done[:12]}), not "
                                f"{self.key[:12]}: copied or edited")
+        checked = ["record"] if "record_sha256" in meta else []  # entries of before 2026-12 have none
+        if checked and meta["record_sha256"] != record_sha256(meta):
+            raise DamagedEntry("entry.json was edited: its recorded fields do not match record_sha256")
         listed: dict[str, str] = meta["sha256"]
         present = self._checksums()
         if present != listed:
             bad = sorted(set(present) ^ set(listed) | {k for k in set(present) & set(listed)
                                                        if present[k] != listed[k]})
             raise DamagedEntry(f"files do not match their checksums: {', '.join(bad[:5])}")
-        artifact = RUNTIMES.get(meta["kind"]).load(self.path / "artifact", meta["artifact"], device)
+        checked.append(f"sha256 of {len(listed)} file(s)")
         files = {k[len("files/"):]: (self.path / k).read_bytes() for k in listed if k.startswith("files/")}
-        return Hit(artifact, meta.get("info", {}), meta.get("history", []), files)
+        if MANIFEST in files:
+            _check_manifest(files)
+            checked.append(MANIFEST)
+        artifact = RUNTIMES.get(meta["kind"]).load(self.path / "artifact", meta["artifact"], device)
+        return Hit(artifact, meta.get("info", {}), meta.get("history", []), files, ", ".join(checked))
 
     def save(self, artifact: Deployable, info: Mapping[str, Any], history: list[dict[str, Any]],
              files: Mapping[str, bytes], stage: str = "") -> None:
@@ -114,9 +143,11 @@ class Entry:
         that made it) is for whoever browses the cache, never read back."""
         if self.path is None:
             return
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_dir()):
+            _clear(self.path)  # a damaged entry is always recomputed: nothing in the way may stay
         self.discard()
-        for sub in ("artifact", "files"):
-            shutil.rmtree(self.path / sub, ignore_errors=True)
+        for sub in ("artifact", "files", "entry.json"):
+            _clear(self.path / sub)  # a file where a folder was, or a link out: removed, not written through
         (self.path / "artifact").mkdir(parents=True)
         meta_artifact = artifact.save(self.path / "artifact")
         for name, data in files.items():
@@ -126,7 +157,9 @@ class Entry:
                 "artifact": meta_artifact, "sha256": sha, "info": dict(info), "history": history,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch_version": torch.__version__,
                 "compressbench_version": __version__}
-        atomic_write_text(self.path / "entry.json", json.dumps(meta, indent=1, default=str))
+        meta = json.loads(json.dumps(meta, default=str))  # the checksum covers what a reader will get back
+        meta["record_sha256"] = record_sha256(meta)
+        atomic_write_text(self.path / "entry.json", json.dumps(meta, indent=1))
         atomic_write_text(self.path / "DONE", self.key + "\n")
 
     def _checksums(self) -> dict[str, str]:
@@ -134,13 +167,26 @@ class Entry:
         return {f"{sub}/{k}": v for sub in ("artifact", "files") for k, v in _listing(self.path / sub).items()}
 
     def discard(self) -> None:
-        if self.path is not None:
-            (self.path / "DONE").unlink(missing_ok=True)
+        if self.path is not None and self.path.is_dir():
+            _clear(self.path / "DONE")
 
     @property
     def resume_file(self) -> Path | None:
         """Where an interrupted training stage keeps its state (read back weights-only)."""
         return self.path / "resume.pt" if self.path is not None else None
+
+
+def _check_manifest(files: Mapping[str, bytes]) -> None:
+    """Every file a stage's manifest lists is there with its sha256 and size, and nothing it does not list."""
+    try:
+        listed = json.loads(files[MANIFEST])["files"]
+        expected = {name: (entry["sha256"], entry["bytes"]) for name, entry in listed.items() if name != MANIFEST}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise DamagedEntry(f"{MANIFEST} is unreadable ({type(e).__name__}: {e})") from None
+    present = {name: (hashlib.sha256(data).hexdigest(), len(data)) for name, data in files.items() if name != MANIFEST}
+    if present != expected:
+        bad = sorted(n for n in set(present) | set(expected) if present.get(n) != expected.get(n))
+        raise DamagedEntry(f"files do not match {MANIFEST}: {', '.join(bad[:5])}")
 
 
 class StageCache:

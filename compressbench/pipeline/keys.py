@@ -16,6 +16,8 @@ from compressbench.infra.hashing import file_sha256
 from compressbench.pipeline.cache import stage_key
 from compressbench.pipeline.plan import Plan
 
+UNKEYED_DATASET = ("download", "root", "max_image_pixels")  # dataset options the data fingerprint stands for
+
 
 def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | None = None) -> list[str]:
     """Cache keys: [initial model, after stage 1, ...].
@@ -27,8 +29,9 @@ def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | 
     from compressbench.pipeline.experiments import EXPERIMENTS  # it keys other experiments with this function
 
     # Where the files are is not what they are: the fingerprint covers the content, so a moved folder (another
-    # machine, another session's unpack) keeps its keys; whether to download changes nothing either.
-    dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in ("download", "root")}
+    # machine, another session's unpack) keeps its keys; whether to download changes nothing either, and a pixel
+    # limit changes keys only where it skips an image (the fingerprint lists the files decoded).
+    dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in UNKEYED_DATASET}
     init = file_sha256(init_from) if init_from is not None else None
     keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, data=fingerprint, seed=plan.runtime.seed,
                       init_from=init, training=training_environment(plan, cfg.model))]

@@ -92,13 +92,16 @@ def validate(cfg: DictConfig) -> Plan:
     """Check the whole config before any work; raise ConfigError (or UnknownNameError) with what to do."""
     plan = precheck(cfg)
     # Then what needs the model zoo, the loaders and the runtimes (they import torch), and the whole-chain checks.
-    from compressbench.data import DATASETS
+    from compressbench.data import check_dataset
     from compressbench.models import check_model_config
     from compressbench.pipeline.experiments import EXPERIMENTS  # they import this module
     from compressbench.runtimes import RUNTIMES, fp32_routes
 
     check_model_config(cfg.model)
-    DATASETS.get(cfg.dataset.name)
+    try:  # its options only: a config is checked on machines that do not hold the data (the run checks files)
+        check_dataset(cfg.dataset, "", files=False)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     measure = plan.measure
     if measure.fp32_routes is None:
         measure.fp32_routes = fp32_routes(installed=True)

@@ -24,7 +24,7 @@ from torch import nn
 
 from compressbench import __version__
 from compressbench.config import RuntimeConfig, StageConfig, resolve_path, to_dict
-from compressbench.data import DataBundle, load_dataset
+from compressbench.data import DataBundle, check_dataset, load_dataset
 from compressbench.engine import Diverged, resolve_device
 from compressbench.engine.env import StageEnv, TensorMemo
 from compressbench.engine.route import route_for
@@ -32,6 +32,7 @@ from compressbench.infra import distributed
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from compressbench.infra.preflight import (
     RUN_DIR_KEY,
+    DataUnavailable,
     OutputError,
     Reserve,
     describe_output_error,
@@ -81,6 +82,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     sweep summary lists jobs that failed before writing a single row.
     """
     plan = plan if plan is not None else validate(cfg)  # every config error here, before any folder or compute
+    check_data(cfg)  # and the data's folders, before the run dir is written to
     if not distributed.from_env().is_main:
         # Under torchrun rank 0 owns the run dir; the other ranks write their scratch elsewhere and drop it.
         scratch = Path(tempfile.mkdtemp(prefix="compressbench-rank-"))
@@ -108,6 +110,8 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
                       "" if ended else " (status.json could not be updated either)")
             raise OutputError(message) from None
         write_status(run_dir, status, overrides, name, error=f"{type(e).__name__}: {e}")
+        if isinstance(e, DataUnavailable):  # nothing ran: the command says why in one line (and drops the dir)
+            raise
         if isinstance(e, RunFailed):  # its rows are written: the report shows how far it got
             report_best_effort(run_dir, figures)
         if isinstance(e, Exception):  # a failed run is tracked too (its status a tag); an interrupted one is not
@@ -122,6 +126,15 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     track_run(cfg, run_dir)
     log.info("done; results, summary.md and plots in %s", run_dir.resolve())
     return rows
+
+
+def check_data(cfg: DictConfig) -> None:
+    """Raise DataUnavailable (one line: where to put the files, how to get them) when the dataset's folder or
+    files are missing and cannot be downloaded. Lists folders only; a failed download is caught when it runs."""
+    try:
+        check_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir))
+    except (ValueError, FileNotFoundError) as e:
+        raise DataUnavailable(str(e)) from None
 
 
 def output_places(cfg: DictConfig, run_dir: Path) -> list[tuple[Path, str]]:
@@ -355,7 +368,9 @@ class Pipeline:
             if dist.enabled:
                 distributed.broadcast(cached is not None)
             if cached is not None:
-                result = StageResult(self._placed(cached.artifact), cached.info, cached.history, cached.files)
+                # What this run checked of the entry; its recorded verdicts are those of the run that made it.
+                record = {**cached.info, "cache_verified": cached.checked}
+                result = StageResult(self._placed(cached.artifact), record, cached.history, cached.files)
                 self.write_stage_files(result, stage_dir)
                 return result, True
             # An interrupted training stage resumes from the entry (or, without a cache, the stage folder).

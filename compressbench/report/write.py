@@ -93,10 +93,12 @@ def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataF
             jobs = [j for j in jobs if j.get("experiment") in (None, experiment)]
         enriched = enrich(rows) if not rows.empty else rows
         table = build(rows, root)
+        # Before any job has rows the table is its header alone: a reader polling a running sweep gets an empty
+        # table, not a 0-byte file that pandas.read_csv refuses.
         columns = [c for c in dict.fromkeys(ordered_columns(enriched.to_dict("records")) + DERIVED)
-                   if c in enriched.columns] if not enriched.empty else []
+                   if c in enriched.columns] if not enriched.empty else ordered_columns([])
         name = "summary.csv" if out == root else "results.csv"
-        atomic_write_text(out / name, enriched[columns].to_csv(index=False) if columns else "")
+        atomic_write_text(out / name, enriched.reindex(columns=columns).to_csv(index=False))
         atomic_write_text(out / "summary.md", summary_markdown(table, jobs, problems, root, enriched))
         made = all_figures(table, root, _look(table, enriched)) if figures and not table.empty else {}
         for fig_name, fig in made.items():

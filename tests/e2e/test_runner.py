@@ -46,6 +46,8 @@ def test_rerun_loads_every_stage_from_the_cache(make_cfg, tmp_path: Path):
     second = run(make_cfg(), tmp_path / "b")
     assert [r["cache_hit"] for r in first] == [False, False]
     assert [r["cache_hit"] for r in second] == [True, True]
+    assert all(r["cache_verified"].startswith("record, ") for r in second)  # what this run checked of the entry
+    assert not any("cache_verified" in r for r in first)
     assert [r["test_acc"] for r in first] == [r["test_acc"] for r in second]
     assert first[0]["run_id"] == second[0]["run_id"]
     # What a cached stage wrote (history for the plots, reports) is restored; its checkpoints are not copied.

@@ -291,7 +291,7 @@ def test_image_folder_nested_root_labels_and_cache(tmp_path: Path, monkeypatch: 
     assert not [p for p in (tmp_path / "mine").rglob("*") if p.name.startswith(".compressbench")]
     assert list((tmp_path / ".compressbench_cache").glob("*_16.pt"))
 
-    def fail(path: str, size: int) -> np.ndarray:
+    def fail(path: str, size: int, *limit: int) -> np.ndarray:
         raise AssertionError("decoded again although the cache is valid")
 
     monkeypatch.setattr(decode, "decode_image", fail)

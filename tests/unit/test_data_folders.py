@@ -168,7 +168,7 @@ def test_the_decode_cache_stays_out_of_the_data_folder(tmp_path: Path, monkeypat
     assert tree_state(tmp_path / "ds") == before
     assert list((tmp_path / "cache" / "data").glob("*_8.pt")) and not (tmp_path / "data").exists()
 
-    def fail(path: str, size: int) -> np.ndarray:
+    def fail(path: str, size: int, *limit: int) -> np.ndarray:
         raise AssertionError("decoded again although the cache is valid")
 
     monkeypatch.setattr(decode, "decode_image", fail)

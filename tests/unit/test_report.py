@@ -129,3 +129,9 @@ def test_terminal_table_fits_120_columns_and_shows_the_encoding():
 def test_empty_directory_gives_an_empty_report(tmp_path: Path, empty):
     rows = write_report(tmp_path)
     assert rows.empty and (tmp_path / "summary.md").is_file()
+
+
+def test_a_sweep_without_rows_yet_has_a_summary_csv_with_its_header(tmp_path: Path):
+    write_report(tmp_path)  # what a sweep writes at its start, before any job has a row
+    table = pd.read_csv(tmp_path / "summary.csv")  # a 0-byte file: EmptyDataError
+    assert table.empty and {"run_id", "stage", "test_acc", "size_bytes"} <= set(table.columns)
