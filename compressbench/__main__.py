@@ -93,10 +93,28 @@ def refuse_rerun(argv: list[str]) -> None:
             sys.exit(2)
 
 
+def hydra_help() -> None:
+    """Hydra's ``--hydra-help`` without the refused flag: Hydra composes that help without our config, so its
+    template cannot be replaced; its flag list is filtered instead."""
+    import contextlib
+    import io
+
+    text = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(text):
+            main()
+    finally:  # Hydra ends its help with SystemExit(0)
+        print("".join(line for line in text.getvalue().splitlines(keepends=True) if RERUN_FLAG not in line),
+              end="")
+
+
 def cli() -> None:
     """The ``compressbench`` console script. ``main`` returns the sweep objective (a float), which must not
     become the process's exit status."""
     refuse_rerun(sys.argv[1:])
+    if "--hydra-help" in sys.argv[1:]:
+        hydra_help()
+        return
     try:
         main()
     except SystemExit as e:

@@ -48,6 +48,9 @@ def test_help_does_not_offer_the_rerun_flag(tmp_path: Path, monkeypatch: pytest.
     out = capsys.readouterr().out
     assert "--multirun" in out and "--config-dir" in out and "experimental-rerun" not in out
     assert os.listdir(tmp_path) == []
+    assert run_cli(monkeypatch, tmp_path, "--hydra-help") in (0, None)  # Hydra's own help, filtered
+    out = capsys.readouterr().out
+    assert "--multirun" in out and "== Configuration groups ==" in out and "experimental-rerun" not in out
 
 
 # --- data that cannot work: one line, exit 2, no run folder (the path config errors take) -------------------
