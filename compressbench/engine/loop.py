@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressbench.infra import distributed
+from compressbench.infra import distributed, signals
 from compressbench.measure.accuracy import evaluate
 
 if TYPE_CHECKING:
@@ -175,6 +175,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
             raise Diverged(f"{loss.item()} at step {step + 1}")
         if progress is not None:
             progress.update(1)
+        signals.boundary()  # a SIGINT / SIGTERM that came during this batch stops here (infra.signals)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -288,10 +289,12 @@ def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Prec
         bar = progress(total=len(train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                        leave=False)
         try:
-            stats = train_one_epoch(train_model, train_batches, optimizer, criterion, precision=precision,
-                                    scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
-                                    callbacks=callbacks, first_step=epoch * len(train_batches),
-                                    collective=collective)
+            # A SIGINT / SIGTERM stops at the next batch boundary; the last finished epoch's state is kept.
+            with signals.where(f"epoch {epoch + 1} of {cfg.epochs}"), signals.batch_boundaries():
+                stats = train_one_epoch(train_model, train_batches, optimizer, criterion, precision=precision,
+                                        scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
+                                        callbacks=callbacks, first_step=epoch * len(train_batches),
+                                        collective=collective)
         except Diverged as e:
             model.load_state_dict(last_good)
             raise Diverged(f"non-finite loss in epoch {epoch + 1} ({e}); the model keeps the weights it had "

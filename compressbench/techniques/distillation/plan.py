@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig
 
-from compressbench.config import BadValue, ConfigError, Experiments, resolve_path, to_dict
+from compressbench.config import BadValue, ConfigError, Experiments, check_weights_file, resolve_path, to_dict
 from compressbench.techniques.distillation.features import describe_names, layer_names
 from compressbench.techniques.distillation.teacher import (
     check_same_data,
@@ -71,6 +71,7 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
         if not path.is_file():
             raise BadValue(f"{name}.teacher.path", spec.path, f"an existing state_dict file ({path} is missing); "
                            f"save one with torch.save(model.state_dict(), path)")
+        check_weights_file(f"{name}.teacher.path", spec.path)  # its shapes: ``DistillConfig.check_inputs``
         teacher, exact = {"name": spec.model} if spec.model else to_dict(cfg.model), True
     elif spec.experiment is not None:
         other_cfg, other_plan = experiments.compose(spec.experiment, spec.overrides)
