@@ -45,6 +45,8 @@ class Plan:
     measure: MeasureConfig
     reference: str | None
     analyses: dict[str, StageConfig] = field(default_factory=dict)  # name → config with an ``after`` stage
+    # stage → the stage that put the model it hands on onto a deployment runtime; None: an fp32 model
+    deployed_by: dict[str, str | None] = field(default_factory=dict)
 
 
 def typed(schema: type, node: Any, key: str) -> Any:
@@ -173,6 +175,6 @@ def precheck(cfg: DictConfig) -> Plan:
         check(after in stages, f"{name}.after", after, f"one of the chain's stages: {', '.join(chain)}")
         analysis.after = after  # type: ignore[attr-defined]
         analyses[name] = analysis
-    check_order(list(chain), stages, analyses)  # what may follow a quantized model (stages/order.py)
+    deployed_by = check_order(list(chain), stages, analyses, reference)  # what may follow a quantized model
     return Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
-                measure=measure, reference=reference, analyses=analyses)
+                measure=measure, reference=reference, analyses=analyses, deployed_by=deployed_by)

@@ -64,10 +64,12 @@ def _made_by(name: str, cfg: StageConfig) -> str:
     return f"'{name}' ({cfg.stage}{f', method {method}' if method else ''})"
 
 
-def check_order(chain: list[str], stages: dict[str, StageConfig], analyses: dict[str, StageConfig]) -> None:
-    """Raise BadValue, naming the fix, where a stage or an analysis (its ``after`` resolved) would get a deployed
-    model it cannot use."""
-    deployed_by: dict[str, str | None] = {}  # stage → the stage that deployed the model it hands on (None: fp32)
+def check_order(chain: list[str], stages: dict[str, StageConfig], analyses: dict[str, StageConfig],
+                reference: str | None) -> dict[str, str | None]:
+    """Raise BadValue, naming the fix, where a stage, an analysis (its ``after`` resolved) or the reference would
+    get a deployed model it cannot use. Returns, per stage, the stage that deployed the model it hands on (None:
+    an fp32 model), for checks of other experiments' stages (a distill teacher)."""
+    deployed_by: dict[str, str | None] = {}
     origin: str | None = None  # the initial model (built, or loaded by init_from) is fp32
     for name in chain:
         cfg = stages[name]
@@ -81,10 +83,12 @@ def check_order(chain: list[str], stages: dict[str, StageConfig], analyses: dict
         made = flow.output(cfg, FP32 if origin is None else DEPLOYED)
         origin = None if made == FP32 else origin or name
         deployed_by[name] = origin
-    for name, cfg in analyses.items():
-        after = getattr(cfg, "after", None)
-        origin = deployed_by.get(after)
-        if _flow(cfg).needs(cfg) and origin is not None:
-            raise BadValue(f"{name}.after", after, f"a stage whose model is fp32: '{name}' (kind {cfg.stage}) "
-                           f"{_flow(cfg).does}, but the model leaving '{after}' runs on a deployment runtime "
-                           f"(deployed by {_made_by(origin, stages[origin])}); name a stage before '{origin}'")
+    wanted = [(f"{name}.after", getattr(cfg, "after", None), f"'{name}' (kind {cfg.stage}) {_flow(cfg).does}")
+              for name, cfg in analyses.items() if _flow(cfg).needs(cfg)]
+    for key, stage, why in [*wanted, ("measure.reference", reference, "the reference of every ratio is fp32")]:
+        origin = deployed_by.get(stage)
+        if origin is not None:
+            raise BadValue(key, stage, f"a stage whose model is fp32: {why}, but the model leaving '{stage}' runs on "
+                           f"a deployment runtime (deployed by {_made_by(origin, stages[origin])}); name a stage "
+                           f"before '{origin}'")
+    return deployed_by

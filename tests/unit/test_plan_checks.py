@@ -82,3 +82,21 @@ def test_an_analysis_after_a_deployed_model_is_refused(make_cfg):
     cfg = with_nodes(make_cfg("+analysis=sensitivity", "sensitivity.after=q"), ["train", "q"], q=QUANT)
     with pytest.raises(ConfigError, match="sensitivity.after='q' is not allowed: a stage whose model is fp32"):
         precheck(cfg)
+
+
+def test_a_reference_that_deployed_its_model_is_refused(make_cfg):
+    """Ratios are against an fp32 reference: a quantized one left every ratio of the run empty, silently."""
+    cfg = with_nodes(make_cfg("measure.reference=q"), ["train", "q"], q=QUANT)
+    with pytest.raises(ConfigError, match="measure.reference='q' is not allowed: a stage whose model is fp32"):
+        precheck(cfg)
+
+
+def test_a_teacher_from_another_experiments_deployed_stage_is_refused(make_cfg):
+    from compressbench.pipeline.plan import validate
+
+    spec = {"experiment": "digits_kd", "stage": "quantize", "overrides": ["model=lenet5", "chain=[train,quantize]"]}
+    cfg = with_nodes(make_cfg("dataset=digits", fast=False), ["kd"],
+                     kd={"stage": "distill", "student": "lenet5", "teacher": spec})
+    with pytest.raises(ConfigError, match="kd.teacher.stage='quantize' is not allowed: a stage of experiment "
+                                          "'digits_kd' whose model is fp32"):
+        validate(cfg)

@@ -71,12 +71,17 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
         if not path.is_file():
             raise BadValue(f"{name}.teacher.path", spec.path, f"an existing state_dict file ({path} is missing); "
                            f"save one with torch.save(model.state_dict(), path)")
-        check_weights_file(f"{name}.teacher.path", spec.path)  # its shapes: ``DistillConfig.check_inputs``
+        check_weights_file(f"{name}.teacher.path", spec.path)  # its shapes: ``DistillConfig.check_files``
         teacher, exact = {"name": spec.model} if spec.model else to_dict(cfg.model), True
     elif spec.experiment is not None:
         other_cfg, other_plan = experiments.compose(spec.experiment, spec.overrides)
         check_same_data(cfg.dataset, other_cfg.dataset, spec.experiment)
         stage = experiment_stage(spec, other_plan)
+        origin = other_plan.deployed_by.get(stage)
+        if origin is not None:  # a teacher is an fp32 model (stages/order.py)
+            raise BadValue(f"{name}.teacher.stage", stage, f"a stage of experiment '{spec.experiment}' whose model "
+                           f"is fp32: the model leaving '{stage}' runs on a deployment runtime (deployed by "
+                           f"'{origin}'); name a stage before '{origin}'")
         teacher, exact = input_model(other_cfg, other_plan, other_plan.chain.index(stage) + 1)
     elif spec.stage is not None:
         earlier = plan.chain[:index]
