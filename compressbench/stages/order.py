@@ -24,8 +24,7 @@ SAME = "same"  # hands on what it got, unchanged
 @dataclass(frozen=True)
 class Flow:
     """A stage kind's place in a chain. ``needs_fp32`` and ``makes`` are values or functions of the stage's
-    config (``makes``: FP32, DEPLOYED or SAME). Once deployed, a model stays deployed (no kind makes fp32 from
-    it), so a distill teacher named by ``teacher.stage`` is fp32 whenever the incoming model is."""
+    config (``makes``: FP32, DEPLOYED or SAME)."""
 
     needs_fp32: bool | Callable[[Any], bool]
     makes: str | Callable[[Any], str]
@@ -61,14 +60,14 @@ def _flow(cfg: StageConfig) -> Flow:
 
 def _made_by(name: str, cfg: StageConfig) -> str:
     method = getattr(cfg, "method", None)
-    return f"'{name}' ({cfg.stage}{f', method {method}' if method else ''})"
+    return f"'{name}' (kind {cfg.stage}{f', method {method}' if method else ''})"
 
 
 def check_order(chain: list[str], stages: dict[str, StageConfig], analyses: dict[str, StageConfig],
                 reference: str | None) -> dict[str, str | None]:
     """Raise BadValue, naming the fix, where a stage, an analysis (its ``after`` resolved) or the reference would
     get a deployed model it cannot use. Returns, per stage, the stage that deployed the model it hands on (None:
-    an fp32 model), for checks of other experiments' stages (a distill teacher)."""
+    an fp32 model): ``Plan.deployed_by``, which a distill stage checks its teacher stage against."""
     deployed_by: dict[str, str | None] = {}
     origin: str | None = None  # the initial model (built, or loaded by init_from) is fp32
     for name in chain:

@@ -84,6 +84,6 @@ def test_a_chain_order_mistake_exits_2_with_one_line_before_any_work(tmp_path: P
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines() == [
         "compressbench: chain=['train', 'quantize', 'prune'] is not allowed: 'prune' (kind prune) prunes fp32 "
-        "weights, but the model leaving 'quantize' (quantize, method static_int8) runs on a deployment runtime, "
+        "weights, but the model leaving 'quantize' (kind quantize, method static_int8) runs on a deployment runtime, "
         "which later stages can only measure or export; put 'prune' before 'quantize'"]
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()

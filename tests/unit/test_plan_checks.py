@@ -48,13 +48,13 @@ QUANT = {"stage": "quantize", "calibration_batches": 2, "fp32_routes": ["eager"]
 
 
 @pytest.mark.parametrize("chain, nodes, fix", [
-    (["train", "q", "prune"], {}, "'prune' (kind prune) prunes fp32 weights, but the model leaving 'q' (quantize, "
-                                  "method static_int8) runs on a deployment runtime"),
+    (["train", "q", "prune"], {}, "'prune' (kind prune) prunes fp32 weights, but the model leaving 'q' (kind "
+                                  "quantize, method static_int8) runs on a deployment runtime"),
     (["train", "q", "finetune"], {}, "put 'finetune' before 'q'"),
     (["train", "q", "enc"], {"enc": {"stage": "encode"}}, "put 'enc' before 'q'"),
     (["train", "q", "again"], {"again": QUANT}, "put 'again' before 'q', or drop one of them"),
     (["train", "q", "exp", "prune"], {"exp": {"stage": "export"}}, "put 'prune' before 'q'"),  # export passes it on
-    (["train", "half", "prune"], {"half": {**QUANT, "method": "fp16"}}, "'half' (quantize, method fp16)"),
+    (["train", "half", "prune"], {"half": {**QUANT, "method": "fp16"}}, "'half' (kind quantize, method fp16)"),
     (["train", "q", "low"], {"low": {"stage": "lowrank"}}, "put 'low' before 'q'"),
     (["train", "q", "kd"], {"kd": {"stage": "distill", "student": "lenet5"}}, "distills from the fp32 model"),
 ])
@@ -99,4 +99,16 @@ def test_a_teacher_from_another_experiments_deployed_stage_is_refused(make_cfg):
                      kd={"stage": "distill", "student": "lenet5", "teacher": spec})
     with pytest.raises(ConfigError, match="kd.teacher.stage='quantize' is not allowed: a stage of experiment "
                                           "'digits_kd' whose model is fp32"):
+        validate(cfg)
+
+
+def test_a_teacher_stage_that_deployed_its_model_is_refused(make_cfg):
+    """A scratch student (loss=[]) makes an fp32 model again after a quantize stage; its KD stage's teacher.stage
+    must still be an fp32 one."""
+    from compressbench.pipeline.plan import validate
+
+    scratch = {"stage": "distill", "student": "lenet5", "loss": []}
+    kd = {"stage": "distill", "student": "lenet5", "teacher": {"stage": "q"}}
+    cfg = with_nodes(make_cfg(), ["train", "q", "scratch", "kd"], q=QUANT, scratch=scratch, kd=kd)
+    with pytest.raises(ConfigError, match="kd.teacher.stage='q' is not allowed: a stage whose model is fp32"):
         validate(cfg)

@@ -77,11 +77,7 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
         other_cfg, other_plan = experiments.compose(spec.experiment, spec.overrides)
         check_same_data(cfg.dataset, other_cfg.dataset, spec.experiment)
         stage = experiment_stage(spec, other_plan)
-        origin = other_plan.deployed_by.get(stage)
-        if origin is not None:  # a teacher is an fp32 model (stages/order.py)
-            raise BadValue(f"{name}.teacher.stage", stage, f"a stage of experiment '{spec.experiment}' whose model "
-                           f"is fp32: the model leaving '{stage}' runs on a deployment runtime (deployed by "
-                           f"'{origin}'); name a stage before '{origin}'")
+        check_fp32_teacher(f"{name}.teacher.stage", stage, other_plan, f" of experiment '{spec.experiment}'")
         teacher, exact = input_model(other_cfg, other_plan, other_plan.chain.index(stage) + 1)
     elif spec.stage is not None:
         earlier = plan.chain[:index]
@@ -92,6 +88,7 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
             raise ConfigError(f"{name}.teacher.stage={spec.stage!r} is read back from the stage cache, and "
                               f"runtime.cache=false; set runtime.cache=true, or put '{name}' right after "
                               f"'{spec.stage}' and leave {name}.teacher.stage unset (the incoming model teaches)")
+        check_fp32_teacher(f"{name}.teacher.stage", spec.stage, plan, "")
         teacher, exact = input_model(cfg, plan, earlier.index(spec.stage) + 1)
     else:
         if index == 0 and not cfg.get("init_from"):
@@ -105,3 +102,11 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
             if layer not in valid:
                 raise BadValue(f"{name}.{key}", layer, f"a layer of the teacher {teacher['name']}: "
                                f"{describe_names(sorted(valid))}")
+
+
+def check_fp32_teacher(key: str, stage: str, plan: Plan, of: str) -> None:
+    """A teacher is an fp32 model: raise BadValue if ``stage`` hands on a deployed one (``Plan.deployed_by``)."""
+    origin = plan.deployed_by.get(stage)
+    if origin is not None:
+        raise BadValue(key, stage, f"a stage{of} whose model is fp32: the model leaving '{stage}' runs on a "
+                       f"deployment runtime (deployed by '{origin}'); name a stage before '{origin}'")
