@@ -76,6 +76,7 @@ def main(cfg: DictConfig) -> float | None:
         print(f"compressbench: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (infra.signals): status.json says interrupted; one line
+        remove_if_untouched(Path(hc.runtime.output_dir), f"{hc.job.name}.log")  # stopped before the run began
         print(f"compressbench: {stopped(e, cfg, Path(hc.runtime.output_dir))}", file=sys.stderr)
         sys.exit(128 + (signal.SIGTERM if getattr(e, "signal_name", "") == "SIGTERM" else signal.SIGINT))
     return sweep_objective(rows, cfg)

@@ -285,12 +285,12 @@ def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Prec
                       total=cfg.epochs)
     record: dict[str, Any] = {}
     for epoch in epochs:
+        signals.at(f"epoch {epoch + 1} of {cfg.epochs}")  # what a stop says
         train_batches.set_epoch(epoch)
         bar = progress(total=len(train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                        leave=False)
         try:
-            # A SIGINT / SIGTERM stops at the next batch boundary; the last finished epoch's state is kept.
-            with signals.where(f"epoch {epoch + 1} of {cfg.epochs}"), signals.batch_boundaries():
+            with signals.batch_boundaries():  # SIGINT / SIGTERM stop between batches; the finished epochs are kept
                 stats = train_one_epoch(train_model, train_batches, optimizer, criterion, precision=precision,
                                         scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
                                         callbacks=callbacks, first_step=epoch * len(train_batches),
@@ -321,6 +321,7 @@ def fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Prec
                 "scaler": precision.scaler.state_dict() if precision.scaler is not None else None,
             })
             checkpoint.history(history)
+    signals.at(None)
     if checkpoint is not None and history:
         checkpoint.finish(best_state, last_good)
     if cfg.epochs and cfg.keep == "best":

@@ -15,6 +15,7 @@ import torch
 from clihelp import FAST, cli
 
 from compressbench.engine import KeepSparsity
+from compressbench.infra import signals
 from compressbench.infra.signals import Interrupted
 from compressbench.pipeline.runner import run
 
@@ -52,6 +53,27 @@ def test_sigterm_stops_at_a_batch_boundary_keeps_the_resume_state_and_a_rerun_re
     assert torch.load(resume, weights_only=True)["epoch"] == 1
     rows = run(make_cfg(*cfg), tmp_path / "again")  # the same command again
     assert rows[0]["resumed_from_epoch"] == 1 and rows[0]["status"] == "ok"
+
+
+def test_a_stop_waits_for_the_batch_boundary_only_inside_a_training_and_only_once():
+    reached = []
+    with signals.stop_requests():
+        with pytest.raises(Interrupted, match="^stopped by SIGTERM$"):
+            os.kill(os.getpid(), signal.SIGTERM)  # outside a training: at once
+            reached.append("outside")
+        with pytest.raises(Interrupted, match="^stopped by SIGINT in stage 's', epoch 1$"):
+            with signals.where("stage 's'"), signals.batch_boundaries():
+                signals.at("epoch 1")
+                os.kill(os.getpid(), signal.SIGTERM)  # waits for the batch to end ...
+                reached.append("batch")
+                os.kill(os.getpid(), signal.SIGINT)  # ... unless asked again
+                reached.append("after the second")
+        with pytest.raises(Interrupted, match="^stopped by SIGTERM$"):
+            with signals.batch_boundaries():
+                os.kill(os.getpid(), signal.SIGTERM)
+                reached.append("last batch")
+            reached.append("after the boundary")  # the end of the last batch is a boundary too
+    assert reached == ["batch", "last batch"]
 
 
 def test_ctrl_c_prints_one_line_saying_where_it_stopped_and_how_to_go_on(tmp_path: Path):
