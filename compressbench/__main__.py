@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,10 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"compressbench: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (infra.signals): status.json says interrupted; one line
+        remove_if_untouched(Path(hc.runtime.output_dir), f"{hc.job.name}.log")  # stopped before the run began
+        print(f"compressbench: {stopped(e, cfg, Path(hc.runtime.output_dir))}", file=sys.stderr)
+        sys.exit(128 + (signal.SIGTERM if getattr(e, "signal_name", "") == "SIGTERM" else signal.SIGINT))
     return sweep_objective(rows, cfg)
 
 
@@ -106,6 +112,17 @@ def hydra_help() -> None:
     finally:  # Hydra ends its help with SystemExit(0)
         print("".join(line for line in text.getvalue().splitlines(keepends=True) if RERUN_FLAG not in line),
               end="")
+
+
+def stopped(e: KeyboardInterrupt, cfg: DictConfig, run_dir: Path) -> str:
+    """Where the run stopped and the command that goes on from there (the same one: finished stages come from
+    the cache and a training resumes after its last finished epoch)."""
+    args = sys.argv[1:]
+    if not cfg.runtime.cache and not any(a.startswith("hydra.run.dir=") for a in args):
+        args.append(f"hydra.run.dir={run_dir}")  # without the cache, the resume state is in this run dir
+    said = str(e) if e.args else "stopped by SIGINT"
+    return (f"{said}; run the same command again to go on from the last finished epoch: python -m compressbench "
+            f"{shlex.join(args)}".rstrip())
 
 
 def cli() -> None:

@@ -2,6 +2,7 @@
 declared in, and the errors that name a bad key. ``pipeline.plan.validate`` turns a composed config into a plan.
 """
 from compressbench.config.schema import (
+    SLUG,
     BadValue,
     ConfigError,
     Experiments,
@@ -9,6 +10,7 @@ from compressbench.config.schema import (
     RuntimeConfig,
     StageConfig,
     check,
+    check_weights_file,
     conf_dir,
     is_safe_slug,
     register_resolvers,
@@ -20,5 +22,5 @@ from compressbench.config.train import TrainConfig
 
 register_resolvers()
 
-__all__ = ["BadValue", "ConfigError", "Experiments", "MeasureConfig", "RuntimeConfig", "StageConfig", "TrainConfig",
-           "check", "conf_dir", "is_safe_slug", "resolve_path", "safe_slug", "to_dict"]
+__all__ = ["SLUG", "BadValue", "ConfigError", "Experiments", "MeasureConfig", "RuntimeConfig", "StageConfig", "TrainConfig",
+           "check", "check_weights_file", "conf_dir", "is_safe_slug", "resolve_path", "safe_slug", "to_dict"]

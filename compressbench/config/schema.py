@@ -95,6 +95,11 @@ class StageConfig:
         installed runtimes. ``validate`` runs them after every torch-free check (``__post_init__``, which must not
         import torch: ``pipeline.plan.precheck``), so these may import it."""
 
+    def check_files(self, name: str, cfg: DictConfig, num_classes: int, in_channels: int, image_size: int) -> None:
+        """Files this stage reads (a teacher's state_dict), checked against the model they must fit once the data
+        has told its classes, channels and image size: after the data loaded, before any training. Raise
+        BadValue."""
+
     def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
         """What this stage reads beyond its config (a file's content, another experiment's stage key, on data
         with ``fingerprint``), for its cache key; None = nothing."""
@@ -192,7 +197,18 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return Path(os.path.expanduser(str(path))).resolve()
 
 
+def check_weights_file(key: str, path: str) -> None:
+    """Raise BadValue at ``key`` unless ``path`` holds a state_dict that reads weights-only (imports torch)."""
+    from compressbench.infra.safe_load import CheckpointError, read_state_dict
+
+    try:
+        read_state_dict(resolve_path(path))
+    except CheckpointError as e:
+        raise BadValue(key, path, str(e)) from None
+
+
 _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+SLUG = "letters, digits, '.', '_', '-' (no '/', no leading '.')"  # what a name that becomes a folder may hold
 
 
 def is_safe_slug(name: Any) -> bool:

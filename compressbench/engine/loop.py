@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compressbench.infra import distributed
+from compressbench.infra import distributed, signals
 from compressbench.measure.accuracy import evaluate
 
 if TYPE_CHECKING:
@@ -176,6 +176,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
             raise Diverged(f"{loss.item()} at step {step + 1}")
         if progress is not None:
             progress.update(1)
+        signals.boundary()  # a SIGINT / SIGTERM that came during this batch stops here (infra.signals)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
@@ -311,14 +312,16 @@ def _fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Pre
                       total=cfg.epochs)
     record: dict[str, Any] = {}
     for epoch in epochs:
+        signals.at(f"epoch {epoch + 1} of {cfg.epochs}")  # what a stop says
         train_batches.set_epoch(epoch)
         bar = progress(total=len(train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
                        leave=False)
         try:
-            stats = train_one_epoch(train_model, train_batches, optimizer, criterion, precision=precision,
-                                    scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
-                                    callbacks=callbacks, first_step=epoch * len(train_batches),
-                                    collective=collective)
+            with signals.batch_boundaries():  # SIGINT / SIGTERM stop between batches; the finished epochs are kept
+                stats = train_one_epoch(train_model, train_batches, optimizer, criterion, precision=precision,
+                                        scheduler=scheduler, grad_clip=cfg.grad_clip, progress=bar,
+                                        callbacks=callbacks, first_step=epoch * len(train_batches),
+                                        collective=collective)
         except Diverged as e:
             model.load_state_dict(last_good)
             raise Diverged(f"non-finite loss in epoch {epoch + 1} ({e}); the model keeps the weights it had "
@@ -345,6 +348,7 @@ def _fit(model: nn.Module, cfg: TrainConfig, loaders: Loaders, *, precision: Pre
                 "scaler": precision.scaler.state_dict() if precision.scaler is not None else None,
             })
             checkpoint.history(history)
+    signals.at(None)
     if checkpoint is not None and history:
         checkpoint.finish(best_state, last_good)
     if cfg.epochs and cfg.keep == "best":

@@ -73,7 +73,9 @@ def _has_conv(model_json: str) -> bool:
 
 def is_conv_net(model_cfg: Mapping[str, Any]) -> bool:
     """Whether the model the ``model`` config node names has convolutions (the kind bf16 + channels-last helps)."""
-    return _has_conv(json.dumps(dict(model_cfg), sort_keys=True, default=str))
+    # Weights do not change the layer types: never load (or try to download) pretrained ones to find out.
+    cfg = {k: v for k, v in dict(model_cfg).items() if k != "pretrained"}
+    return _has_conv(json.dumps(cfg, sort_keys=True, default=str))
 
 
 def _flag(value: Any) -> str:

@@ -21,12 +21,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from compressbench.config import (
+    SLUG,
     BadValue,
     ConfigError,
     MeasureConfig,
     RuntimeConfig,
     StageConfig,
     check,
+    check_weights_file,
     is_safe_slug,
     resolve_path,
 )
@@ -43,6 +45,8 @@ class Plan:
     measure: MeasureConfig
     reference: str | None
     analyses: dict[str, StageConfig] = field(default_factory=dict)  # name → config with an ``after`` stage
+    # stage → the stage that put the model it hands on onto a deployment runtime; None: an fp32 model
+    deployed_by: dict[str, str | None] = field(default_factory=dict)
 
 
 def typed(schema: type, node: Any, key: str) -> Any:
@@ -102,6 +106,8 @@ def validate(cfg: DictConfig) -> Plan:
         check_dataset(cfg.dataset, "", files=False)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if cfg.get("init_from"):  # read now (weights only); its shapes are checked on the built model, before training
+        check_weights_file("init_from", cfg.init_from)
     measure = plan.measure
     if measure.fp32_routes is None:
         measure.fp32_routes = fp32_routes(installed=True)
@@ -120,10 +126,11 @@ def precheck(cfg: DictConfig) -> Plan:
     runtime names not yet checked against their registries (``validate`` does that)."""
     from compressbench.pipeline.objective import check_objective
     from compressbench.stages import STAGES
+    from compressbench.stages.order import check_order
     from compressbench.tracking import check_logger
 
     name = cfg.get("name", "default")  # it becomes folders (run dir, findings/<name>): one component, never a path
-    check(is_safe_slug(name), "name", name, "one folder name: letters, digits, '.', '_', '-' (no '/', no leading '.')")
+    check(is_safe_slug(name), "name", name, f"one folder name: {SLUG}")
     limit = cfg.dataset.get("limit")
     check(limit is None or (isinstance(limit, int) and limit >= 1), "dataset.limit", limit,
           "null (every image) or >= 1 images per split")
@@ -132,7 +139,8 @@ def precheck(cfg: DictConfig) -> Plan:
           "a non-empty list of stage names, e.g. [train, finetune]")
     stages: dict[str, StageConfig] = {}
     defined = [k for k, v in cfg.items() if isinstance(v, (dict, DictConfig)) and "stage" in v]
-    for name in chain:
+    for name in chain:  # each becomes a folder: stages/NN_<name>
+        check(is_safe_slug(name), "chain", name, f"stage names that are one folder name each: {SLUG}")
         node = cfg.get(name)
         close = difflib.get_close_matches(str(name), defined, n=1)
         check(isinstance(node, (dict, DictConfig)) and "stage" in node, f"chain[{name}]", name,
@@ -160,7 +168,8 @@ def precheck(cfg: DictConfig) -> Plan:
     check(reference is None or reference in stages, "measure.reference", reference,
           f"one of the chain's stages: {', '.join(chain)}")
     analyses: dict[str, StageConfig] = {}
-    for name in cfg.get("analyses") or []:
+    for name in cfg.get("analyses") or []:  # each becomes a folder: analysis/<name>
+        check(is_safe_slug(name), "analyses", name, f"analysis names that are one folder name each: {SLUG}")
         node = cfg.get(name)
         check(isinstance(node, (dict, DictConfig)) and "stage" in node, f"analyses[{name}]", name,
               "each analysis needs a config node with a 'stage' kind (e.g. +analysis=sensitivity adds one)")
@@ -169,5 +178,6 @@ def precheck(cfg: DictConfig) -> Plan:
         check(after in stages, f"{name}.after", after, f"one of the chain's stages: {', '.join(chain)}")
         analysis.after = after  # type: ignore[attr-defined]
         analyses[name] = analysis
+    deployed_by = check_order(list(chain), stages, analyses, reference)  # what may follow a quantized model
     return Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
-                measure=measure, reference=reference, analyses=analyses)
+                measure=measure, reference=reference, analyses=analyses, deployed_by=deployed_by)

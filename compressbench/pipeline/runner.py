@@ -23,12 +23,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from compressbench import __version__
-from compressbench.config import RuntimeConfig, StageConfig, resolve_path, to_dict
+from compressbench.config import BadValue, ConfigError, RuntimeConfig, StageConfig, resolve_path, to_dict
 from compressbench.data import DataBundle, check_dataset, load_dataset
 from compressbench.engine import Diverged, resolve_device
 from compressbench.engine.env import StageEnv, TensorMemo
 from compressbench.engine.route import route_for
-from compressbench.infra import distributed
+from compressbench.infra import distributed, signals
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temps
 from compressbench.infra.preflight import (
     RUN_DIR_KEY,
@@ -40,7 +40,7 @@ from compressbench.infra.preflight import (
     output_error_of,
     preflight,
 )
-from compressbench.infra.safe_load import load_weights_
+from compressbench.infra.safe_load import CheckpointError, load_weights_
 from compressbench.measure import Baseline, measure
 from compressbench.measure.accuracy import PER_IMAGE_KEY
 from compressbench.models import build_model
@@ -91,14 +91,24 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     run_dir = Path(run_dir)
+    fresh = untouched(run_dir)
     ensure_writable(run_dir, RUN_DIR_KEY)
     name = str(cfg.get("name", "default"))
     write_status(run_dir, "running", overrides, name)
     log.info("run dir: %s", run_dir.resolve())
     reserve = Reserve(run_dir)
     try:
-        rows = _run(cfg, plan, run_dir, overrides)
+        with signals.stop_requests():  # SIGINT and SIGTERM end the run here, as interrupted, with the files closed
+            rows = _run(cfg, plan, run_dir, overrides)
     except BaseException as e:
+        if isinstance(e, ConfigError) and fresh:
+            # Found on the data or the built model (a weights file that does not fit it, a layer name), before any
+            # stage ran: like any config error it leaves no run folder (the CLI removes Hydra's part of it).
+            reserve.release()
+            for file in BEFORE_STAGES:
+                (run_dir / file).unlink(missing_ok=True)
+            _try(run_dir.rmdir)  # when empty: what the caller passed is gone again
+            raise
         status = "failed" if isinstance(e, Exception) else "interrupted"
         written = output_error_of(e)
         if written is not None:  # a full or read-only disk: not a bug, and the rows so far are intact
@@ -135,6 +145,15 @@ def check_data(cfg: DictConfig) -> None:
         check_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir))
     except (ValueError, FileNotFoundError) as e:
         raise DataUnavailable(str(e)) from None
+
+
+# What ``run`` writes into the run dir before the first stage.
+BEFORE_STAGES = ("status.json", "config.yaml", "split.json")
+
+
+def untouched(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds nothing of a run yet (missing, or only Hydra's ``.hydra/`` and job log)."""
+    return not run_dir.is_dir() or all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
 
 
 def output_places(cfg: DictConfig, run_dir: Path) -> list[tuple[Path, str]]:
@@ -179,7 +198,8 @@ def _run(cfg: DictConfig, plan: Plan, run_dir: Path, overrides: Any) -> list[dic
     rows: list[dict[str, Any]] = []
     failure = None
     for index, name in enumerate(pipeline.progress(plan.chain, desc="stages", unit="stage")):
-        artifact, row = pipeline.run_stage(artifact, index, name)
+        with signals.where(f"stage '{name}'"):
+            artifact, row = pipeline.run_stage(artifact, index, name)
         if pipeline.dist.is_main:
             rows.append({**identity, **row})
             identity["model"] = row.get("model", identity["model"])  # after distill: the student goes on
@@ -235,9 +255,10 @@ class Pipeline:
         arch = Arch(to_dict(self.cfg.model), data.num_classes, data.in_channels, data.image_size)
         model = build_model(self.cfg.model, data.num_classes, data.in_channels, data.image_size)
         if self.init_from is not None:
-            load_weights_(model, self.init_from)
+            load_init_from(model, self.cfg.init_from)
         model = model.to(self.device)
         check_layer_names(model, self.plan)
+        check_stage_files(self.cfg, self.plan, data)
         if self.dist.is_main:
             preflight(self.run_dir, self.cache.root, sum(p.numel() for p in model.parameters()),
                       len(self.plan.chain))
@@ -464,6 +485,20 @@ def check_layer_names(model: nn.Module, plan: Plan) -> None:
         scfg.check_model(model, name)
         if scfg.changes_layer_names:  # lowrank: later names refer to the factorized layers
             break
+
+
+def load_init_from(model: nn.Module, path: str) -> None:
+    """``init_from``'s weights into the built model; a file that does not fit it is a config error (one line)."""
+    try:
+        load_weights_(model, resolve_path(path))
+    except CheckpointError as e:
+        raise BadValue("init_from", path, str(e)) from None
+
+
+def check_stage_files(cfg: DictConfig, plan: Plan, data: DataBundle) -> None:
+    """The files stages read (a teacher's state_dict) against the models they must fit, before any training."""
+    for name, scfg in plan.stages.items():
+        scfg.check_files(name, cfg, data.num_classes, data.in_channels, data.image_size)
 
 
 def apply_runtime(runtime: RuntimeConfig) -> None:

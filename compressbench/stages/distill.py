@@ -125,6 +125,13 @@ class DistillConfig(TrainConfig):
               models)
         check_plan(self, name, cfg, plan, experiments)
 
+    def check_files(self, name: str, cfg: DictConfig, num_classes: int, in_channels: int, image_size: int) -> None:
+        """A teacher file's tensor names and shapes against the teacher model it must fit."""
+        if self.loss and self.teacher.path is not None:
+            from compressbench.techniques.distillation.teacher import check_teacher_file
+
+            check_teacher_file(self.teacher, f"{name}.teacher.path", cfg, num_classes, in_channels, image_size)
+
     def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
         """What the teacher is, beyond this config, is part of this stage's cache key: a teacher file's content,
         or another experiment's teacher stage key (an edited experiment file trains another teacher)."""

@@ -15,7 +15,6 @@ from compressbench.config import ConfigError, conf_dir
 from compressbench.engine import KeepSparsity, fit
 from compressbench.engine.env import StageEnv
 from compressbench.engine.train import TrainConfig
-from compressbench.infra.safe_load import UnsafeCheckpoint
 from compressbench.models import MODELS, build_model
 from compressbench.pipeline import experiments as experiments_module
 from compressbench.pipeline.experiments import EXPERIMENTS as RESOLVER
@@ -302,9 +301,9 @@ def test_teacher_from_a_state_dict_file_only(make_cfg, tmp_path: Path):
     rows = run(chain(make_cfg(), ["distill"], distill={"teacher": spec, "epochs": 1}), tmp_path / "ok")
     assert rows[0]["teacher_source"] == f"checkpoint:{tmp_path / 'teacher.pt'}"
     cfg = chain(make_cfg(), ["distill"], distill={"teacher": {**spec, "path": str(tmp_path / "pickled.pt")}})
-    with pytest.raises(RunFailed):
-        run(cfg, tmp_path / "pickled")
-    assert UnsafeCheckpoint.__name__ in read_csv(tmp_path / "pickled/results.csv")[0]["error"]
+    with pytest.raises(ConfigError, match="distill.teacher.path=.* is not allowed: refusing to load"):
+        run(cfg, tmp_path / "pickled")  # refused in validation: nothing ran
+    assert not (tmp_path / "pickled").exists()
 
 
 def test_divergence_is_a_row_that_names_the_temperature(make_cfg, tmp_path: Path):

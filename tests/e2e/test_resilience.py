@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
+from compressbench.config import ConfigError
 from compressbench.engine import KeepSparsity
 from compressbench.infra.preflight import PreflightError
-from compressbench.infra.safe_load import UnsafeCheckpoint
 from compressbench.pipeline.runner import run
 from compressbench.report import collect, write_report
 from compressbench.results import read_csv
@@ -70,7 +70,7 @@ def test_pickle_that_would_run_code_is_refused(make_cfg, tmp_path: Path):
 
     evil = tmp_path / "weights.pt"
     torch.save({"conv.weight": Evil()}, evil)
-    with pytest.raises(UnsafeCheckpoint, match="refusing to load"):
+    with pytest.raises(ConfigError, match="init_from=.* is not allowed: refusing to load"):  # in validation
         run(make_cfg(f"init_from={evil}"), tmp_path / "run")
     assert not marker.exists()
 

@@ -117,13 +117,21 @@ def test_trained_residual_net_keeps_its_accuracy_in_int8(make_cfg, tmp_path: Pat
     assert q["fused_ops" if backend == "fx" else "int8_ops"] > 0 and q["float_ops"] == 0
 
 
-def test_already_quantized_input_is_unsupported_and_named(make_cfg, tmp_path: Path):
-    out = tmp_path / "run"
+def test_already_quantized_input_is_refused_before_any_work(make_cfg, tmp_path: Path):
+    """Chain order is a property of the config (stages/order.py): no training first, then an unsupported row."""
     cfg = with_quantize(make_cfg(), chain=("train", "quantize", "again"), extra={"again": {"stage": "quantize"}})
+    with pytest.raises(ConfigError, match="'again' .* put 'again' before 'quantize', or drop one of them"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unsupported_stage_is_a_row_not_a_crash(make_cfg, tmp_path: Path):
+    out = tmp_path / "run"
+    cfg = with_quantize(make_cfg(), method="weight_bits", epochs=0, skip=["features", "classifier"])
     rows = run(cfg, out)  # an unsupported stage is a result, not a crash: the job succeeds
-    assert [r["status"] for r in rows] == ["ok", "ok", "unsupported"]
-    assert "already quantized (runtime fx-int8)" in rows[2]["error"]
-    assert rows[2].get("test_acc") is None  # nothing measured: the stage made no model
+    assert [r["status"] for r in rows] == ["ok", "unsupported"]
+    assert "has none outside quantize.skip" in rows[1]["error"]
+    assert rows[1].get("test_acc") is None  # nothing measured: the stage made no model
     assert "## Unsupported stages" in (out / "summary.md").read_text()  # yet the summary lists it
 
 

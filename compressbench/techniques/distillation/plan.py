@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig
 
-from compressbench.config import BadValue, ConfigError, Experiments, resolve_path, to_dict
+from compressbench.config import BadValue, ConfigError, Experiments, check_weights_file, resolve_path, to_dict
 from compressbench.techniques.distillation.features import describe_names, layer_names
 from compressbench.techniques.distillation.teacher import (
     check_same_data,
@@ -71,11 +71,13 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
         if not path.is_file():
             raise BadValue(f"{name}.teacher.path", spec.path, f"an existing state_dict file ({path} is missing); "
                            f"save one with torch.save(model.state_dict(), path)")
+        check_weights_file(f"{name}.teacher.path", spec.path)  # its shapes: ``DistillConfig.check_files``
         teacher, exact = {"name": spec.model} if spec.model else to_dict(cfg.model), True
     elif spec.experiment is not None:
         other_cfg, other_plan = experiments.compose(spec.experiment, spec.overrides)
         check_same_data(cfg.dataset, other_cfg.dataset, spec.experiment)
         stage = experiment_stage(spec, other_plan)
+        check_fp32_teacher(f"{name}.teacher.stage", stage, other_plan, f" of experiment '{spec.experiment}'")
         teacher, exact = input_model(other_cfg, other_plan, other_plan.chain.index(stage) + 1)
     elif spec.stage is not None:
         earlier = plan.chain[:index]
@@ -86,6 +88,7 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
             raise ConfigError(f"{name}.teacher.stage={spec.stage!r} is read back from the stage cache, and "
                               f"runtime.cache=false; set runtime.cache=true, or put '{name}' right after "
                               f"'{spec.stage}' and leave {name}.teacher.stage unset (the incoming model teaches)")
+        check_fp32_teacher(f"{name}.teacher.stage", spec.stage, plan, "")
         teacher, exact = input_model(cfg, plan, earlier.index(spec.stage) + 1)
     else:
         if index == 0 and not cfg.get("init_from"):
@@ -99,3 +102,11 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
             if layer not in valid:
                 raise BadValue(f"{name}.{key}", layer, f"a layer of the teacher {teacher['name']}: "
                                f"{describe_names(sorted(valid))}")
+
+
+def check_fp32_teacher(key: str, stage: str, plan: Plan, of: str) -> None:
+    """A teacher is an fp32 model: raise BadValue if ``stage`` hands on a deployed one (``Plan.deployed_by``)."""
+    origin = plan.deployed_by.get(stage)
+    if origin is not None:
+        raise BadValue(key, stage, f"a stage{of} whose model is fp32: the model leaving '{stage}' runs on a "
+                       f"deployment runtime (deployed by '{origin}'); name a stage before '{origin}'")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig
 from torch import nn
 
-from compressbench.config import ConfigError, resolve_path, to_dict
+from compressbench.config import BadValue, ConfigError, resolve_path, to_dict
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
@@ -112,13 +112,39 @@ def _from_experiment(spec: TeacherConfig, env: StageEnv) -> Teacher:
     return Teacher(as_module(artifact, env.name), f"experiment:{spec.experiment}/{stage}", arch)
 
 
+def teacher_node(spec: TeacherConfig, cfg: DictConfig) -> dict[str, Any]:
+    """The model config of a teacher file: ``teacher.model``, else this run's model."""
+    node = {"name": spec.model} if spec.model else to_dict(cfg.model)
+    node.pop("pretrained", None)  # the file holds the weights; nothing to download
+    return node
+
+
+def check_teacher_file(spec: TeacherConfig, key: str, cfg: DictConfig, num_classes: int, in_channels: int,
+                       image_size: int) -> None:
+    """Raise BadValue at ``key`` unless the teacher file reads weights-only and fits its model's names and shapes
+    (the model built on the meta device: no memory, no arithmetic)."""
+    import torch
+
+    from compressbench.infra.safe_load import CheckpointError, check_fits, read_state_dict
+    from compressbench.models import build_model
+
+    assert spec.path is not None
+    path = resolve_path(spec.path)
+    with torch.device("meta"):
+        model = build_model(teacher_node(spec, cfg), num_classes, in_channels, image_size)
+    try:
+        check_fits(model, read_state_dict(path), path, f"set {key.removesuffix('.path')}.model to the file's "
+                   f"architecture, or give a teacher trained on this dataset's classes, channels and image size")
+    except CheckpointError as e:
+        raise BadValue(key, spec.path, str(e)) from None
+
+
 def _from_checkpoint(spec: TeacherConfig, env: StageEnv) -> Teacher:
     from compressbench.infra.safe_load import load_weights_
     from compressbench.models import build_model
 
     assert spec.path is not None
-    node = {"name": spec.model} if spec.model else to_dict(env.cfg.model)
-    node.pop("pretrained", None)  # the file holds the weights; nothing to download
+    node = teacher_node(spec, env.cfg)
     data = env.data
     model = build_model(node, data.num_classes, data.in_channels, data.image_size)
     load_weights_(model, resolve_path(spec.path))
