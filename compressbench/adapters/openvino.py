@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -90,8 +90,26 @@ def compile_request(model: Any, threads: int) -> Any:
 
 
 def run(request: Any, x: torch.Tensor) -> torch.Tensor:
+    """Logits of ``x``: the input shared with OpenVINO, the output copied out (the next call reuses its buffer)."""
     array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-    return torch.from_numpy(np.array(request.infer({0: array})[request.model_outputs[0]]))
+    return torch.from_numpy(np.array(request.infer({0: array}, share_inputs=True, share_outputs=True)[
+        request.model_outputs[0]]))
+
+
+def timer(request: Any, x: torch.Tensor) -> Callable[[], object]:
+    """One inference the way a deployer calls it: the input array shared with OpenVINO (no copy), the output
+    read in place. Copying both in and out cost ~35 µs of ResNet-20's 0.2 ms (issue 26)."""
+    ov = require()
+    array = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    tensor = ov.Tensor(array, shared_memory=True)
+    output = request.model_outputs[0]
+
+    def call() -> object:
+        request.set_input_tensor(tensor)  # a pointer, not a copy: another call on this request may have set its own
+        request.infer()
+        return request.get_tensor(output).data
+
+    return call
 
 
 def fake_quantized_ops(model: Any) -> list[dict[str, str]]:

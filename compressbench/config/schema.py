@@ -148,12 +148,15 @@ class MeasureConfig:
     batch_size: int = 32  # batch for throughput_ips
     throughput_threads: int | None = None  # None = all cores
     warmup: int = 5
-    iters: int = 20  # timed calls per round
-    rounds: int = 5  # at most this many interleaved reference/candidate rounds for the paired speedup
-    # Adaptive timing: after min_rounds (at most `rounds`), stop once the per-round ratios' 95% interval is
-    # within ±tolerance (measure/latency.py); tolerance 0 always times `rounds` rounds.
-    min_rounds: int = 3
+    iters: int = 10  # timed calls per round, at least (a quick model gets more: see min_time_s)
+    rounds: int = 10  # at most this many interleaved reference/candidate rounds for the paired speedup
+    # Adaptive timing: after min_rounds (at most `rounds`) and min_time_s seconds of timed calls, stop once the
+    # per-round ratios' 95% interval is within ±tolerance (measure/latency.py); tolerance 0 always times `rounds`
+    # rounds. Rounds are sized so that min_rounds of them span min_time_s: a disturbance shorter than half of
+    # that moves a minority of rounds, which the median ignores (issue 26). 0 = no minimum time.
+    min_rounds: int = 5
     tolerance: float = 0.05
+    min_time_s: float = 0.25
     eval_batch_size: int = 256
     reference: str | None = None  # stage whose model is the baseline for ratios; None = first train stage
     # The chain's last stage is also timed against the baseline on each of these fp32 runtimes (RUNTIMES names),
@@ -166,6 +169,7 @@ class MeasureConfig:
         # At least one untimed call: compilation, autotuning and lazy initialisation stay out of the samples.
         check(self.warmup >= 1, "warmup", self.warmup, ">= 1")
         check(0 <= self.tolerance < 1, "tolerance", self.tolerance, "in [0, 1): a relative half-width")
+        check(0 <= self.min_time_s <= 60, "min_time_s", self.min_time_s, "in [0, 60] seconds")
         check(self.throughput_threads is None or self.throughput_threads >= 1, "throughput_threads",
               self.throughput_threads, "null or >= 1")
 

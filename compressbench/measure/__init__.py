@@ -16,7 +16,7 @@ from compressbench.config import MeasureConfig
 from compressbench.measure.accuracy import accuracy_metrics
 from compressbench.measure.latency import latency_metrics
 from compressbench.measure.routes import against_fp32_routes
-from compressbench.measure.size import size_metrics
+from compressbench.measure.size import compression_ratio, size_metrics
 from compressbench.runtimes import Deployable, Eager
 
 
@@ -62,7 +62,7 @@ def measure(artifact: Deployable, inputs: Inputs) -> dict[str, Any]:
     metrics.update(accuracy_metrics(artifact, inputs.batches, device, inputs.num_classes))
     base = inputs.baseline
     if base is not None and base.metrics:
-        metrics["compression_ratio"] = base.metrics["size_bytes"] / metrics["size_bytes"]
+        metrics["compression_ratio"] = compression_ratio(base.metrics, metrics)  # of the files a user runs
         for column, key in (("macs_reduction_pct", "macs"), ("params_reduction_pct", "params")):  # Li et al.'s %
             metrics[column] = 100 * (1 - metrics[key] / base.metrics[key]) if base.metrics.get(key) else None
         metrics["reference_stage"] = base.stage

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from compressbench.report import pareto_set, recovery, stats
+from compressbench.report import pareto_set, recovery, repeats, stats
 from compressbench.report.points import baseline_note
 from compressbench.report.tables import cell, human, interval, pct, times
 from compressbench.results.objective import number
@@ -223,6 +223,7 @@ def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], pro
                 ("Δ pt [95%]", None, _delta), ("noise", None, _noise), ("command", "command", FORMAT["command"])]),
                 ""]
         lines += [*(f"- {n}" for n in notes), *([""] if notes else [])]
+        lines += repeats.section(raw)  # flagged, never picked from
         lines += sections.branches(table) + sections.techniques(segments(table))
         lines += recovery.section(table, root)
         lines += sections.pareto(candidates(table), table) + sections.stages(table)

@@ -12,7 +12,7 @@ import pandas as pd
 from compressbench.config import safe_slug
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.locks import file_lock
-from compressbench.report import figures, html, recovery, stage_figures
+from compressbench.report import figures, html, recovery, repeats, stage_figures
 from compressbench.report.collect import collect, credit_reader
 from compressbench.report.labels import enrich
 from compressbench.report.points import number_points, stage_table
@@ -23,7 +23,7 @@ from compressbench.results.per_image import FILE as HITS_FILE
 from compressbench.results.per_image import stage_dir
 
 DERIVED = ["technique", "credited_technique", "run_label", "swept", "swept_value", "speedup_best",
-           "speedup_best_iqr", "speedup_baseline", "test_images", "run_dir"]
+           "speedup_best_iqr", "speedup_baseline", "test_images", "run_dir", repeats.COLUMN]
 STAGE_INPUTS = ("history.csv", HITS_FILE)  # what a report reads from a run's stage folders
 FIGURES = ("speedup_vs_compression", "accuracy_change_vs_speedup", "accuracy_vs_size", "accuracy_vs_gzip_bytes",
            "accuracy_vs_encoded_bytes", "waterfall", "training_curves", "recovery", "accuracy_vs_latency",
@@ -91,7 +91,7 @@ def write_report(root: str | Path, out: str | Path | None = None, rows: pd.DataF
         rows = collected if rows is None else rows
         if experiment is not None:  # a findings folder lists its own experiment's jobs only
             jobs = [j for j in jobs if j.get("experiment") in (None, experiment)]
-        enriched = enrich(rows) if not rows.empty else rows
+        enriched = repeats.flag(enrich(rows)) if not rows.empty else rows
         table = build(rows, root)
         # Before any job has rows the table is its header alone: a reader polling a running sweep gets an empty
         # table, not a 0-byte file that pandas.read_csv refuses.

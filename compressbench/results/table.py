@@ -25,6 +25,10 @@ COLUMNS: list[str] = (
 EXTRA_COLUMNS: list[str] = (
     "speedup_iqr timing_rounds measure_reused throughput_speedup throughput_threads batch_size reference_stage "
     "macs_reduction_pct params_reduction_pct test_loss precision stage_key error"
+).split() + (
+    # What was measured (issue 26): the file each size is of, the form timed, and the timings' 95% intervals.
+    "size_file deployable_bytes deployable_file artifact_sha256 timed_form timing_s speedup_lo speedup_hi "
+    "fastest_route speedup_vs_best_fp32_lo speedup_vs_best_fp32_hi"
 ).split()
 # Beside the accuracies (issue 26): how many images tie for the top logit (each credited 1/k, see measure.accuracy).
 EXTRA_COLUMNS += ["test_ties", "val_ties"]

@@ -114,8 +114,13 @@ class Deployable:
         return torch.device("cpu")
 
     def timer(self, x: torch.Tensor) -> Callable[[], object]:
-        """A zero-argument call that runs one timed inference on ``x`` (set-up such as sessions stays outside)."""
+        """A zero-argument call that runs one timed inference on ``x`` (set-up such as sessions stays outside),
+        the way a deployment calls the model: the form ``timed_form`` names."""
         return lambda: self(x)
+
+    def timed_form(self) -> str:
+        """What ``timer`` runs, for the ``timed_form`` column: the file or object a deployment calls."""
+        return self.runtime
 
     def reference(self, fp32: Deployable) -> Deployable:
         """The fp32 model on this runtime's family, for a like-with-like ``speedup`` (default: as given)."""
@@ -123,8 +128,17 @@ class Deployable:
 
     # --- what it is --------------------------------------------------------------------------------------
     def artifact_bytes(self) -> bytes:
-        """The bytes a user would ship (``size_bytes``; ``gzip_bytes`` compresses these)."""
+        """The bytes this artifact is stored as (``size_bytes``; ``gzip_bytes`` compresses these)."""
         raise NotImplementedError
+
+    def size_file(self) -> str:
+        """What ``artifact_bytes`` are, for the ``size_file`` column."""
+        return "state_dict (with the model's code)"
+
+    def deployable_file(self) -> tuple[str, bytes] | None:
+        """(name, bytes) of the file a user runs this model from without compressbench (``deployable_file``,
+        ``deployable_bytes``: what ``compression_ratio`` compares); None: the artifact itself is that file."""
+        return None
 
     def param_counts(self) -> Counts:
         """(parameters, nonzero parameters)."""

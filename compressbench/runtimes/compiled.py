@@ -78,6 +78,9 @@ class Compiled(Deployable):
     def artifact_bytes(self) -> bytes:
         return self.source.artifact_bytes()
 
+    def timed_form(self) -> str:
+        return "torch.compile (inductor, freezing), in process"
+
     def param_counts(self) -> Counts:
         return self.source.param_counts()
 
@@ -109,6 +112,7 @@ class Pt2eInt8(Deployable):
         self.source, self.options, self.observed, self.converted, self._macs = source, options, observed, \
             converted, macs
         self._fn: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._program: bytes | None = None
 
     @classmethod
     def quantize(cls, source: Eager, batches: list[torch.Tensor], observer: str, dynamic: bool,
@@ -135,6 +139,23 @@ class Pt2eInt8(Deployable):
         """The int8 weights, scales and biases the program reads (the graph itself is code, not weights)."""
         return tensor_bytes(self.converted.state_dict())
 
+    def size_file(self) -> str:
+        return "int8 program state_dict (rebuilt by compressbench)"
+
+    def program(self) -> bytes:
+        """The ``torch.export`` program file (``model_int8.pt2``), made once: what ``export`` writes."""
+        if self._program is None:
+            from compressbench.adapters import torchao
+
+            self._program = torchao.save_program(self.converted, torch.zeros(2, *self.options["example_shape"]))
+        return self._program
+
+    def deployable_file(self) -> tuple[str, bytes] | None:
+        return "model_int8.pt2 (torch.export)", self.program()
+
+    def timed_form(self) -> str:
+        return "the PT2E program under torch.compile (inductor, freezing), in process"
+
     def param_counts(self) -> Counts:
         state = self.converted.state_dict()
         return param_counts_of(v for k, v in state.items() if "scale" not in k and "zero_point" not in k)
@@ -159,9 +180,7 @@ class Pt2eInt8(Deployable):
         return cls(Eager(module, arch), o, observed, converted, tuple(meta["macs"]))  # type: ignore[arg-type]
 
     def export(self, directory: Path, example: torch.Tensor) -> Exported:
-        from compressbench.adapters import torchao
-
-        (directory / "model_int8.pt2").write_bytes(torchao.save_program(self.converted, example))
+        (directory / "model_int8.pt2").write_bytes(self.program())
         # Loaded plainly the program runs its quantize/dequantize graph in fp32 (what inductor lowers to int8
         # kernels in the run): the two agree to int8 rounding, not bit for bit.
         return Exported({"model_int8.pt2": "torch.export"}, tolerance={"model_int8.pt2": 0.1})

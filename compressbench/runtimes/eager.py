@@ -139,6 +139,9 @@ class Eager(Deployable):
         self.settle()
         return tensor_bytes(self.module.state_dict())
 
+    def timed_form(self) -> str:
+        return "nn.Module (eager PyTorch)"
+
     def param_counts(self) -> Counts:
         self.settle()
         return param_counts(self.module)
@@ -206,6 +209,12 @@ class Cast(Deployable):
     def artifact_bytes(self) -> bytes:
         return tensor_bytes(self.module.state_dict())
 
+    def size_file(self) -> str:
+        return f"{self.runtime.removeprefix('eager-')} state_dict (with the model's code)"
+
+    def timed_form(self) -> str:
+        return f"nn.Module (eager PyTorch, {self.runtime.removeprefix('eager-')})"
+
     def param_counts(self) -> Counts:
         return param_counts(self.module)
 
@@ -259,6 +268,12 @@ class DynamicInt8(Deployable):
 
     def artifact_bytes(self) -> bytes:
         return tensor_bytes(self.module.state_dict())
+
+    def size_file(self) -> str:
+        return "dynamic int8 state_dict (with the model's code and torch.ao.quantize_dynamic)"
+
+    def timed_form(self) -> str:
+        return "nn.Module (eager PyTorch, dynamic int8)"
 
     def param_counts(self) -> Counts:
         return param_counts(self.module)

@@ -7,9 +7,13 @@ logits of the run, as a deployment would see them.
 """
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,15 +68,37 @@ def export_fp32(module: nn.Module, directory: Path, example: torch.Tensor, stem:
     return out
 
 
+def torchscript_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
+    """The file of a traced TorchScript ``module`` (for int8 eager kernels, which have no other standalone form)."""
+    with torch.no_grad(), _jit_quiet():
+        traced = torch.jit.trace(module.eval(), example.cpu().contiguous())
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf)
+    return buf.getvalue()
+
+
+def load_torchscript(data: bytes) -> nn.Module:
+    """A TorchScript file (bytes this process traced) loaded as a deployment loads it: ``torch.jit.load``."""
+    with _jit_quiet():
+        return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
+
+
+@contextmanager
+def _jit_quiet() -> Iterator[None]:
+    """torch 2.14 marks torch.jit deprecated; the trace is still the one standalone file of eager int8 kernels."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated.*", category=FutureWarning)
+        yield
+
+
 def export_torchscript(module: nn.Module, directory: Path, example: torch.Tensor, name: str) -> Exported:
-    """A traced TorchScript file (for int8 eager kernels, which have no other standalone form)."""
+    """A traced TorchScript file ``name`` of ``module`` in ``directory``."""
     try:
-        with torch.no_grad():
-            traced = torch.jit.trace(module.eval(), example.cpu().contiguous())
-        torch.jit.save(traced, str(directory / name))
-        return Exported({name: "torchscript"})
+        data = torchscript_bytes(module, example)
     except Exception as e:  # noqa: BLE001
         return Exported(skipped={"torchscript": f"{type(e).__name__}: {str(e)[:200]}"})
+    (directory / name).write_bytes(data)
+    return Exported({name: "torchscript"})
 
 
 def verify(directory: Path, exported: Exported, inputs: torch.Tensor, expected: torch.Tensor,

@@ -61,6 +61,15 @@ class Ort(Deployable):
     def artifact_bytes(self) -> bytes:
         return self.data
 
+    def size_file(self) -> str:
+        return self.file_name()
+
+    def timed_form(self) -> str:
+        return f"{self.file_name()} in an onnxruntime InferenceSession"
+
+    def file_name(self) -> str:
+        return "model_int8.onnx" if "int8" in self.runtime else "model.onnx"
+
     def param_counts(self) -> Counts:
         return onnx_adapter.weight_counts(self.data)
 
@@ -77,6 +86,6 @@ class Ort(Deployable):
                    tuple(meta["macs"]))  # type: ignore[arg-type]
 
     def export(self, directory: Path, example: torch.Tensor) -> Exported:
-        name = "model_int8.onnx" if "int8" in self.runtime else "model.onnx"
+        name = self.file_name()
         (directory / name).write_bytes(self.data)
         return Exported({name: "onnx"})

@@ -43,8 +43,10 @@ class OpenVino(Deployable):
         return ov_adapter.run(self._request(), x)
 
     def timer(self, x: torch.Tensor) -> Callable[[], object]:
-        request = self._request()
-        return lambda: ov_adapter.run(request, x)
+        return ov_adapter.timer(self._request(), x)
+
+    def timed_form(self) -> str:
+        return "OpenVINO IR compiled for the CPU, zero-copy input and output"
 
     @classmethod
     def from_fp32(cls, fp32: Eager, example: torch.Tensor) -> OpenVino:
@@ -69,6 +71,10 @@ class OpenVino(Deployable):
     def artifact_bytes(self) -> bytes:
         xml, weights = ov_adapter.to_ir(self.model)
         return xml + weights
+
+    def size_file(self) -> str:
+        stem = "model_int8" if "int8" in self.runtime else "model"
+        return f"{stem}.xml + {stem}.bin (OpenVINO IR)"
 
     def param_counts(self) -> Counts:
         return self._counts

@@ -194,7 +194,7 @@ def pt2e(fp32: Eager, cfg: Any, batches: list[torch.Tensor], dynamic: bool) -> R
                            "Try quantize.backend=fx or onnxruntime") from e
     report = torchao.pt2e_report(model, int8.converted)
     need_int8(report, model, "PT2E")
-    program = torchao.save_program(int8.converted, batches[0])
+    program = int8.program()  # the file export writes and deployable_bytes counts
     return Result(int8, report, {"program_bytes": len(program)}, {"model_int8.pt2": program})
 
 
