@@ -23,6 +23,7 @@ FAST = [
     "measure.iters=3",
     "measure.rounds=2",
     "measure.min_time_s=0",  # no minimum timed span: tests time nothing they compare
+    "measure.fp32_routes=[eager,onnxruntime]",  # an fp32 model is built on each route: no compile per test
     "runtime.progress=false",
 ]
 

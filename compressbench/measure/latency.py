@@ -10,7 +10,7 @@ seconds of timed calls (batch 1: the latency and every speedup) it stops as soon
 reference, the round's median) is within ``±tolerance`` of it — a quiet machine is done quickly, a noisy one
 gets up to ``rounds``. Rounds are short and spread over that time: a quick model gets more calls per round
 (``round_iters``, sized on the round before) so that ``min_rounds`` rounds span ``min_time_s``, never fewer than
-``iters``. A disturbance
+``iters`` calls. A disturbance
 shorter than half of that span (a neighbour's burst, 15-60 ms in issue 26) then moves a minority of rounds: the
 median ignores them, and their spread keeps the interval from settling. The row's ``timing_rounds`` and
 ``timing_s`` say how many rounds and seconds were taken.
@@ -153,13 +153,12 @@ def settled(values: list[float], tolerance: float) -> bool:
     return half <= math.log1p(tolerance)
 
 
-def round_iters(call_ms: float, iters: int, min_time_s: float, min_rounds: int) -> int:
-    """Calls of each timed function per round: ``iters``, or more where one call of each (``call_ms`` together,
-    as the last round took them) is so quick that ``min_rounds`` rounds of ``iters`` would not span
-    ``min_time_s``."""
-    if min_time_s <= 0 or call_ms <= 0:
+def round_iters(call_ms: float, iters: int, round_ms: float) -> int:
+    """Calls of each timed function in a round meant to last ``round_ms``, when one call of each takes
+    ``call_ms`` together (as the round before took them); never fewer than ``iters``."""
+    if round_ms <= 0 or call_ms <= 0:
         return iters
-    return max(iters, math.ceil(min_time_s * 1e3 / min_rounds / call_ms))
+    return max(iters, math.ceil(round_ms / call_ms))
 
 
 @torch.no_grad()
@@ -187,10 +186,14 @@ def time_interleaved(calls: dict[str, Call], device: torch.device, *, warmup: in
             got[name].append(samples)
             round_ms += sum(samples)
         timed_ms += round_ms
-        if r + 1 >= first and timed_ms >= min_time_s * 1e3 and settled(figure(got), tolerance):
+        done = r + 1
+        if done >= first and timed_ms >= min_time_s * 1e3 and settled(figure(got), tolerance):
             break
-        # Sized on the round just timed (a warm-up call can be far quicker than calls in a loop on a busy host).
-        n = round_iters(round_ms / n, iters, min_time_s, first)
+        # The next round sized on the one just timed (a warm-up call can be far quicker than calls in a loop on a
+        # busy host): the first min_rounds rounds share what is left of min_time_s, later ones take a share each.
+        left = min_time_s * 1e3 - timed_ms
+        n = round_iters(round_ms / n, iters, left / (first - done) if left > 0 and done < first
+                        else left if left > 0 else min_time_s * 1e3 / first)
     return got, timed_ms / 1e3
 
 

@@ -14,7 +14,8 @@ from compressbench.config import conf_dir
 # Two trainings (curves with several epochs) and an export (artifacts to log); fast light timing.
 CHAIN = ["chain=[train,finetune,export]", "dataset=synthetic", "train.epochs=3", "train.batch_size=32",
          "finetune.epochs=2", "finetune.batch_size=32", "export.verify=false", "measure.warmup=1",
-         "measure.iters=2", "measure.rounds=2", "measure.min_time_s=0", "runtime.progress=false"]
+         "measure.iters=2", "measure.rounds=2", "measure.min_time_s=0",
+         "measure.fp32_routes=[eager,onnxruntime]", "runtime.progress=false"]
 
 
 @pytest.fixture(scope="session")

@@ -66,12 +66,13 @@ def test_digits_int8_keeps_accuracy_and_shrinks(make_cfg, tmp_path: Path):
     fp32, q = rows[1], rows[2]
     assert q["status"] == "ok" and q["runtime"] == "fx-int8" and q["device"] == "cpu"
     assert fp32["test_acc"] > 85 and abs(q["test_acc"] - fp32["test_acc"]) <= 2.0
-    assert q["size_bytes"] * 2 < fp32["size_bytes"] and q["compression_ratio"] > 2
+    assert q["size_bytes"] * 2 < fp32["size_bytes"]  # the int8 weights; the ratio is of the runnable files:
+    assert q["deployable_file"].startswith("model_int8.ts") and q["deployable_bytes"] > q["size_bytes"]
+    assert q["compression_ratio"] == pytest.approx(fp32["deployable_bytes"] / q["deployable_bytes"])
     assert q["macs"] == fp32["macs"] and q["params"] > 0.9 * fp32["params"]
     assert q["int8_ops"] >= 5 and q["float_ops"] == 0 and q["calibration_images"] == 512
-    assert q["speedup"] > 0 and q["speedup_vs_best_fp32"] == min(q["speedup_vs_eager_fp32"],
-                                                                  q["speedup_vs_onnxruntime_fp32"])
-    assert q["best_fp32_runtime"] in ("eager", "onnxruntime")
+    assert q["best_fp32_runtime"] in ("eager", "onnxruntime")  # chosen on pooled samples, its own ratio kept:
+    assert q["speedup"] > 0 and q["speedup_vs_best_fp32"] == q[f"speedup_vs_{q['best_fp32_runtime']}_fp32"]
     stage = out / "stages/02_quantize"
     report = list(csv.DictReader(open(stage / "fallback.csv")))
     assert {r["status"] for r in report} >= {"int8", "fused"}
