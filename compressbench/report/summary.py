@@ -46,7 +46,9 @@ def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> 
     base = cand[cand["is_baseline"].astype(bool)]
     routes = cand.loc[cand["speedup_baseline"].astype(str).str.startswith("best"), "speedup_baseline"]
     speed = cand.copy()
-    speed["deploy"] = speed["runtime"].astype(str)
+    # Where its speedup was timed: an fp32 model on its fastest route (``fastest_route``), else its own runtime.
+    route = speed["fastest_route"] if "fastest_route" in speed else pd.Series(None, index=speed.index, dtype=object)
+    speed["deploy"] = route.where(route.notna() & (route.astype(str) != ""), speed["runtime"]).astype(str)
     notes = []
     if len(routes):  # the baseline itself on the fastest fp32 route: 1× by definition, zero accuracy cost
         on_best = base.assign(speedup_best=1.0, speedup_best_iqr=0.0, speedup_baseline=routes.mode().iloc[0],

@@ -23,7 +23,8 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=":
                                                         ">": operator.gt}
 # Numeric columns of results.csv (README "Results columns") a metric or a constraint may name.
 METRICS: tuple[str, ...] = tuple((
-    "test_acc val_acc test_top5 params nonzero_params sparsity dense_bytes size_bytes gzip_bytes encoded_bytes "
+    "test_acc val_acc test_top5 params nonzero_params sparsity dense_bytes size_bytes deployable_bytes gzip_bytes "
+    "encoded_bytes "
     "compression_ratio macs effective_macs latency_ms_p50 latency_ms_p95 throughput_ips speedup speedup_iqr "
     "throughput_speedup macs_reduction_pct params_reduction_pct test_loss wall_s achieved_sparsity "
     "params_removed_fraction channels_removed_fraction macs_reduction encoded_dense_bytes onnx_fp32_bytes "

@@ -209,3 +209,16 @@ def test_report_flags_repeat_timings_that_disagree_and_picks_none():
     agree = pd.DataFrame([_row("int8", "quantize", 2.0, lo=1.9, hi=2.1, key="a"),
                           _row("export", "export", 1.95, lo=1.88, hi=2.04, key="b")])
     assert list(repeats.flag(agree)[repeats.COLUMN]) == ["", ""] and repeats.section(agree) == []
+
+
+def test_the_deploy_advice_names_the_route_an_fp32_model_was_fastest_on(tmp_path: Path):
+    from report_rows import baseline, row, write_run
+
+    from compressbench.report import budget_table, build, collect
+
+    pruned = row("b", 1, "finetune", "train", 96.5, 26693, speedup=2.1, speedup_vs_best_fp32=2.2,
+                 best_fp32_runtime="onnxruntime", fastest_route="onnxruntime")
+    write_run(tmp_path, "job", [baseline("b"), pruned])
+    picks, _ = budget_table(build(collect(tmp_path)[0]))
+    fastest = picks[picks["pick"] == "fastest"].iloc[-1]
+    assert fastest["stage"] == "finetune" and fastest["deploy"] == "onnxruntime"  # its 2.2× was timed there
