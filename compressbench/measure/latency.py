@@ -192,8 +192,8 @@ def time_interleaved(calls: dict[str, Call], device: torch.device, *, warmup: in
         # The next round sized on the one just timed (a warm-up call can be far quicker than calls in a loop on a
         # busy host): the first min_rounds rounds share what is left of min_time_s, later ones take a share each.
         left = min_time_s * 1e3 - timed_ms
-        n = round_iters(round_ms / n, iters, left / (first - done) if left > 0 and done < first
-                        else left if left > 0 else min_time_s * 1e3 / first)
+        target = left / max(1, first - done) if left > 0 else min_time_s * 1e3 / first
+        n = round_iters(round_ms / n, iters, target)
     return got, timed_ms / 1e3
 
 
