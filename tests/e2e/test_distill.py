@@ -132,8 +132,10 @@ def test_every_model_can_be_taught_and_its_layer_names_are_known_up_front(name: 
 # --- the stage on a context, called directly ---
 
 def test_kd_moves_the_student_toward_the_teacher(make_cfg, tmp_path: Path):
-    """With alpha=1 the labels play no part: agreement can only rise by imitating the teacher."""
-    cfg = chain(make_cfg(), ["train", "distill"], distill={"alpha": 1.0, "temperature": 2.0, "epochs": 4})
+    """With alpha=1 the labels play no part: agreement can only rise by imitating the teacher. On the fp32
+    route: this toy teacher's logits differ by less than bf16 resolves (the bf16 student reaches +16 pt here)."""
+    cfg = chain(make_cfg("runtime.amp=off"), ["train", "distill"],
+                distill={"alpha": 1.0, "temperature": 2.0, "epochs": 4})
     ctx = context(cfg, tmp_path)
     teacher = trained_teacher(ctx)
     dcfg = ctx.plan.stages["distill"]

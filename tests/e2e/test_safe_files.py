@@ -89,11 +89,11 @@ def test_pickle_planted_in_files_is_detected_or_only_copied(make_cfg, tmp_path: 
     plant(prune / "files" / "layers.csv", marker)  # checksum left as it was: detected
     rows = run(make_cfg("chain=[train,prune]"), tmp_path / "b")
     assert "rejected" in caplog.text and rows[1]["cache_hit"] is False
-    plant(prune / "files" / "extra.pt", marker)  # with a consistent checksum: copied as bytes, never loaded
-    rewrite_checksums(prune)
+    plant(prune / "files" / "extra.pt", marker)  # file checksums rewritten to match: the record's checksum
+    rewrite_checksums(prune)  # (record_sha256 over entry.json) no longer does, so the entry is recomputed
     rows = run(make_cfg("chain=[train,prune]"), tmp_path / "c")
-    assert rows[1]["cache_hit"] is True and (tmp_path / "c/stages/01_prune/extra.pt").is_file()
-    assert not marker.exists()
+    assert rows[1]["cache_hit"] is False and not (tmp_path / "c/stages/01_prune/extra.pt").exists()
+    assert not marker.exists()  # never loaded either way
 
 
 def test_entry_copied_under_another_key_is_rejected(make_cfg, tmp_path: Path, caplog):

@@ -41,7 +41,8 @@ def test_an_analysis_name_that_is_a_path_is_refused(make_cfg, name: str):
 
 def test_every_stage_kind_declares_what_it_needs_and_hands_on():
     """A new kind gets a row in stages/order.py, or a chain could put it where it cannot work."""
-    assert set(FLOWS) == set(STAGES.names())
+    shipped = {n for n in STAGES.names() if STAGES.get(n).fn.__module__.startswith("compressbench.")}
+    assert set(FLOWS) == shipped  # kinds a test registers (tests/e2e/test_analysis.py) are not shipped
 
 
 QUANT = {"stage": "quantize", "calibration_batches": 2, "fp32_routes": ["eager"]}

@@ -45,16 +45,16 @@ def _table_key(teacher_print: str, env: StageEnv) -> str:
 
 @torch.no_grad()
 def compute_logits(teacher: nn.Module, env: StageEnv, batch_size: int) -> torch.Tensor:
-    """float32 [N_train, classes] on ``env.device``: the teacher (eval mode) on the un-augmented train split."""
+    """float32 [N_train, classes] on ``env.device``: the teacher (eval mode) on the un-augmented train split.
+
+    Computed in fp32 whatever the training route: one pass, whose targets every epoch of the student reads, is
+    worth the exact logits (bf16 would round them to 3 significant digits, and differently per batch size).
+    """
     data = env.data
     loader = TensorLoader(data.train, batch_size, mean=data.mean, std=data.std, device=env.device,
                           channels_last=env.channels_last)
     teacher.eval()
-    out = []
-    with env.precision.autocast():
-        for x, _ in loader:
-            out.append(teacher(x).float())
-    return torch.cat(out)
+    return torch.cat([teacher(x).float() for x, _ in loader])
 
 
 def teacher_logits(teacher: nn.Module, env: StageEnv, batch_size: int) -> tuple[torch.Tensor, bool]:
