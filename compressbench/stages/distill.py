@@ -133,8 +133,18 @@ class DistillConfig(TrainConfig):
             check_teacher_file(self.teacher, f"{name}.teacher.path", cfg, num_classes, in_channels, image_size)
 
     def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
-        """What the teacher is, beyond this config, is part of this stage's cache key: a teacher file's content,
-        or another experiment's teacher stage key (an edited experiment file trains another teacher)."""
+        """What the teacher and the student are, beyond this config, is part of this stage's cache key: a
+        teacher file's content, or another experiment's teacher stage key (an edited experiment file trains
+        another teacher); a student from outside the zoo adds its builder's source hash."""
+        teacher = self.teacher_salt(experiments, fingerprint)
+        from compressbench.models import SOURCES, model_identity
+
+        if self.student not in SOURCES:  # the zoo's students: keys as they always were
+            return teacher
+        return json.dumps({"teacher": teacher, "student": model_identity(self.student_node)}, sort_keys=True,
+                          default=str)
+
+    def teacher_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
         if self.teacher.experiment is not None:
             from compressbench.techniques.distillation.teacher import experiment_stage
 

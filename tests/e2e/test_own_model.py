@@ -18,7 +18,7 @@ from compressbench.pipeline.keys import chain_keys
 from compressbench.pipeline.plan import validate
 from compressbench.report.points import command
 
-# Every stage kind, in three chains from one trained baseline (the cache trains it once). Small on purpose:
+# Every stage kind, in four chains. Small on purpose:
 # 32 px, 48 images, one epoch, few calibration batches, no timing (timing is not what this tests).
 STAGES = ["+stage@magnitude=prune", "+stage@l1_filter=prune", "+stage@int8=quantize", "+stage@int8_ort=quantize",
           "+stage@kd=distill", "+stage@cluster=cluster", "+stage@encode=encode", "+stage@lowrank=lowrank"]
@@ -28,7 +28,8 @@ OPTIONS = ["magnitude.amount=0.5", "l1_filter.method=l1_filter", "l1_filter.amou
            "+kd.student_options={arch:mobilenet_v3_small,args:{width_mult:0.25}}", "kd.epochs=1",
            "kd.batch_size=16", "cluster.conv_bits=4", "cluster.linear_bits=4", "cluster.iters=5",
            "encode.verify_images=8", "lowrank.method=ratio"]
-CHAINS = ["[train,l1_filter,magnitude,cluster,encode]", "[train,lowrank,kd,int8_ort,export]", "[train,int8]"]
+CHAINS = ["[train,l1_filter,magnitude,cluster,encode]", "[train,lowrank,int8_ort,export]", "[train,int8]",
+          "[train,kd]"]
 SMALL = ["dataset.in_channels=3", "dataset.image_size=32", "dataset.n_train=48", "dataset.n_test=16",
          "train.epochs=1", "measure.latency=false"]
 
@@ -37,10 +38,11 @@ MOBILENET = ("mobilenet_v3_small", ["model.args={width_mult:0.25}"])  # hard-swi
 SHUFFLENET = ("shufflenet_v2_x0_5", [])  # channel shuffle (view/transpose), chunk
 PRUNE_SHUFFLE = "torch-pruning cannot map the channels of ShuffleNetV2 in torch-pruning's update_reshape_index_mapping"
 INT8_SHUFFLE = "an int8 kernel is missing on this CPU/engine: RuntimeError: required rank 4 tensor"  # 5-d shuffle
-KINDS = [pytest.param(*MOBILENET, CHAINS[1], None, id="mobilenet_v3_small-lowrank-kd-ort-export")] + [
+KINDS = [pytest.param(*MOBILENET, CHAINS[1], None, id="mobilenet_v3_small-lowrank-ort-export")] + [
     pytest.param(*model, chain, reason, marks=pytest.mark.slow,
                  id=f"{model[0]}-{chain.strip('[]').replace(',', '-')}")
     for model, chain, reason in [(MOBILENET, CHAINS[0], None), (MOBILENET, CHAINS[2], None),
+                                 (MOBILENET, CHAINS[3], None), (SHUFFLENET, CHAINS[3], None),
                                  (SHUFFLENET, "[train,magnitude,cluster,encode]", None),
                                  (SHUFFLENET, CHAINS[1], None), (SHUFFLENET, CHAINS[2], INT8_SHUFFLE),
                                  (SHUFFLENET, "[train,l1_filter]", PRUNE_SHUFFLE)]]

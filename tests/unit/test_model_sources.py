@@ -114,6 +114,18 @@ def test_keys_hold_the_builder_its_arguments_and_its_source_file(make_cfg, user_
     assert first_key() != before
 
 
+def test_a_callable_distill_student_is_keyed_by_its_source_file(make_cfg, user_package: Path) -> None:
+    def keys() -> list[str]:
+        cfg = make_cfg("+stage@kd=distill", "chain=[train,kd]", "kd.student=callable",
+                       "+kd.student_options={target:my_nets.build}")
+        return chain_keys(cfg, validate(cfg), "data")
+
+    before = keys()
+    user_package.write_text(NETS.replace("nn.ReLU()", "nn.GELU()"))
+    after = keys()
+    assert after[1] == before[1] and after[2] != before[2]  # the teacher's training is untouched
+
+
 @pytest.mark.parametrize("name", MODELS.names())
 def test_zoo_keys_are_their_config_node_unchanged(name: str) -> None:
     node = OmegaConf.load(conf_dir() / "model" / f"{name}.yaml")
