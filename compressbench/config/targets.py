@@ -2,6 +2,7 @@
 imports them and the one place ``hydra.utils.instantiate`` is called."""
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Mapping
 from typing import Any
@@ -36,7 +37,9 @@ def locate(path: Any, key: str) -> Any:
             for name in parts[i:]:
                 obj = getattr(obj, name)
         except AttributeError:
-            raise ConfigError(f"{key}={path}: module {module.__name__} has no '{'.'.join(parts[i:])}'; check "
+            close = difflib.get_close_matches(parts[i], [n for n in dir(module) if not n.startswith("_")], n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"{key}={path}: module {module.__name__} has no '{'.'.join(parts[i:])}'; {hint}check "
                               f"the name (defined in {getattr(module, '__file__', module.__name__)})") from None
         return obj
     missing = getattr(error, "name", None) or parts[0]
