@@ -78,6 +78,6 @@ def data_cache_dir(data_dir: str | Path, cache_dir: str | Path | None = None) ->
 
 
 # Imported for their registrations (after DATASETS exists: they import it from here).
-from compressbench.data import cifar, digits, image_folder, mnist, svhn, synthetic  # noqa: E402, F401
+from compressbench.data import cifar, digits, given, image_folder, mnist, svhn, synthetic  # noqa: E402, F401
 
 __all__ = ["CHECKS", "DATASETS", "Augment", "DataBundle", "Split", "check_dataset", "load_dataset"]

@@ -73,9 +73,12 @@ def _has_conv(model_json: str) -> bool:
 
 def is_conv_net(model_cfg: Mapping[str, Any]) -> bool:
     """Whether the model the ``model`` config node names has convolutions (the kind bf16 + channels-last helps)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else dict(model_cfg)
     # Weights do not change the layer types: never load (or try to download) pretrained ones to find out.
-    cfg = {k: v for k, v in dict(model_cfg).items() if k != "pretrained"}
-    return _has_conv(json.dumps(cfg, sort_keys=True, default=str))
+    cfg = {k: v for k, v in node.items() if k != "pretrained"}
+    return _has_conv(json.dumps(cfg, sort_keys=True, default=str))  # nested options (args) stay dicts
 
 
 def _flag(value: Any) -> str:

@@ -62,6 +62,11 @@ def load_pretrained_(
     state = fetch_state_dict(weights, model_name)
     if rename is not None:
         state = rename(state)
+    return load_matching_(model, state, model_name, str(weights))
+
+
+def load_matching_(model: nn.Module, state: StateDict, model_name: str, source: str) -> nn.Module:
+    """Copy the tensors of ``state`` whose names and shapes match ``model``'s; log what was skipped."""
     own = model.state_dict()
     fits = {k for k, v in state.items() if k in own and own[k].shape == v.shape}
     # A module loads all its tensors or none: a 3x3 conv keeps no bias of the 11x11 conv it replaced.
@@ -71,7 +76,7 @@ def load_pretrained_(
     skipped = [k for k in state if k not in matched]
     # BN's step counter is absent from older checkpoints and meaningless to transfer.
     absent = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    log.info("model '%s': loaded %d/%d tensors of %s", model_name, len(matched), len(state), weights)
+    log.info("model '%s': loaded %d/%d tensors of %s", model_name, len(matched), len(state), source)
     if skipped:
         log.info("  skipped (name or shape differs in this variant): %s", ", ".join(skipped))
     if absent:

@@ -33,7 +33,9 @@ def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | 
     # limit changes keys only where it skips an image (the fingerprint lists the files decoded).
     dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in UNKEYED_DATASET}
     init = file_sha256(init_from) if init_from is not None else None
-    keys = [stage_key("", model=to_dict(cfg.model), dataset=dataset, data=fingerprint, seed=plan.runtime.seed,
+    from compressbench.models import model_identity  # outside models add their source file's hash
+
+    keys = [stage_key("", model=model_identity(cfg.model), dataset=dataset, data=fingerprint, seed=plan.runtime.seed,
                       init_from=init, training=training_environment(plan, cfg.model))]
     for name in plan.chain:
         scfg = plan.stages[name]

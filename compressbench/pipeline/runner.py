@@ -43,7 +43,7 @@ from compressbench.infra.preflight import (
 from compressbench.infra.safe_load import CheckpointError, load_weights_
 from compressbench.measure import Baseline, measure
 from compressbench.measure.accuracy import PER_IMAGE_KEY
-from compressbench.models import build_model
+from compressbench.models import build_model, model_label
 from compressbench.pipeline.cache import Entry, StageCache
 from compressbench.pipeline.experiments import EXPERIMENTS
 from compressbench.pipeline.keys import chain_keys
@@ -186,8 +186,9 @@ def _run(cfg: DictConfig, plan: Plan, run_dir: Path, overrides: Any) -> list[dic
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_text(run_dir / "split.json", json.dumps(data.split_info, indent=1))
     pipeline = Pipeline(cfg, plan, run_dir, data)
-    identity = {"run_id": run_id_of(cfg), "experiment": plan.name, "model": cfg.model.name,
-                "dataset": cfg.dataset.name, "seed": plan.runtime.seed, "torch_version": torch.__version__,
+    identity = {"run_id": run_id_of(cfg), "experiment": plan.name, "model": model_label(cfg.model),
+                "dataset": cfg.dataset.get("label") or cfg.dataset.name, "seed": plan.runtime.seed,
+                "torch_version": torch.__version__,
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
                 "precision": pipeline.precision.name, "train_route": pipeline.route.name,
                 "train_threads": torch.get_num_threads(),

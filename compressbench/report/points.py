@@ -156,6 +156,8 @@ def command(row: pd.Series, chain: list[str]) -> str:
     if upto != chain or any(t.startswith("chain=") for t in overrides):
         overrides = [t for t in overrides if not t.startswith("chain=")] + [f"chain=[{','.join(upto)}]"]
     seeds = [s for s in str(row.get("seeds", "")).split(",") if s]
+    if any(t.lstrip("+~").startswith(GIVEN) for t in overrides):  # objects passed to compressbench.run
+        return python_command(row, overrides, seeds)
     prefix = ["python", "-m", "compressbench"]
     if len(seeds) > 1:
         prefix.append("-m")
@@ -163,6 +165,25 @@ def command(row: pd.Series, chain: list[str]) -> str:
     elif seeds and "runtime.seed" in parse_overrides(row.get("overrides")):
         overrides.append(f"runtime.seed={seeds[0]}")
     return " ".join(shlex.quote(t) for t in prefix + overrides)
+
+
+# What compressbench.run(model=..., data=...) adds for Python objects (models/given.py, data/given.py): they
+# exist only in the process that passed them, so their rows are reproduced by that call, not a command line.
+GIVEN = ("model=module", "model.cls=", "model.digest=", "dataset=datasets", "dataset.digest=", "dataset.label=")
+
+
+def python_command(row: pd.Series, overrides: list[str], seeds: list[str]) -> str:
+    """``compressbench.run(model=<your Net>, data=<your (train, test)>, overrides=[...])`` for such a row."""
+    given = {t.lstrip("+~").split("=", 1)[0]: t for t in overrides if t.lstrip("+~").startswith(GIVEN)}
+    rest = [t for t in overrides if t not in given.values()]
+    args = ([f"model=<your {row.get('model')}>"] if "model" in given else []) + \
+        ([f"data=<your (train, test) {row.get('dataset')}>"] if "dataset" in given else [])
+    call = f"compressbench.run({', '.join(args)}, overrides={rest!r}"
+    if len(seeds) > 1:
+        return f"for seed in [{', '.join(seeds)}]: {call[:-1]}, f'runtime.seed={{seed}}'])"
+    if seeds and "runtime.seed" in parse_overrides(row.get("overrides")):
+        return f"{call[:-1]}, 'runtime.seed={seeds[0]}'])"
+    return call + ")"
 
 
 def number_points(table: pd.DataFrame) -> pd.DataFrame:

@@ -109,11 +109,11 @@ class DistillConfig(TrainConfig):
         """Checks that need the model zoo (it imports torch: ``validate`` runs them after every torch-free check)
         or the whole chain: the student's name, options and layer names, then the teacher (stage order, other
         experiments, its layer names). Still before any work; the stage runs them again."""
-        from compressbench.models import MODELS, check_model_config
+        from compressbench.models import check_model_config, model_names
         from compressbench.techniques.distillation.plan import check_plan, static_layers, student_layers
 
-        models = f"a registered model: {', '.join(MODELS.names())}"
-        check(self.student in MODELS, f"{name}.student", self.student, models)
+        models = f"a registered model: {', '.join(model_names())}"
+        check(self.student in model_names(), f"{name}.student", self.student, models)
         try:
             check_model_config(self.student_node)
         except ConfigError as e:
@@ -121,7 +121,7 @@ class DistillConfig(TrainConfig):
         valid = static_layers(self.student_node)
         for key, layer in student_layers(self):
             check(layer in valid, f"{name}.{key}", layer, f"a layer of the student {self.student}: {sorted_names(valid)}")
-        check(self.teacher.model is None or self.teacher.model in MODELS, f"{name}.teacher.model", self.teacher.model,
+        check(self.teacher.model is None or self.teacher.model in model_names(), f"{name}.teacher.model", self.teacher.model,
               models)
         check_plan(self, name, cfg, plan, experiments)
 
@@ -133,8 +133,18 @@ class DistillConfig(TrainConfig):
             check_teacher_file(self.teacher, f"{name}.teacher.path", cfg, num_classes, in_channels, image_size)
 
     def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
-        """What the teacher is, beyond this config, is part of this stage's cache key: a teacher file's content,
-        or another experiment's teacher stage key (an edited experiment file trains another teacher)."""
+        """What the teacher and the student are, beyond this config, is part of this stage's cache key: a
+        teacher file's content, or another experiment's teacher stage key (an edited experiment file trains
+        another teacher); a student from outside the zoo adds its builder's source hash."""
+        teacher = self.teacher_salt(experiments, fingerprint)
+        from compressbench.models import SOURCES, model_identity
+
+        if self.student not in SOURCES:  # the zoo's students: keys as they always were
+            return teacher
+        return json.dumps({"teacher": teacher, "student": model_identity(self.student_node)}, sort_keys=True,
+                          default=str)
+
+    def teacher_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
         if self.teacher.experiment is not None:
             from compressbench.techniques.distillation.teacher import experiment_stage
 
@@ -182,12 +192,13 @@ def distill(artifact: Deployable, cfg: DistillConfig, env: StageEnv) -> StageRes
     the student."""
     from compressbench.engine import Diverged
     from compressbench.engine.train import train_module
+    from compressbench.models import model_label
     from compressbench.runtimes import Eager, as_module
     from compressbench.techniques.distillation.run import distill_student
 
     cfg.check_plan(env.name, env.cfg, env.plan, env.experiments)  # cheap; validate may already have run it
     student = build_student(cfg, env)
-    record: dict[str, Any] = {"model": cfg.student, "student": cfg.student}
+    record: dict[str, Any] = {"model": model_label(cfg.student_node), "student": cfg.student}
     if not cfg.loss:
         fitted = train_module(student.module, cfg, env)
     else:

@@ -71,8 +71,10 @@ def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> 
 
     rows = scan(model, accuracy, cfg.methods, cfg.amounts, cfg.ignore, example, classifier_name(model, example),
                 progress)
+    from compressbench.models import model_label
     from compressbench.techniques.pruning.sensitivity_plots import draw  # matplotlib only when drawing
 
-    title = f"{env.cfg.model.name} on {env.cfg.dataset.name}, {cfg.split} split"
+    dataset = env.cfg.dataset.get("label") or env.cfg.dataset.name
+    title = f"{model_label(env.cfg.model)} on {dataset}, {cfg.split} split"
     files = {"sensitivity.csv": csv_bytes(rows), **draw(rows, title)}
     return StageResult(artifact, {"sensitivity_points": len(rows)}, files=files)

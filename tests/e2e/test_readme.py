@@ -100,3 +100,20 @@ def test_the_own_experiment_example_runs_as_written(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     job = OmegaConf.create(proc.stdout)
     assert job.name == "my_resnet" and job.model.name == "resnet20" and job.train.epochs == 100
+
+
+def test_the_own_model_notebook_example_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The "Bring your own model" Python example, executed as written (outputs and cache under the cwd)."""
+    (example,) = [b for b in blocks("python") if "compressbench.run(model=" in b]
+    import compressbench
+
+    run = compressbench.run  # as written, timed briefly: timing is not what this checks (it doubles the time)
+    monkeypatch.setattr(compressbench, "run", lambda *a, overrides=(), **k: run(
+        *a, overrides=[*overrides, "measure.warmup=1", "measure.iters=3", "measure.rounds=2",
+                                  "measure.fp32_routes=[eager]"], **k))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102  (our own README)
+    df = namespace["df"]
+    assert list(df["stage"]) == ["train", "prune", "quantize"] and (df["status"] == "ok").all()
+    assert set(df["model"]) == {"MyNet"} and df["test_acc"].iloc[0] > 50  # 4 classes: chance is 25%

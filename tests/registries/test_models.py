@@ -18,7 +18,7 @@ from torchvision.models import WeightsEnum
 
 from compressbench.config import conf_dir
 from compressbench.infra.registry import UnknownNameError
-from compressbench.models import MODELS, build_model, model_options
+from compressbench.models import MODELS, SOURCES, build_model, model_options
 from compressbench.models.alexnet import CifarAlexNet
 from compressbench.models.resnet_cifar import BasicBlock
 
@@ -226,7 +226,7 @@ def test_bad_option_values(option: str, value: object, message: str) -> None:
 
 
 def test_unknown_or_missing_name() -> None:
-    with pytest.raises(UnknownNameError, match="valid models: alexnet, densenet121"):
+    with pytest.raises(UnknownNameError, match="valid models: alexnet, callable, densenet121"):
         build_model({"name": "resnet18"}, 10, 3, 32)
     with pytest.raises(ValueError, match="no 'name'.*lenet5"):
         build_model({"pretrained": False}, 10, 3, 32)
@@ -234,7 +234,7 @@ def test_unknown_or_missing_name() -> None:
 
 def test_every_yaml_is_registered_and_every_name_has_a_yaml() -> None:
     files = sorted((conf_dir() / "model").glob("*.yaml"))
-    assert sorted(f.stem for f in files) == NAMES
+    assert sorted(f.stem for f in files) == sorted([*NAMES, *SOURCES.names()])  # the zoo, then outside models
     for f in files:
         node = OmegaConf.to_container(OmegaConf.load(f))
         assert node.pop("name") == f.stem

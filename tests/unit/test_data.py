@@ -129,6 +129,14 @@ def prepare(name: str, data_dir: Path) -> dict[str, Any]:
     if name == "image_folder":
         write_tree(data_dir / "mine", ["Jelly Fish", "Sea Rays", "Turtle_Tortoise"], per_class=6)
         cfg.update(root=str(data_dir / "mine"), image_size=16)
+    if name == "datasets":  # what compressbench.run(data=(train, test)) registers in the process
+        from torch.utils.data import TensorDataset
+
+        from compressbench.data.given import register_datasets
+
+        y = torch.arange(40) % 4
+        node = register_datasets(TensorDataset(torch.rand(40, 3, 8, 8), y), TensorDataset(torch.rand(12, 3, 8, 8), y[:12]))
+        cfg.update(digest=node["digest"], label=node["label"])
     if name == "cifar10_jpeg":  # split layout: official test/, val carved from train/
         classes = [f"c{i}" for i in range(10)]
         write_tree(data_dir / "cifar10_jpeg" / "train", classes, per_class=5)
@@ -270,7 +278,7 @@ def test_bad_values_say_what_is_allowed(override: dict, match: str):
 
 
 def test_unknown_dataset_lists_valid_names():
-    with pytest.raises(UnknownNameError, match="valid datasets: cifar10, cifar10_jpeg, digits"):
+    with pytest.raises(UnknownNameError, match="valid datasets: cifar10, cifar10_jpeg, datasets, digits"):
         load_dataset({"name": "imagenet"}, "unused")
 
 

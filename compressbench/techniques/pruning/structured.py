@@ -97,6 +97,23 @@ def _removals(groups: list[ChannelGroup], scores: list[torch.Tensor], spec: Spec
     return chosen
 
 
+def traced_groups(model: nn.Module, example: torch.Tensor, ignored: list[nn.Module]) -> list[ChannelGroup]:
+    """``channel_groups``, or ``Unsupported`` naming where torch-pruning lost track of the channels (a model from
+    outside the zoo may reshape them in ways its dependency graph cannot map, e.g. ShuffleNet's channel shuffle)."""
+    import traceback
+
+    from compressbench.runtimes.base import Unsupported
+
+    try:
+        return channel_groups(model, example, ignored)
+    except Exception as e:  # noqa: BLE001
+        frames = [f.name for f in traceback.extract_tb(e.__traceback__) if "torch_pruning" in f.filename]
+        where = f" in torch-pruning's {frames[-1]}" if frames else ""
+        raise Unsupported(f"torch-pruning cannot map the channels of {type(model).__name__}{where}: "
+                          f"{type(e).__name__}: {e}. Prune it unstructured (prune.method=magnitude), or leave the "
+                          f"layers around that op out with prune.ignore") from e
+
+
 def prune_channels_(model: nn.Module, spec: Spec, example: torch.Tensor, classifier: str, *,
                     method: str = "l1_filter", fraction: float = 1.0, original: Mapping[str, int] | None = None,
                     batches: Iterable[tuple[torch.Tensor, ...]] = (),
@@ -112,7 +129,7 @@ def prune_channels_(model: nn.Module, spec: Spec, example: torch.Tensor, classif
             from the other ranks' shards), so all ranks remove the same channels.
     """
     original = dict(original or out_channels(model))
-    groups = channel_groups(model, example, ignored_modules(model, spec.ignore, classifier))
+    groups = traced_groups(model, example, ignored_modules(model, spec.ignore, classifier))
     criterion = PRUNE_CRITERIA.get(method)
     if criterion.needs_gradients:
         accumulate_gradients_(model, batches)
