@@ -13,7 +13,7 @@ loop: < 1 means the stage adds overhead). ``loss_last`` (mean training loss of t
 ``val_acc`` (after the last round, fp32 evaluation) show whether a route learns like fp32 on the same batches.
 The machine's load average is recorded at start and end: ratios are paired, absolute images/s are not.
 
-    python scripts/bench_train.py [--models lenet5 resnet20 resnet56 alexnet] [--rounds 5]
+    python scripts/bench_train.py [--models lenet5 resnet20 resnet56 alexnet] [--rounds 5] [--samples N]
                                   [--out findings/benchmarks/bench_train.csv]
 """
 from __future__ import annotations
@@ -52,11 +52,12 @@ class Spec:
     channels: int = 3
     classes: int = 10
     batch: int = 128
+    samples: int = 2048  # per epoch: about the same seconds per round for every model
 
 
-SPECS = {"lenet5": Spec("lenet5"), "lenet5_digits": Spec("lenet5", 8, 1, 10, 64), "resnet20": Spec("resnet20"),
-         "resnet56": Spec("resnet56"), "alexnet": Spec("alexnet", 64, 3, 23, 64),
-         "lenet300_100": Spec("lenet300_100", 28, 1, 10, 128)}
+SPECS = {"lenet5": Spec("lenet5", samples=8192), "lenet5_digits": Spec("lenet5", 8, 1, 10, 64, 8192),
+         "resnet20": Spec("resnet20"), "resnet56": Spec("resnet56", samples=1024),
+         "alexnet": Spec("alexnet", 64, 3, 23, 64, 768), "lenet300_100": Spec("lenet300_100", 28, 1, 10, 128, 8192)}
 
 
 def bare_epoch(model, optimizer, batches, dtype) -> tuple[float, float]:
@@ -81,8 +82,9 @@ def stage_epoch(model, optimizer, loader, epoch: int, dtype) -> tuple[float, flo
     return time.perf_counter() - start, stats["train_loss"]
 
 
-def bench(key: str, n: int, rounds: int, compile_: bool) -> list[dict]:
+def bench(key: str, n: int | None, rounds: int, compile_: bool) -> list[dict]:
     spec = SPECS[key]
+    n = n or spec.samples
     data = load_synthetic({"num_classes": spec.classes, "in_channels": spec.channels,
                            "image_size": spec.image_size, "n_train": n, "n_test": 512, "noise": 0.35}, Path("."),
                           Path("."))
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["lenet5", "resnet20", "resnet56", "alexnet"],
                         choices=sorted(SPECS))
-    parser.add_argument("--samples", type=int, default=2048)
+    parser.add_argument("--samples", type=int, default=None, help="images per epoch (default: per model)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (bf16 + channels_last)")
     parser.add_argument("--out", type=Path, default=Path("findings/benchmarks/bench_train.csv"))
