@@ -23,16 +23,16 @@ from compressbench.pipeline.runner import run
 INNER = "COMPRESSBENCH_SIGNAL_TEST_INNER"
 
 
-def test_sigterm_in_a_fresh_process(tmp_path: Path):
-    """The SIGTERM drill below, in a process of its own: a SIGTERM in a pytest process that has run the rest of
-    the suite (thread pools of several runtimes loaded) ended it with SIGSEGV, which says nothing about the run."""
+def test_signals_in_a_fresh_process(tmp_path: Path):
+    """The two in-process signal drills below, in a process of their own: a SIGTERM sent to the pytest process
+    that has run the suite before them ended it with SIGSEGV (not seen in a fresh process, 10 runs)."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp",
-                           str(tmp_path / "inner"), f"{__file__}::test_sigterm_stops_at_a_batch_boundary"],
+                           str(tmp_path / "inner"), __file__, "-k", "stops_at_a_batch_boundary or stop_waits"],
                           env={**os.environ, INNER: "1"}, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0 and "2 passed" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
 
 
-@pytest.mark.skipif(not os.environ.get(INNER), reason="run by test_sigterm_in_a_fresh_process")
+@pytest.mark.skipif(not os.environ.get(INNER), reason="run by test_signals_in_a_fresh_process")
 def test_sigterm_stops_at_a_batch_boundary(make_cfg, tmp_path: Path, monkeypatch):
     """SIGTERM killed the run in 0.15 s: status.json stayed ``running`` and the reserve file stayed behind. It
     now stops at the next batch boundary, keeps the resume state, and a rerun resumes."""
@@ -68,6 +68,7 @@ def test_sigterm_stops_at_a_batch_boundary(make_cfg, tmp_path: Path, monkeypatch
     assert rows[0]["resumed_from_epoch"] == 1 and rows[0]["status"] == "ok"
 
 
+@pytest.mark.skipif(not os.environ.get(INNER), reason="run by test_signals_in_a_fresh_process")
 def test_a_stop_waits_for_the_batch_boundary_only_inside_a_training_and_only_once():
     reached = []
     with signals.stop_requests():
