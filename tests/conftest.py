@@ -24,6 +24,9 @@ FAST = [
     "measure.rounds=2",
     "measure.min_time_s=0",  # no minimum timed span: tests time nothing they compare
     "measure.fp32_routes=[eager,onnxruntime]",  # an fp32 model is built on each route: no compile per test
+    # fp32 training: on 8x8 images at batch 16 bf16 autocast costs more than it saves (about 10% of these tests'
+    # time); the auto route has its own tests (test_train_route.py) and runs in test_default_run/compare_all.
+    "runtime.amp=off",
     "runtime.progress=false",
 ]
 

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FAST = ["chain=[train,finetune]", "dataset=synthetic", "train.epochs=1", "finetune.epochs=1", "train.batch_size=16", "finetune.batch_size=16", "measure.iters=2", "measure.rounds=2", "measure.min_time_s=0", "measure.fp32_routes=[eager,onnxruntime]",
+FAST = ["chain=[train,finetune]", "dataset=synthetic", "train.epochs=1", "finetune.epochs=1", "train.batch_size=16", "finetune.batch_size=16", "measure.iters=2", "measure.rounds=2", "measure.min_time_s=0", "measure.fp32_routes=[eager,onnxruntime]", "runtime.amp=off",
         "measure.warmup=1", "runtime.progress=false"]
 
 

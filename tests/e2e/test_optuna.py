@@ -17,6 +17,7 @@ pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 LIMIT = 30000  # bytes: some chains of the search space fit, some do not (which ones depends on the trial)
 
 
+@pytest.mark.slow  # ~17 s: the default suite stays under 10 minutes
 def test_multi_objective_search_agrees_with_the_summarys_pareto_set(tmp_path: Path):
     sweep = tmp_path / "sweep"
     proc = cli(tmp_path, "+hparams_search=prune_quant_pareto", "+debug=smoke", "hydra.sweeper.n_trials=3",

@@ -125,6 +125,7 @@ write_report(f"{sys.argv[2]}/sweep")
 """
 
 
+@pytest.mark.slow  # ~17 s: the default suite stays under 10 minutes
 def test_concurrent_writers_lose_no_rows_and_aggregation_is_idempotent(tmp_path: Path):
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(seed), str(tmp_path)], cwd=tmp_path,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for seed in range(4)]
