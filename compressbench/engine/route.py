@@ -5,10 +5,11 @@ device supports and what measured faster (``scripts/bench_train.py``, findings/b
 
 - CUDA: bf16 autocast (fp16 + grad scaler where bf16 is missing), channels-last weights and batches everywhere,
   ``torch.compile``.
-- CPU, models with convolutions: channels-last *while training* (~1.3× fp32 alone), plus bf16 autocast where
-  the CPU computes bf16 natively (AVX-512 BF16 or AMX) — ResNet-20 then trains ~2× faster than eager fp32 on 2
-  cores. bf16 without channels-last is slower than fp32 there (0.5× on LeNet-5), so auto never picks it alone.
-  Compile is off: it measured no faster than bf16 + channels-last and costs 15-20 s of compilation a training.
+- CPU, models with convolutions: channels-last *while training* (1.28× fp32 on ResNet-20), plus bf16 autocast
+  where the CPU computes bf16 natively (AVX-512 BF16 or AMX) — the ResNet-20 train stage then runs 2.13× a bare
+  eager fp32 loop on 2 cores. bf16 without channels-last is slower than fp32 on LeNet-5 (0.59×), so auto never
+  picks it alone. Compile is off: an earlier probe found compile + bf16 + channels-last no faster (1.91× vs
+  1.98×) after 13-18 s of compilation per training.
 - CPU, models without convolutions (MLPs): fp32, contiguous, eager.
 
 Only precision changes the numbers enough to be part of the cache key (``pipeline.keys``); memory format and

@@ -48,6 +48,7 @@ def test_a_failing_job_does_not_stop_the_sweep_and_is_reported(tmp_path: Path):
     assert "## Failed jobs" in md and "train.lr=1000000000000.0" in md
 
 
+@pytest.mark.slow  # the default suite stays under 10 minutes
 def test_a_job_with_a_config_error_is_listed_as_failed_in_the_sweep(tmp_path: Path):
     sweep = tmp_path / "sweep"
     proc = cli(tmp_path, "-m", *FAST, "finetune.epochs=-3,1", f"hydra.sweep.dir={sweep}")

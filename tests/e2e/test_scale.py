@@ -11,6 +11,7 @@ from clihelp import FAST, cli
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="pip install 'compressbench[parallel]'")
 
 
+@pytest.mark.slow  # the default suite stays under 10 minutes
 def test_parallel_sweep_trains_the_shared_baseline_once(tmp_path: Path):
     sweep = tmp_path / "sweep"
     proc = cli(tmp_path, "-m", *FAST, "train.epochs=3", "finetune.lr=0.01,0.001", "hydra/launcher=joblib",

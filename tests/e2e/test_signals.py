@@ -19,7 +19,6 @@ from compressbench.infra import signals
 from compressbench.infra.signals import Interrupted
 from compressbench.pipeline.runner import run
 
-
 INNER = "COMPRESSBENCH_SIGNAL_TEST_INNER"
 
 
