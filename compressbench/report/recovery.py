@@ -162,6 +162,11 @@ def figure(recs: list[Recovery], base: tuple[float, float, float] | None, look: 
     return fig
 
 
+def _seconds(value: float) -> str:
+    """20 s as ``20``, a sub-second training as ``0.4`` (not ``0``)."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
 def section(table: pd.DataFrame, root: Path) -> list[str]:
     """summary.md's recovery section: one sentence and one table row per recovery (empty without any)."""
     recs = recoveries(table, root) if not table.empty else []
@@ -177,7 +182,7 @@ def section(table: pd.DataFrame, root: Path) -> list[str]:
         for _, r in df.iterrows():
             epoch = r.get("epochs_to_within_1pt")
             when = (f"back within {WITHIN_PT:g} pt of the baseline after {int(epoch)} epoch(s) "
-                    f"({r['seconds_to_within_1pt']:.0f} s of training)" if pd.notna(epoch)
+                    f"({_seconds(r['seconds_to_within_1pt'])} s of training)" if pd.notna(epoch)
                     else f"not within {WITHIN_PT:g} pt in {int(r['epochs'])} epoch(s)")
             start = f"from {pct(r['start_val_acc'], 2)}% " if pd.notna(r["start_val_acc"]) else "from scratch "
             lines.append(f"- {r['recovery']}: {start}to {pct(r['final_val_acc'], 2)}% val "
