@@ -1,11 +1,12 @@
 """Config: where the YAML lives (``conf_dir``), the typed configs every stage, runtime and measurement option is
-declared in, and the errors that name a bad key. ``pipeline.plan.validate`` turns a composed config into a plan.
+declared in, the ``Plan`` that ``pipeline.plan.validate`` builds from a composed config, and the errors that name
+a bad key.
 """
+from compressbench.config.plan import Experiments, Plan
 from compressbench.config.schema import (
     SLUG,
     BadValue,
     ConfigError,
-    Experiments,
     MeasureConfig,
     RuntimeConfig,
     StageConfig,
@@ -22,5 +23,5 @@ from compressbench.config.train import TrainConfig
 
 register_resolvers()
 
-__all__ = ["SLUG", "BadValue", "ConfigError", "Experiments", "MeasureConfig", "RuntimeConfig", "StageConfig", "TrainConfig",
+__all__ = ["SLUG", "BadValue", "ConfigError", "Experiments", "MeasureConfig", "Plan", "RuntimeConfig", "StageConfig", "TrainConfig",
            "check", "check_weights_file", "conf_dir", "is_safe_slug", "resolve_path", "safe_slug", "to_dict"]

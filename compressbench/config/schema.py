@@ -11,15 +11,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
-
-if TYPE_CHECKING:  # annotations only: the plan is made above this layer
-    from compressbench.pipeline.plan import Plan
 
 
 def conf_dir() -> Path:
@@ -51,68 +47,13 @@ def check(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise BadValue(key, value, allowed)
 
 
-class Experiments(Protocol):
-    """Other experiments as the pipeline composes and keys them, for stages that read another experiment's
-    output (a distill teacher). The pipeline hands its implementation to the hooks below and to ``StageEnv``."""
-
-    def compose(self, name: str, overrides: Sequence[str]) -> tuple[DictConfig, Plan]:
-        """``+experiment=name`` with ``overrides``, composed as the CLI would and validated."""
-
-    def stage_key(self, cfg: DictConfig, plan: Plan, stage: str, fingerprint: str) -> str:
-        """The cache key of ``stage``'s output in that experiment, on data with ``fingerprint``."""
-
-
 @dataclass
 class StageConfig:
-    """Options every stage kind has, and the hooks the pipeline calls on every stage config.
-
-    ``stage`` is the kind (the STAGES registry key). A kind overrides only the hooks it needs; the defaults
-    describe a stage that keeps the architecture, reads no files and needs no checks beyond its own fields.
-    """
+    """Options every stage kind has: ``stage``, the kind (the STAGES registry key). A kind's options dataclass
+    extends it with values and their range checks (``__post_init__``, torch-free); everything else the pipeline
+    asks of a kind is declared on its ``stages.kind.StageKind``."""
 
     stage: str = ""
-    # Layer names in later stages' configs refer to a changed model (low-rank renames layers; distill swaps
-    # the model): the pre-flight layer-name check stops here.
-    changes_layer_names: ClassVar[bool] = False
-    # The stage's output is another architecture (distill's student): layer names of the incoming model are not
-    # checked against it, nor later ones.
-    replaces_model: ClassVar[bool] = False
-    # A stage of this kind can be the baseline of ratios (``measure.reference`` defaults to the first one).
-    reference_candidate: ClassVar[bool] = False
-    # Fields that change only how the output is measured, never the model: left out of the cache key, so e.g.
-    # installing another fp32 runtime does not recompute a quantized model.
-    unkeyed: ClassVar[tuple[str, ...]] = ()
-
-    def key_fields(self, node: dict[str, Any]) -> dict[str, Any]:
-        """This stage's config ``node`` as its cache key sees it (without the ``unkeyed`` fields)."""
-        return {k: v for k, v in node.items() if k not in self.unkeyed}
-
-    def check_model(self, model: Any, node: str = "") -> None:
-        """Check names this config gives against the built model (before any training); raise BadValue."""
-
-    def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
-        """Checks that need more than this node: the whole chain, other experiments, the model zoo or the
-        installed runtimes. ``validate`` runs them after every torch-free check (``__post_init__``, which must not
-        import torch: ``pipeline.plan.precheck``), so these may import it."""
-
-    def check_files(self, name: str, cfg: DictConfig, num_classes: int, in_channels: int, image_size: int) -> None:
-        """Files this stage reads (a teacher's state_dict), checked against the model they must fit once the data
-        has told its classes, channels and image size: after the data loaded, before any training. Raise
-        BadValue."""
-
-    def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
-        """What this stage reads beyond its config (a file's content, another experiment's stage key, on data
-        with ``fingerprint``), for its cache key; None = nothing."""
-        return None
-
-    def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
-        """The model config of this stage's output given the ``incoming`` one, and whether its layer names are
-        still known exactly (``exact``: they were before; a stage that may rename or replace layers says False)."""
-        return incoming, False
-
-    def timing_routes(self) -> list[str]:
-        """fp32 runtimes (RUNTIMES names) this stage's output is also timed against (``speedup_vs_best_fp32``)."""
-        return []
 
 
 @dataclass

@@ -4,7 +4,6 @@ no torch, so configs are checked before torch is imported."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
 from compressbench.config.schema import StageConfig, check
 
@@ -28,10 +27,6 @@ class TrainConfig(StageConfig):
     augment: bool = True  # the dataset's batch-wise augmentation (crop/flip)
     keep: str = "best"  # which weights go on down the chain: best (by val accuracy) | last
     keep_sparsity: bool = True  # weights that are exactly zero at the start stay zero (pruned models)
-    reference_candidate: ClassVar[bool] = True
-
-    def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
-        return incoming, exact  # training keeps the architecture and its layer names
 
     def __post_init__(self) -> None:
         check(self.epochs >= 0, "epochs", self.epochs, ">= 0")

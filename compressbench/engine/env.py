@@ -33,7 +33,7 @@ from compressbench.runtimes import Deployable
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from compressbench.pipeline.plan import Plan
+    from compressbench.config import Plan
 
 
 class Checkpoint:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from omegaconf import DictConfig
-
-from compressbench.config import ConfigError, conf_dir, resolve_path
-from compressbench.pipeline.plan import Plan
+from compressbench.config import ConfigError, Plan, conf_dir
 
 
 def known_experiments() -> list[str]:
     return sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
 
 
-def compose_experiment(name: str, overrides: Sequence[str]) -> tuple[DictConfig, Plan]:
+def compose_experiment(name: str, overrides: Sequence[str]) -> Plan:
     """Compose ``+experiment=name`` with ``overrides`` the way the CLI does, and validate it.
 
     Inside a running Hydra app (the CLI) Hydra is initialised with the user's search path (``--config-dir``),
@@ -37,21 +34,19 @@ def compose_experiment(name: str, overrides: Sequence[str]) -> tuple[DictConfig,
         raise ConfigError(f"distill.teacher.experiment={name!r} with overrides {list(overrides)} does not "
                           f"compose: {str(e).splitlines()[0]}; packaged experiments: "
                           f"{', '.join(known_experiments())}") from None
-    return cfg, validate(cfg)
+    return validate(cfg)
 
 
 class PackagedExperiments:
     """``config.Experiments`` over the packaged configs (and, inside the CLI, the user's search path)."""
 
-    def compose(self, name: str, overrides: Sequence[str]) -> tuple[DictConfig, Plan]:
+    def compose(self, name: str, overrides: Sequence[str]) -> Plan:
         return compose_experiment(name, overrides)
 
-    def stage_key(self, cfg: DictConfig, plan: Plan, stage: str, fingerprint: str) -> str:
+    def stage_key(self, plan: Plan, stage: str, fingerprint: str) -> str:
         from compressbench.pipeline.keys import chain_keys
 
-        init = cfg.get("init_from")
-        keys = chain_keys(cfg, plan, fingerprint, resolve_path(init) if init else None)
-        return keys[plan.chain.index(stage) + 1]
+        return chain_keys(plan, fingerprint)[plan.chain.index(stage) + 1]
 
 
 EXPERIMENTS = PackagedExperiments()

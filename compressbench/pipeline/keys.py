@@ -9,17 +9,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 
-from compressbench.config import to_dict
+from compressbench.config import Plan, resolve_path, to_dict
 from compressbench.infra.hashing import file_sha256
 from compressbench.pipeline.cache import stage_key
-from compressbench.pipeline.plan import Plan
 
 UNKEYED_DATASET = ("download", "root", "max_image_pixels")  # dataset options the data fingerprint stands for
 
 
-def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | None = None) -> list[str]:
+def chain_keys(plan: Plan, fingerprint: str) -> list[str]:
     """Cache keys: [initial model, after stage 1, ...].
 
     The first key covers the model and dataset configs, the seed, the training environment, the bytes of an
@@ -27,24 +25,26 @@ def chain_keys(cfg: DictConfig, plan: Plan, fingerprint: str, init_from: Path | 
     dataset recomputes every stage instead of scoring an old model on images it trained on.
     """
     from compressbench.pipeline.experiments import EXPERIMENTS  # it keys other experiments with this function
+    from compressbench.stages import STAGES
 
     # Where the files are is not what they are: the fingerprint covers the content, so a moved folder (another
     # machine, another session's unpack) keeps its keys; whether to download changes nothing either, and a pixel
     # limit changes keys only where it skips an image (the fingerprint lists the files decoded).
-    dataset = {k: v for k, v in to_dict(cfg.dataset).items() if k not in UNKEYED_DATASET}
-    init = file_sha256(init_from) if init_from is not None else None
+    dataset = {k: v for k, v in plan.dataset.items() if k not in UNKEYED_DATASET}
+    init = file_sha256(resolve_path(plan.init_from)) if plan.init_from else None
     from compressbench.models import model_identity  # outside models add their source file's hash
 
-    keys = [stage_key("", model=model_identity(cfg.model), dataset=dataset, data=fingerprint, seed=plan.runtime.seed,
-                      init_from=init, training=training_environment(plan, cfg.model))]
+    keys = [stage_key("", model=model_identity(plan.model), dataset=dataset, data=fingerprint,
+                      seed=plan.runtime.seed, init_from=init, training=training_environment(plan))]
     for name in plan.chain:
         scfg = plan.stages[name]
-        salt = scfg.cache_salt(EXPERIMENTS, fingerprint)  # what it reads beyond its config (a teacher file)
-        keys.append(stage_key(keys[-1], stage=scfg.key_fields(to_dict(scfg)), **({"salt": salt} if salt else {})))
+        kind = STAGES.get(scfg.stage)
+        salt = kind.cache_salt(scfg, EXPERIMENTS, fingerprint)  # what it reads beyond its options (a teacher file)
+        keys.append(stage_key(keys[-1], stage=kind.key_fields(scfg, to_dict(scfg)), **({"salt": salt} if salt else {})))
     return keys
 
 
-def training_environment(plan: Plan, model_cfg: Any) -> dict[str, Any]:
+def training_environment(plan: Plan) -> dict[str, Any]:
     """What, besides configs, changes a trained model: precision (the training route's, which depends on the
     device and the model), ranks (the global batch), determinism and the torch/torchvision versions. Part of
     every cache key; memory format and compilation are not (engine/route.py)."""
@@ -52,7 +52,7 @@ def training_environment(plan: Plan, model_cfg: Any) -> dict[str, Any]:
     from compressbench.engine.route import route_for
 
     device = resolve_device(plan.runtime.device)
-    return {"precision": route_for(device, plan.runtime, model_cfg).precision.name,
+    return {"precision": route_for(device, plan.runtime, plan.model).precision.name,
             "world_size": int(os.environ.get("WORLD_SIZE", "1")), "deterministic": plan.runtime.deterministic,
             "torch": torch.__version__, "torchvision": torchvision_version()}
 

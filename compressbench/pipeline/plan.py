@@ -2,7 +2,7 @@
 
 Each stage kind declares a dataclass of its options next to its function; ``validate`` builds every typed config
 (running the range checks in ``__post_init__``), checks the reference stage and the analyses, then the model and
-dataset names, the installed runtimes and each stage's whole-chain checks (``check_plan``) — all before any data
+dataset names, the installed runtimes and each stage kind's whole-chain checks (``StageKind.check_plan``) — all before any data
 is loaded or any model trained.
 
 In two steps, so that most mistakes cost no torch import: ``precheck`` is everything the config alone answers
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -25,28 +24,15 @@ from compressbench.config import (
     BadValue,
     ConfigError,
     MeasureConfig,
+    Plan,
     RuntimeConfig,
     StageConfig,
     check,
     check_weights_file,
     is_safe_slug,
     resolve_path,
+    to_dict,
 )
-
-
-@dataclass
-class Plan:
-    """Everything ``validate`` checked, typed: what the runner walks."""
-
-    name: str
-    chain: list[str]
-    stages: dict[str, StageConfig]
-    runtime: RuntimeConfig
-    measure: MeasureConfig
-    reference: str | None
-    analyses: dict[str, StageConfig] = field(default_factory=dict)  # name → config with an ``after`` stage
-    # stage → the stage that put the model it hands on onto a deployment runtime; None: an fp32 model
-    deployed_by: dict[str, str | None] = field(default_factory=dict)
 
 
 def typed(schema: type, node: Any, key: str) -> Any:
@@ -66,40 +52,47 @@ def typed(schema: type, node: Any, key: str) -> Any:
         raise ConfigError(f"{key}: {e}") from None
 
 
-def cap_epochs(node: Any, cap: int) -> None:
-    """At most ``cap`` epochs for every training a stage config holds (its own, a prune's retrain, a distill's
-    hint phase); 0 (post-training) stays 0, and a warm-up is cut to the epochs left."""
+def cap_epochs(node: Any, cap: int) -> Any:
+    """A copy of the options ``node`` with at most ``cap`` epochs for every training it holds (its own, a prune's
+    retrain, a distill's hint phase); 0 (post-training) stays 0, and a warm-up is cut to the epochs left."""
+    changes: dict[str, Any] = {}
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
         if dataclasses.is_dataclass(value):
-            cap_epochs(value, cap)
+            changes[f.name] = cap_epochs(value, cap)
         elif f.name in ("epochs", "hint_epochs") and isinstance(value, int) and value > cap:
-            setattr(node, f.name, cap)
-    if getattr(node, "warmup_epochs", 0) > getattr(node, "epochs", 0):  # still within the (capped) run
-        node.warmup_epochs = float(node.epochs)
+            changes[f.name] = cap
+    capped = dataclasses.replace(node, **changes) if changes else node
+    if getattr(capped, "warmup_epochs", 0) > getattr(capped, "epochs", 0):  # still within the (capped) run
+        capped = dataclasses.replace(capped, warmup_epochs=float(capped.epochs))
+    return capped
 
 
-def same_debug_for_teachers(scfg: StageConfig, max_epochs: int | None, limit: int | None) -> None:
+def same_debug_for_teachers(scfg: StageConfig, max_epochs: int | None, limit: int | None) -> StageConfig:
     """A teacher taken from another experiment is trained as this run is: under ``+debug=smoke`` its epochs are
     capped and its images limited alike (else its data differ from ours and it is refused, or it would train in
-    full). Added to ``teacher.overrides``, so they are part of the distill stage's key."""
+    full). Added to ``teacher.overrides``, so they are part of the distill stage's key. Returns a copy."""
     teacher = getattr(scfg, "teacher", None)
     if teacher is None or getattr(teacher, "experiment", None) is None:
-        return
+        return scfg
     given = {o.lstrip("+").split("=", 1)[0] for o in teacher.overrides}
-    for key, value in (("runtime.max_epochs", max_epochs), ("dataset.limit", limit)):
-        if value is not None and key not in given:
-            teacher.overrides.append(f"++{key}={value}")
+    added = [f"++{key}={value}" for key, value in (("runtime.max_epochs", max_epochs), ("dataset.limit", limit))
+             if value is not None and key not in given]
+    if not added:
+        return scfg
+    return dataclasses.replace(scfg, teacher=dataclasses.replace(teacher, overrides=[*teacher.overrides, *added]))
 
 
 def validate(cfg: DictConfig) -> Plan:
-    """Check the whole config before any work; raise ConfigError (or UnknownNameError) with what to do."""
+    """Check the whole config before any work; raise ConfigError (or UnknownNameError) with what to do. ``cfg``
+    is not changed: what the checks resolve (installed runtimes, ...) is in the returned plan."""
     plan = precheck(cfg)
     # Then what needs the model zoo, the loaders and the runtimes (they import torch), and the whole-chain checks.
     from compressbench.data import check_dataset
     from compressbench.models import check_model_config
     from compressbench.pipeline.experiments import EXPERIMENTS  # they import this module
     from compressbench.runtimes import RUNTIMES, fp32_routes
+    from compressbench.stages import STAGES
 
     check_model_config(cfg.model)
     try:  # its options only: a config is checked on machines that do not hold the data (the run checks files)
@@ -109,16 +102,17 @@ def validate(cfg: DictConfig) -> Plan:
     if cfg.get("init_from"):  # read now (weights only); its shapes are checked on the built model, before training
         check_weights_file("init_from", cfg.init_from)
     measure = plan.measure
-    if measure.fp32_routes is None:
-        measure.fp32_routes = fp32_routes(installed=True)
-    for route in measure.fp32_routes:
+    routes = fp32_routes(installed=True) if measure.fp32_routes is None else list(measure.fp32_routes)
+    for route in routes:
         check(route in fp32_routes(), "measure.fp32_routes", measure.fp32_routes,
               f"a list drawn from {', '.join(fp32_routes())}, or null for every installed one")
         check(RUNTIMES.get(route).available(), "measure.fp32_routes", measure.fp32_routes,
               f"installed runtimes only: {route} needs {RUNTIMES.get(route).install_hint()}")
+    plan = dataclasses.replace(plan, measure=dataclasses.replace(measure, fp32_routes=routes))
+    stages = dict(plan.stages)
     for name, scfg in plan.stages.items():  # e.g. a distill teacher's stage, quantize's timing routes
-        scfg.check_plan(name, cfg, plan, EXPERIMENTS)
-    return plan
+        stages[name] = STAGES.get(scfg.stage).check_plan(scfg, name, plan, EXPERIMENTS)
+    return dataclasses.replace(plan, stages=stages)
 
 
 def precheck(cfg: DictConfig) -> Plan:
@@ -157,14 +151,13 @@ def precheck(cfg: DictConfig) -> Plan:
     runtime = typed(RuntimeConfig, cfg.get("runtime"), "runtime")
     check_logger(cfg.get("logger"))
     if runtime.max_epochs is not None:  # +debug=smoke: the capped values are the stages' configs, hence keys
-        for scfg in stages.values():
-            cap_epochs(scfg, runtime.max_epochs)
-    for scfg in stages.values():
-        same_debug_for_teachers(scfg, runtime.max_epochs, cfg.dataset.get("limit"))
+        stages = {name: cap_epochs(scfg, runtime.max_epochs) for name, scfg in stages.items()}
+    stages = {name: same_debug_for_teachers(scfg, runtime.max_epochs, cfg.dataset.get("limit"))
+              for name, scfg in stages.items()}
     measure = typed(MeasureConfig, cfg.get("measure"), "measure")
     reference = measure.reference
     if reference is None:
-        reference = next((n for n in chain if stages[n].reference_candidate), None)
+        reference = next((n for n in chain if STAGES.get(stages[n].stage).reference_candidate), None)
     check(reference is None or reference in stages, "measure.reference", reference,
           f"one of the chain's stages: {', '.join(chain)}")
     analyses: dict[str, StageConfig] = {}
@@ -176,8 +169,13 @@ def precheck(cfg: DictConfig) -> Plan:
         analysis = typed(STAGES.get(node.stage).config, node, name)
         after = getattr(analysis, "after", None) or reference
         check(after in stages, f"{name}.after", after, f"one of the chain's stages: {', '.join(chain)}")
-        analysis.after = after  # type: ignore[attr-defined]
-        analyses[name] = analysis
+        analyses[name] = dataclasses.replace(analysis, after=after)  # type: ignore[call-arg]
     deployed_by = check_order(list(chain), stages, analyses, reference)  # what may follow a quantized model
+    model = to_dict(cfg.model)
+    models = [(model, True)]
+    for name in chain:  # the model config entering each stage, and whether its layer names are known exactly
+        models.append(STAGES.get(stages[name].stage).output_model(stages[name], *models[-1]))
     return Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
-                measure=measure, reference=reference, analyses=analyses, deployed_by=deployed_by)
+                measure=measure, reference=reference, analyses=analyses, deployed_by=deployed_by, model=model,
+                dataset=to_dict(cfg.dataset), paths=to_dict(cfg.paths) if cfg.get("paths") else {},
+                init_from=str(init_from) if init_from else None, models=models)

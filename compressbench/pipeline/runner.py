@@ -54,7 +54,7 @@ from compressbench.results import write_csv, write_results
 from compressbench.results.per_image import write_hits
 from compressbench.runtimes import Arch, Deployable, Eager
 from compressbench.runtimes.base import Unsupported
-from compressbench.stages import STAGES, StageResult, StageSpec
+from compressbench.stages import STAGES, StageKind, StageResult
 from compressbench.techniques import registered  # noqa: F401  (what a cache hit needs registered)
 from compressbench.tracking import track_run
 
@@ -230,7 +230,7 @@ class Pipeline:
         self.cfg, self.plan, self.run_dir, self.data = cfg, plan, run_dir, data
         self.dist = distributed.from_env()
         self.device = distributed.device_for(self.dist, resolve_device(plan.runtime.device))
-        self.route = route_for(self.device, plan.runtime, cfg.model)
+        self.route = route_for(self.device, plan.runtime, plan.model)
         self.precision = self.route.precision
         cl = str(plan.runtime.channels_last).lower()
         self.channels_last = cl == "true" or (cl == "auto" and self.device.type == "cuda")
@@ -239,7 +239,7 @@ class Pipeline:
             remove_stale_temps(self.cache.root, every_s=3600)  # what killed writers left (a day old at least)
         self.memo = TensorMemo(self.cache.root)
         self.init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
-        self.keys = chain_keys(cfg, plan, data.fingerprint, self.init_from)
+        self.keys = chain_keys(plan, data.fingerprint)
         self.reference: Baseline | None = None
         self.cfg = copy.deepcopy(cfg)
         OmegaConf.set_readonly(self.cfg, True)  # stages read the run config; none may change it
@@ -259,7 +259,7 @@ class Pipeline:
             load_init_from(model, self.cfg.init_from)
         model = model.to(self.device)
         check_layer_names(model, self.plan)
-        check_stage_files(self.cfg, self.plan, data)
+        check_stage_files(self.plan, data)
         if self.dist.is_main:
             preflight(self.run_dir, self.cache.root, sum(p.numel() for p in model.parameters()),
                       len(self.plan.chain))
@@ -267,7 +267,7 @@ class Pipeline:
             model = model.to(memory_format=torch.channels_last)
         return Eager(model, arch)
 
-    def env(self, index: int, name: str, key: str, spec: StageSpec | None, stage_dir: Path,
+    def env(self, index: int, name: str, key: str, spec: StageKind | None, stage_dir: Path,
             resume_dir: Path | None) -> StageEnv:
         chain = self.plan.chain
 
@@ -360,12 +360,12 @@ class Pipeline:
     def routes_for(self, index: int, name: str, scfg: StageConfig) -> list[str]:
         """The fp32 runtimes a stage's output is timed against: what it asks for (quantize), and for the chain's
         last stage every ``measure.fp32_routes`` — so each branch's final model has a ``speedup_vs_best_fp32``."""
-        routes = list(scfg.timing_routes())
+        routes = list(STAGES.get(scfg.stage).timing_routes(scfg))
         if index == len(self.plan.chain) - 1 and name != self.plan.reference:
             routes += [r for r in self.plan.measure.fp32_routes or [] if r not in routes]
         return routes
 
-    def produce(self, artifact: Deployable, index: int, name: str, key: str, spec: StageSpec,
+    def produce(self, artifact: Deployable, index: int, name: str, key: str, spec: StageKind,
                 stage_dir: Path) -> tuple[StageResult, bool]:
         """The stage's result, from the cache or computed (then stored and written); and whether it was a hit.
 
@@ -481,10 +481,11 @@ def check_layer_names(model: nn.Module, plan: Plan) -> None:
     """
     for name in [*plan.chain, *plan.analyses]:
         scfg: StageConfig = plan.stages.get(name) or plan.analyses[name]
-        if scfg.replaces_model:  # distill: its student is checked by the stage itself
+        kind = STAGES.get(scfg.stage)
+        if kind.replaces_model:  # distill: its student is checked by the stage itself
             break
-        scfg.check_model(model, name)
-        if scfg.changes_layer_names:  # lowrank: later names refer to the factorized layers
+        kind.check_model(scfg, model, name)
+        if kind.changes_layer_names:  # lowrank: later names refer to the factorized layers
             break
 
 
@@ -496,10 +497,10 @@ def load_init_from(model: nn.Module, path: str) -> None:
         raise BadValue("init_from", path, str(e)) from None
 
 
-def check_stage_files(cfg: DictConfig, plan: Plan, data: DataBundle) -> None:
+def check_stage_files(plan: Plan, data: DataBundle) -> None:
     """The files stages read (a teacher's state_dict) against the models they must fit, before any training."""
     for name, scfg in plan.stages.items():
-        scfg.check_files(name, cfg, data.num_classes, data.in_channels, data.image_size)
+        STAGES.get(scfg.stage).check_files(scfg, name, plan, data.num_classes, data.in_channels, data.image_size)
 
 
 def apply_runtime(runtime: RuntimeConfig) -> None:

@@ -6,9 +6,10 @@ its output artifact, the fields to add to its results row, its training history 
 bytes); the pipeline writes all of them — rows, run-dir files and cache entries — so no stage has side effects
 beyond its own return value (and the pipeline's checkpoint store it is handed for resuming a training).
 
-``register_stage(kind, config)`` adds the function under ``kind`` and stores its typed config in Hydra's
-ConfigStore as ``stage/<kind>``, so YAML can place it anywhere: ``- stage@finetune: train``. Every module in
-this package is imported on first use, so a new stage is one new file.
+``register_stage(kind, config, **declared)`` adds the function as a ``StageKind`` (``stages/kind.py``: its flags,
+its place in a chain and the hooks the pipeline calls) and stores its options dataclass in Hydra's ConfigStore as
+``stage/<kind>``, so YAML can place it anywhere: ``- stage@finetune: train``. Every module in this package is
+imported on first use, so a new stage kind is one new file.
 
 A stage module imports no torch at load time: its config and what the config's checks read (``config``,
 method registries such as ``techniques.pruning.criteria``, option names in ``techniques.*.choices``) at the
@@ -20,53 +21,30 @@ is in place when every stage is a cache hit.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
 from compressbench.config import StageConfig
 from compressbench.infra.registry import Registry
+from compressbench.stages.kind import StageFn, StageKind, StageResult
 
-if TYPE_CHECKING:
-    from compressbench.engine.env import StageEnv
-    from compressbench.runtimes import Deployable
-
-
-@dataclass
-class StageResult:
-    """What a stage returns; the pipeline records, writes and caches it."""
-
-    artifact: Deployable
-    record: dict[str, Any] = field(default_factory=dict)  # extra results-row fields
-    history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch rows of the trainings it ran
-    files: dict[str, bytes] = field(default_factory=dict)  # stage folder files: name → content
+__all__ = ["STAGES", "StageFn", "StageKind", "StageResult", "register_stage"]
 
 
-StageFn = Callable[["Deployable", StageConfig, "StageEnv"], StageResult]
+STAGES: Registry[StageKind] = Registry("stage")
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    fn: StageFn
-    config: type[StageConfig]
-    cacheable: bool = True  # its output is stored in the stage cache
-    distributed: bool = False  # runs on every rank under torchrun (training); else on rank 0 only
+def register_stage(kind: str, config: type[StageConfig], **declared: Any) -> Callable[[StageFn], StageFn]:
+    """Decorator registering a stage function as the kind ``kind`` with its options dataclass ``config``.
 
-
-STAGES: Registry[StageSpec] = Registry("stage")
-
-
-def register_stage(kind: str, config: type[StageConfig], cacheable: bool = True,
-                   distributed: bool = False) -> Callable[[StageFn], StageFn]:
-    """Decorator registering a stage function and its config dataclass under ``kind``.
-
-    ``distributed=True`` for stages that train through ``engine.fit``: under torchrun they run on every rank
-    with DistributedDataParallel. Other stages run on rank 0 while the other ranks wait.
+    ``declared`` are the ``StageKind`` fields the kind sets: flags (``distributed=True`` for stages that train
+    through ``engine.fit``: under torchrun they run on every rank with DistributedDataParallel; other stages run
+    on rank 0 while the other ranks wait), its place in a chain and its hooks (``stages/kind.py``).
     """
 
     def add(fn: StageFn) -> StageFn:
-        STAGES.register(kind)(StageSpec(fn, config, cacheable, distributed))
+        STAGES.register(kind)(StageKind(kind, fn, config, **declared))
         ConfigStore.instance().store(group="stage", name=kind, node=config)
         return fn
 

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 from compressbench.config import BadValue, Experiments, StageConfig, check
 from compressbench.results import csv_bytes
 from compressbench.stages import StageResult, register_stage
+from compressbench.stages.kind import FP32
 from compressbench.techniques.deepcompression.choices import KMEANS_INITS, SHARING_UPDATES
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
     from torch import nn
 
+    from compressbench.config import Plan
     from compressbench.engine.env import StageEnv
-    from compressbench.pipeline.plan import Plan
     from compressbench.runtimes import Deployable
 
 
@@ -51,28 +51,6 @@ class ClusterConfig(StageConfig):
               "mean (each shared value moves by its members' mean update: the finetune's lr keeps its meaning) "
               "or sum (Han et al.'s eq. 3: the true gradient of the shared value; use a much smaller lr)")
 
-    def check_model(self, model: nn.Module, node: str = "cluster") -> None:
-        """Fail, naming the key, when ``layer_bits`` or ``ignore`` names a layer the model does not have."""
-        from compressbench.techniques.pruning.layers import check_selectors
-
-        check_selectors(model, f"{node}.layer_bits", self.layer_bits)
-        check_selectors(model, f"{node}.ignore", self.ignore)
-
-    def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
-        """``update=sum`` is Han et al.'s eq. 3 only under plain SGD (momentum is fine: it is linear) without
-        weight decay: summing the members' updates multiplies each one's decay, and AdamW's per-weight steps, by
-        the cluster's size. Checked against every train stage after this one."""
-        if self.update != "sum":
-            return
-        for other in plan.chain[plan.chain.index(name) + 1:]:
-            later = plan.stages[other]
-            if later.stage == "train" and (later.optimizer != "sgd" or later.weight_decay != 0):
-                raise BadValue(f"{name}.update", self.update,
-                               f"mean here, since {other} trains with optimizer={later.optimizer}, weight_decay="
-                               f"{later.weight_decay}: a sum of the members' updates would apply the decay (or "
-                               f"AdamW's step) once per member; or set {other}.optimizer=sgd "
-                               f"{other}.weight_decay=0")
-
     def encode_bits(self, plan: Plan, name: str) -> Callable[[str, nn.Module], int]:
         """Relative-index bits for this stage's ``encoded_bytes``: those of the chain's next encode stage, so the
         cluster row and the encode row describe one file format; else Han et al.'s 8 (conv) / 5 (linear)."""
@@ -92,7 +70,32 @@ class ClusterConfig(StageConfig):
         return by_layer(name, m, self.layer_bits, self.linear_bits, self.conv_bits)
 
 
-@register_stage("cluster", ClusterConfig)
+def check_layers(cfg: ClusterConfig, model: nn.Module, node: str = "cluster") -> None:
+    """Fail, naming the key, when ``layer_bits`` or ``ignore`` names a layer the model does not have."""
+    from compressbench.techniques.pruning.layers import check_selectors
+
+    check_selectors(model, f"{node}.layer_bits", cfg.layer_bits)
+    check_selectors(model, f"{node}.ignore", cfg.ignore)
+
+
+def check_update(cfg: ClusterConfig, name: str, plan: Plan, experiments: Experiments) -> None:
+    """``update=sum`` is Han et al.'s eq. 3 only under plain SGD (momentum is fine: it is linear) without
+    weight decay: summing the members' updates multiplies each one's decay, and AdamW's per-weight steps, by
+    the cluster's size. Checked against every train stage after this one."""
+    if cfg.update != "sum":
+        return
+    for other in plan.chain[plan.chain.index(name) + 1:]:
+        later = plan.stages[other]
+        if later.stage == "train" and (later.optimizer != "sgd" or later.weight_decay != 0):
+            raise BadValue(f"{name}.update", cfg.update,
+                           f"mean here, since {other} trains with optimizer={later.optimizer}, weight_decay="
+                           f"{later.weight_decay}: a sum of the members' updates would apply the decay (or "
+                           f"AdamW's step) once per member; or set {other}.optimizer=sgd "
+                           f"{other}.weight_decay=0")
+
+
+@register_stage("cluster", ClusterConfig, needs_fp32=True, makes=FP32, does="clusters fp32 weights",
+                model_check=check_layers, plan_check=check_update)
 def cluster(artifact: Deployable, cfg: ClusterConfig, env: StageEnv) -> StageResult:
     """Share weights layer by layer; record bits, shared values in use and the codebook form's size."""
     from compressbench.runtimes import Eager, as_module
@@ -101,7 +104,7 @@ def cluster(artifact: Deployable, cfg: ClusterConfig, env: StageEnv) -> StageRes
     from compressbench.techniques.pruning.layers import prunable_layers
 
     model = as_module(artifact, env.name)
-    cfg.check_model(model, env.name)
+    check_layers(cfg, model, env.name)
     layers = sharing.cluster_model_(model, cfg.bits_for, cfg.init, cfg.iters, cfg.update, seed=env.seed)
     distinct = sharing.distinct_values(model)
     limits = {r.layer: 2**r.bits for r in layers}

@@ -10,153 +10,81 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from compressbench.config import BadValue, ConfigError, Experiments, TrainConfig, check
+from compressbench.config import BadValue, ConfigError, Experiments, check
+from compressbench.config.distill import LOSS_TERMS, DistillConfig, TeacherConfig
 from compressbench.stages import StageResult, register_stage
+from compressbench.stages.kind import FP32
+
+__all__ = ["LOSS_TERMS", "DistillConfig", "TeacherConfig", "build_student", "distill"]
 
 if TYPE_CHECKING:
-    from omegaconf import DictConfig
-
+    from compressbench.config import Plan
     from compressbench.engine.env import StageEnv
-    from compressbench.pipeline.plan import Plan
     from compressbench.runtimes import Deployable, Eager
 
-LOSS_TERMS = ("kd", "fitnets", "at")
+def student_out(cfg: DistillConfig, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
+    """The stage hands on its student, whose layer names its config tells exactly."""
+    return cfg.student_node, True
 
 
-@dataclass
-class TeacherConfig:
-    """Where the teacher comes from; all unset = the model entering the stage (e.g. the output of ``train``)."""
+def check_distill(cfg: DistillConfig, name: str, plan: Plan, experiments: Experiments) -> None:
+    """Checks that need the model zoo (it imports torch: ``validate`` runs them after every torch-free check)
+    or the whole chain: the student's name, options and layer names, then the teacher (stage order, other
+    experiments, its layer names). Still before any work; the stage runs them again."""
+    from compressbench.models import check_model_config, model_names
+    from compressbench.techniques.distillation.plan import check_plan, static_layers, student_layers
 
-    stage: str | None = None  # an earlier stage of this chain; with `experiment`, a stage of that experiment
-    experiment: str | None = None  # another experiment (conf/experiment/NAME.yaml), read from the stage cache
-    overrides: list[str] = field(default_factory=list)  # overrides that experiment was run with
-    path: str | None = None  # a state_dict file (loaded weights-only) ...
-    model: str | None = None  # ... of this architecture (default: this config's model)
-
-    def __post_init__(self) -> None:
-        check(self.path is None or (self.stage is None and self.experiment is None), "teacher.path", self.path,
-              "null when teacher.stage or teacher.experiment is set (one source)")
-        check(not self.overrides or self.experiment is not None, "teacher.overrides", self.overrides,
-              "empty unless teacher.experiment is set")
-        check(self.model is None or self.path is not None, "teacher.model", self.model,
-              "null unless teacher.path is set (it names the file's architecture)")
-        # That it names a registered model is checked with the student (DistillConfig.check_plan).
+    models = f"a registered model: {', '.join(model_names())}"
+    check(cfg.student in model_names(), f"{name}.student", cfg.student, models)
+    try:
+        check_model_config(cfg.student_node)
+    except ConfigError as e:
+        raise BadValue(f"{name}.student_options", cfg.student_options, str(e)) from None
+    valid = static_layers(cfg.student_node)
+    for key, layer in student_layers(cfg):
+        check(layer in valid, f"{name}.{key}", layer, f"a layer of the student {cfg.student}: {sorted_names(valid)}")
+    check(cfg.teacher.model is None or cfg.teacher.model in model_names(), f"{name}.teacher.model",
+          cfg.teacher.model, models)
+    check_plan(cfg, name, plan, experiments)
 
 
-@dataclass
-class DistillConfig(TrainConfig):
-    """Training options are the ``train`` kind's; these add the student, the teacher and the loss."""
+def check_teacher_file(cfg: DistillConfig, name: str, plan: Plan, num_classes: int, in_channels: int,
+                       image_size: int) -> None:
+    """A teacher file's tensor names and shapes against the teacher model it must fit."""
+    if cfg.loss and cfg.teacher.path is not None:
+        from compressbench.techniques.distillation.teacher import check_teacher_file as check_file
 
-    stage: str = "distill"
-    student: str = ""  # a registered model name (required)
-    student_options: dict[str, Any] = field(default_factory=dict)  # its model options, e.g. {width: 8}
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    loss: list[str] = field(default_factory=lambda: ["kd"])  # terms: kd, at, fitnets; [] = labels only (scratch)
-    temperature: float = 4.0  # kd: softmax temperature T (> 0)
-    alpha: float = 0.9  # kd: (1 - alpha) * CE + alpha * T^2 * KL
-    beta: float = 1000.0  # at: + beta / 2 * sum over layer pairs (Zagoruyko & Komodakis use 1000)
-    at_layers: list[str] = field(default_factory=list)  # at: teacher layers, e.g. [layer1, layer2, layer3]
-    at_student_layers: list[str] | None = None  # at: the student's layers paired with them (null = same names)
-    hint_layer: str | None = None  # fitnets: the teacher's hint layer
-    guided_layer: str | None = None  # fitnets: the student's guided layer (null = same name)
-    hint_epochs: int = 5  # fitnets phase 1 (student up to the guided layer + regressor, hint loss only)
-    hint_lr: float | None = None  # fitnets phase 1 learning rate (null = lr)
-    cache_teacher_logits: bool = True  # kd without augmentation: teacher logits once for the whole train split
+        check_file(cfg.teacher, f"{name}.teacher.path", plan.model, num_classes, in_channels, image_size)
 
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check(all(t in LOSS_TERMS for t in self.loss) and len(set(self.loss)) == len(self.loss), "loss",
-              self.loss, f"a list of distinct terms from {', '.join(LOSS_TERMS)} ([] trains on labels only)")
-        check(self.temperature > 0, "temperature", self.temperature, "> 0 (Hinton et al. use 2 to 20)")
-        check(0 <= self.alpha <= 1, "alpha", self.alpha, "0 <= alpha <= 1 (the weight of the KD term)")
-        check(self.beta >= 0, "beta", self.beta, ">= 0")
-        check("at" not in self.loss or bool(self.at_layers), "at_layers", self.at_layers,
-              "at least one teacher layer when 'at' is in loss, e.g. [layer1, layer2, layer3]")
-        check(self.at_student_layers is None or len(self.at_student_layers) == len(self.at_layers),
-              "at_student_layers", self.at_student_layers,
-              f"null or one name per at_layers entry ({self.at_layers})")
-        check("fitnets" not in self.loss or self.hint_layer is not None, "hint_layer", self.hint_layer,
-              "a teacher layer name when 'fitnets' is in loss, e.g. layer2")
-        check("fitnets" not in self.loss or self.hint_epochs >= 1, "hint_epochs", self.hint_epochs,
-              ">= 1 when 'fitnets' is in loss (phase 1 trains the student up to the guided layer)")
-        check(self.hint_lr is None or self.hint_lr > 0, "hint_lr", self.hint_lr, "null or > 0")
-        # The student's name, options and layer names are checked against the model zoo in check_plan.
 
-    @property
-    def method(self) -> str:
-        """The results' ``method`` column: the loss terms, or ``scratch`` for labels only."""
-        return "+".join(self.loss) or "scratch"
+def cache_salt(cfg: DistillConfig, experiments: Experiments, fingerprint: str) -> str | None:
+    """What the teacher and the student are, beyond this config, is part of this stage's cache key: a teacher
+    file's content, or another experiment's teacher stage key (an edited experiment file trains another
+    teacher); a student from outside the zoo adds its builder's source hash."""
+    teacher = teacher_salt(cfg, experiments, fingerprint)
+    from compressbench.models import SOURCES, model_identity
 
-    @property
-    def student_at_layers(self) -> list[str]:
-        return list(self.at_student_layers if self.at_student_layers is not None else self.at_layers)
+    if cfg.student not in SOURCES:  # the zoo's students: keys as they always were
+        return teacher
+    return json.dumps({"teacher": teacher, "student": model_identity(cfg.student_node)}, sort_keys=True,
+                      default=str)
 
-    @property
-    def student_node(self) -> dict[str, Any]:
-        return {"name": self.student, **self.student_options}
 
-    changes_layer_names: ClassVar[bool] = True  # later names refer to the student
-    replaces_model: ClassVar[bool] = True
-    reference_candidate: ClassVar[bool] = False  # a train subclass, but its output is another model
+def teacher_salt(cfg: DistillConfig, experiments: Experiments, fingerprint: str) -> str | None:
+    if cfg.teacher.experiment is not None:
+        from compressbench.techniques.distillation.teacher import experiment_stage
 
-    def output_model(self, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
-        return self.student_node, True
+        _, plan = experiments.compose(cfg.teacher.experiment, cfg.teacher.overrides)
+        return experiments.stage_key(plan, experiment_stage(cfg.teacher, plan), fingerprint)
+    if cfg.teacher.path is None:
+        return None
+    from compressbench.config import resolve_path
+    from compressbench.infra.hashing import file_sha256
 
-    def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
-        """Checks that need the model zoo (it imports torch: ``validate`` runs them after every torch-free check)
-        or the whole chain: the student's name, options and layer names, then the teacher (stage order, other
-        experiments, its layer names). Still before any work; the stage runs them again."""
-        from compressbench.models import check_model_config, model_names
-        from compressbench.techniques.distillation.plan import check_plan, static_layers, student_layers
-
-        models = f"a registered model: {', '.join(model_names())}"
-        check(self.student in model_names(), f"{name}.student", self.student, models)
-        try:
-            check_model_config(self.student_node)
-        except ConfigError as e:
-            raise BadValue(f"{name}.student_options", self.student_options, str(e)) from None
-        valid = static_layers(self.student_node)
-        for key, layer in student_layers(self):
-            check(layer in valid, f"{name}.{key}", layer, f"a layer of the student {self.student}: {sorted_names(valid)}")
-        check(self.teacher.model is None or self.teacher.model in model_names(), f"{name}.teacher.model", self.teacher.model,
-              models)
-        check_plan(self, name, cfg, plan, experiments)
-
-    def check_files(self, name: str, cfg: DictConfig, num_classes: int, in_channels: int, image_size: int) -> None:
-        """A teacher file's tensor names and shapes against the teacher model it must fit."""
-        if self.loss and self.teacher.path is not None:
-            from compressbench.techniques.distillation.teacher import check_teacher_file
-
-            check_teacher_file(self.teacher, f"{name}.teacher.path", cfg, num_classes, in_channels, image_size)
-
-    def cache_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
-        """What the teacher and the student are, beyond this config, is part of this stage's cache key: a
-        teacher file's content, or another experiment's teacher stage key (an edited experiment file trains
-        another teacher); a student from outside the zoo adds its builder's source hash."""
-        teacher = self.teacher_salt(experiments, fingerprint)
-        from compressbench.models import SOURCES, model_identity
-
-        if self.student not in SOURCES:  # the zoo's students: keys as they always were
-            return teacher
-        return json.dumps({"teacher": teacher, "student": model_identity(self.student_node)}, sort_keys=True,
-                          default=str)
-
-    def teacher_salt(self, experiments: Experiments, fingerprint: str) -> str | None:
-        if self.teacher.experiment is not None:
-            from compressbench.techniques.distillation.teacher import experiment_stage
-
-            cfg, plan = experiments.compose(self.teacher.experiment, self.teacher.overrides)
-            return experiments.stage_key(cfg, plan, experiment_stage(self.teacher, plan), fingerprint)
-        if self.teacher.path is None:
-            return None
-        from compressbench.config import resolve_path
-        from compressbench.infra.hashing import file_sha256
-
-        path = resolve_path(self.teacher.path)
-        return file_sha256(path) if path.is_file() else None
+    path = resolve_path(cfg.teacher.path)
+    return file_sha256(path) if path.is_file() else None
 
 
 def sorted_names(names: set[str]) -> str:
@@ -186,7 +114,11 @@ def build_student(cfg: DistillConfig, env: StageEnv) -> Eager:
     return Eager(student, Arch(cfg.student_node, data.num_classes, data.in_channels, data.image_size))
 
 
-@register_stage("distill", DistillConfig, distributed=True)
+# Reading the incoming model as its teacher needs an fp32 model (a scratch student, loss=[], reads nothing); the
+# student it hands on is fp32, another architecture: later layer names refer to it.
+@register_stage("distill", DistillConfig, distributed=True, needs_fp32=lambda cfg: bool(cfg.loss), makes=FP32,
+                does="distills from the fp32 model it gets", changes_layer_names=True, replaces_model=True,
+                output=student_out, plan_check=check_distill, files_check=check_teacher_file, salt=cache_salt)
 def distill(artifact: Deployable, cfg: DistillConfig, env: StageEnv) -> StageResult:
     """Train ``cfg.student`` against the teacher ``cfg.teacher`` names (default: the incoming model); hand on
     the student."""
@@ -196,7 +128,7 @@ def distill(artifact: Deployable, cfg: DistillConfig, env: StageEnv) -> StageRes
     from compressbench.runtimes import Eager, as_module
     from compressbench.techniques.distillation.run import distill_student
 
-    cfg.check_plan(env.name, env.cfg, env.plan, env.experiments)  # cheap; validate may already have run it
+    check_distill(cfg, env.name, env.plan, env.experiments)  # cheap; validate may already have run it
     student = build_student(cfg, env)
     record: dict[str, Any] = {"model": model_label(cfg.student_node), "student": cfg.student}
     if not cfg.loss:

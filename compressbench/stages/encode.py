@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from compressbench.config import StageConfig, check
 from compressbench.results import csv_bytes
 from compressbench.stages import StageResult, register_stage
+from compressbench.stages.kind import FP32
 
 if TYPE_CHECKING:
     from torch import nn
@@ -47,19 +48,22 @@ class EncodeConfig(StageConfig):
         check(16 <= self.block <= 4096, "block", self.block, "16..4096 symbols per Huffman block")
         check(self.verify_images >= 1, "verify_images", self.verify_images, ">= 1")
 
-    def check_model(self, model: nn.Module, node: str = "encode") -> None:
-        """Fail, naming the key, when ``layer_index_bits`` names a layer the model does not have."""
-        from compressbench.techniques.pruning.layers import check_selectors
-
-        check_selectors(model, f"{node}.layer_index_bits", self.layer_index_bits)
-
     def index_bits(self, name: str, m: nn.Module) -> int:
         from compressbench.techniques.pruning.layers import by_layer
 
         return by_layer(name, m, self.layer_index_bits, self.linear_index_bits, self.conv_index_bits)
 
 
-@register_stage("encode", EncodeConfig)
+def check_layers(cfg: EncodeConfig, model: nn.Module, node: str = "encode") -> None:
+    """Fail, naming the key, when ``layer_index_bits`` names a layer the model does not have."""
+    from compressbench.techniques.pruning.layers import check_selectors
+
+    check_selectors(model, f"{node}.layer_index_bits", cfg.layer_index_bits)
+
+
+# It hands on the decoded fp32 model.
+@register_stage("encode", EncodeConfig, needs_fp32=True, makes=FP32, does="encodes fp32 weights",
+                model_check=check_layers)
 def encode(artifact: Deployable, cfg: EncodeConfig, env: StageEnv) -> StageResult:
     """Make the Deep Compression file, decode it into a copy of the model, verify logits; hand on the copy."""
     import torch
@@ -76,7 +80,7 @@ def encode(artifact: Deployable, cfg: EncodeConfig, env: StageEnv) -> StageResul
     from compressbench.techniques.pruning.layers import prunable_layers
 
     model = as_module(artifact, env.name)
-    cfg.check_model(model, env.name)
+    check_layers(cfg, model, env.name)
     sharing.sync_(model)  # a shared layer's weights as its shared values (a forward pass would do the same)
     state = model.state_dict()
     packed = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]

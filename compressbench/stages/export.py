@@ -38,7 +38,7 @@ class ExportConfig(StageConfig):
         check(self.verify_images >= 1, "verify_images", self.verify_images, ">= 1")
 
 
-@register_stage("export", ExportConfig)
+@register_stage("export", ExportConfig, does="exports any model")  # any model in, the same model out
 def export(artifact: Deployable, cfg: ExportConfig, env: StageEnv) -> StageResult:
     """Write and verify the artifact's deployable files; hand the artifact on unchanged."""
     import torch

@@ -10,11 +10,12 @@ Layers whose factorization would hold no fewer weights are skipped and listed (`
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from compressbench.config import BadValue, StageConfig, check
 from compressbench.results import csv_bytes
 from compressbench.stages import StageResult, register_stage
+from compressbench.stages.kind import FP32
 from compressbench.techniques.deepcompression.choices import LOWRANK_METHODS, LOWRANK_SCHEMES
 
 if TYPE_CHECKING:
@@ -34,9 +35,6 @@ class LowRankConfig(StageConfig):
     layer_ranks: dict[str, int] = field(default_factory=dict)  # layer / parent / glob → rank; first match wins
     conv_scheme: str = "channel"  # channel: k×k conv to r channels, then 1×1 | spatial: k×1 then 1×k
     ignore: list[str] = field(default_factory=list)  # layers never factorized
-    # Layer names change here (``features.0`` becomes ``features.0.0`` and ``features.0.1``), so names in later
-    # stages' configs refer to the factorized model (for runner.check_layer_names; see the issue 8 notes).
-    changes_layer_names: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         check(self.method in LOWRANK_METHODS, "method", self.method, f"one of {', '.join(LOWRANK_METHODS)}")
@@ -48,29 +46,33 @@ class LowRankConfig(StageConfig):
         for name, rank in self.layer_ranks.items():
             check(rank >= 1, f"layer_ranks.{name}", rank, ">= 1")
 
-    def check_model(self, model: nn.Module, node: str = "lowrank") -> None:
-        """Fail when a named layer does not exist, or its rank exceeds the layer's smallest dimension."""
-        from compressbench.techniques.deepcompression.lowrank import max_rank
-        from compressbench.techniques.pruning.layers import check_selectors, matches, prunable_layers
 
-        check_selectors(model, f"{node}.layer_ranks", self.layer_ranks)
-        check_selectors(model, f"{node}.ignore", self.ignore)
-        for name, m in prunable_layers(model).items():
-            selector = next((s for s in self.layer_ranks if matches(s, name)), None)
-            if selector is None:
-                continue
-            limit = max_rank(m, self.conv_scheme)
-            if limit is None:
-                raise BadValue(f"{node}.layer_ranks.{selector}", self.layer_ranks[selector],
-                               f"layer {name} cannot be factorized (a grouped or not 2-D conv); leave it out")
-            if self.layer_ranks[selector] > limit:
-                shape = "x".join(str(d) for d in m.weight.shape)
-                raise BadValue(f"{node}.layer_ranks.{selector}", self.layer_ranks[selector],
-                               f"at most {limit} for layer {name} ({shape}, scheme {self.conv_scheme}): the "
-                               f"smallest dimension of its matrix")
+def check_layers(cfg: LowRankConfig, model: nn.Module, node: str = "lowrank") -> None:
+    """Fail when a named layer does not exist, or its rank exceeds the layer's smallest dimension."""
+    from compressbench.techniques.deepcompression.lowrank import max_rank
+    from compressbench.techniques.pruning.layers import check_selectors, matches, prunable_layers
+
+    check_selectors(model, f"{node}.layer_ranks", cfg.layer_ranks)
+    check_selectors(model, f"{node}.ignore", cfg.ignore)
+    for name, m in prunable_layers(model).items():
+        selector = next((s for s in cfg.layer_ranks if matches(s, name)), None)
+        if selector is None:
+            continue
+        limit = max_rank(m, cfg.conv_scheme)
+        if limit is None:
+            raise BadValue(f"{node}.layer_ranks.{selector}", cfg.layer_ranks[selector],
+                           f"layer {name} cannot be factorized (a grouped or not 2-D conv); leave it out")
+        if cfg.layer_ranks[selector] > limit:
+            shape = "x".join(str(d) for d in m.weight.shape)
+            raise BadValue(f"{node}.layer_ranks.{selector}", cfg.layer_ranks[selector],
+                           f"at most {limit} for layer {name} ({shape}, scheme {cfg.conv_scheme}): the "
+                           f"smallest dimension of its matrix")
 
 
-@register_stage("lowrank", LowRankConfig)
+# Layer names change here (``features.0`` becomes ``features.0.0`` and ``features.0.1``), so names in later stages'
+# options refer to the factorized model (the runner's layer-name check stops here).
+@register_stage("lowrank", LowRankConfig, needs_fp32=True, makes=FP32, does="factorizes fp32 layers",
+                changes_layer_names=True, model_check=check_layers)
 def lowrank(artifact: Deployable, cfg: LowRankConfig, env: StageEnv) -> StageResult:
     """Factorize the model's layers as ``cfg`` says; record what fell and which layers were skipped."""
     from compressbench.models.counting import count_macs
@@ -79,7 +81,7 @@ def lowrank(artifact: Deployable, cfg: LowRankConfig, env: StageEnv) -> StageRes
     from compressbench.techniques.deepcompression.lowrank import factorize_, params_saved
 
     model = as_module(artifact, env.name)
-    cfg.check_model(model, env.name)
+    check_layers(cfg, model, env.name)
     example = env.example_batch(1, module_device(model))
     params_before = sum(p.numel() for p in model.parameters())
     macs_before = count_macs(model, example)[0]

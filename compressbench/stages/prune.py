@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from compressbench.config import BadValue, StageConfig, TrainConfig, check
 from compressbench.results import csv_bytes
 from compressbench.stages import StageResult, register_stage
+from compressbench.stages.kind import FP32
 from compressbench.techniques.pruning.choices import KEEP_ROUNDINGS, SCHEDULES
 from compressbench.techniques.pruning.criteria import PRUNE_CRITERIA, methods
 
@@ -96,13 +97,6 @@ class PruneConfig(StageConfig):
         check(self.taylor_batches >= 1, "taylor_batches", self.taylor_batches, ">= 1")
         check(self.taylor_batch_size >= 1, "taylor_batch_size", self.taylor_batch_size, ">= 1")
 
-    def check_model(self, model: nn.Module, node: str = "prune") -> None:
-        """Fail, naming the key, when ``ignore`` or ``layer_amounts`` names a layer the model does not have."""
-        from compressbench.techniques.pruning.layers import check_selectors
-
-        check_selectors(model, f"{node}.ignore", self.ignore)
-        check_selectors(model, f"{node}.layer_amounts", self.layer_amounts)
-
     @property
     def spec(self) -> Spec:
         from compressbench.techniques.pruning.layers import Spec
@@ -111,7 +105,16 @@ class PruneConfig(StageConfig):
         return Spec(self.amount, dict(self.layer_amounts), tuple(self.ignore), scope, self.keep_rounding)
 
 
-@register_stage("prune", PruneConfig, distributed=True)
+def check_layers(cfg: PruneConfig, model: nn.Module, node: str = "prune") -> None:
+    """Fail, naming the key, when ``ignore`` or ``layer_amounts`` names a layer the model does not have."""
+    from compressbench.techniques.pruning.layers import check_selectors
+
+    check_selectors(model, f"{node}.ignore", cfg.ignore)
+    check_selectors(model, f"{node}.layer_amounts", cfg.layer_amounts)
+
+
+@register_stage("prune", PruneConfig, distributed=True, needs_fp32=True, makes=FP32, does="prunes fp32 weights",
+                model_check=check_layers)
 def prune(artifact: Deployable, cfg: PruneConfig, env: StageEnv) -> StageResult:
     """Prune the model as ``cfg`` says; record what was achieved and the verified encoded size.
 
@@ -132,7 +135,7 @@ def prune(artifact: Deployable, cfg: PruneConfig, env: StageEnv) -> StageResult:
     from compressbench.techniques.pruning.stats import achieved, snapshot
 
     model = as_module(artifact, env.name)
-    cfg.check_model(model, env.name)  # before any pruning: a wrong layer name costs nothing
+    check_layers(cfg, model, env.name)  # before any pruning: a wrong layer name costs nothing
     example = env.example_batch(1, module_device(model))
     classifier = classifier_name(model, example)
     before = snapshot(model, example, classifier)

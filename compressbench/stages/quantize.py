@@ -8,22 +8,23 @@ fastest fp32 runtime it timed, paired (DESIGN.md §6). Method code lives in ``co
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from compressbench.config import BadValue, Experiments, StageConfig, check
 from compressbench.results import csv_bytes
 from compressbench.stages import StageResult, register_stage
+from compressbench.stages.kind import DEPLOYED, FP32
 from compressbench.techniques.quantization.methods import QUANTIZERS, backends, methods
 
 if TYPE_CHECKING:
     import torch
-    from omegaconf import DictConfig
     from torch import nn
 
+    from compressbench.config import Plan
     from compressbench.engine.env import StageEnv
-    from compressbench.pipeline.plan import Plan
     from compressbench.runtimes import Deployable, Eager
 
 __all__ = ["QuantizeConfig", "quantize"]
@@ -40,10 +41,10 @@ class QuantizeConfig(StageConfig):
     calibration_batch_size: int = 64
     skip: list[str] = field(default_factory=list)  # module names (and their children) kept in float
     weight_bits: int = 8  # method weight_bits: 8 | 4 | 2
-    # RUNTIMES names, for speedup_vs_best_fp32; null = every fp32 runtime installed here (resolved by check_plan:
-    # the runtimes import torch, so they are checked after every torch-free check).
+    # RUNTIMES names, for speedup_vs_best_fp32; null = every fp32 runtime installed here (resolved by check_routes:
+    # the runtimes import torch, so they are checked after every torch-free check). Not keyed: it says what the
+    # output is timed against, not what the model is.
     fp32_routes: list[str] | None = None
-    unkeyed: ClassVar[tuple[str, ...]] = ("fp32_routes",)  # what the int8 model is timed against, not the model
     # Training of qat and weight_bits (fake quantization, straight-through estimator); weight_bits with
     # epochs=0 is post-training. Cosine schedule; the best epoch on val is kept.
     epochs: int = 3
@@ -94,35 +95,6 @@ class QuantizeConfig(StageConfig):
     def handler(self) -> Any:
         return QUANTIZERS.get(f"{self.method}/{self.resolved_backend}")
 
-    def check_plan(self, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
-        """``fp32_routes`` against the runtimes registry (which imports torch); null becomes the installed ones."""
-        from compressbench.runtimes import RUNTIMES, fp32_routes
-
-        if self.fp32_routes is None:
-            self.fp32_routes = fp32_routes(installed=True)
-        check(set(self.fp32_routes) <= set(fp32_routes()), f"{name}.fp32_routes", self.fp32_routes,
-              f"a list drawn from {', '.join(fp32_routes())} ([] skips speedup_vs_best_fp32)")
-        for route in self.fp32_routes:
-            runtime = RUNTIMES.get(route)
-            check(runtime.available(), f"{name}.fp32_routes", self.fp32_routes,
-                  f"installed runtimes only: {route} needs {runtime.install_hint()}")
-
-    def timing_routes(self) -> list[str]:
-        if self.fp32_routes is None:  # a config built in Python, not by validate
-            from compressbench.runtimes import fp32_routes
-
-            return fp32_routes(installed=True)
-        return list(self.fp32_routes)
-
-    def check_model(self, model: nn.Module, node: str = "quantize") -> None:
-        """``skip`` must name modules of the model (checked by the runner before any training)."""
-        names = {n for n, _ in model.named_modules() if n}
-        for name in self.skip:
-            if name not in names:
-                listed = ", ".join(sorted(n for n in names if "." not in n))
-                raise BadValue(f"{node}.skip", name, f"a module of {type(model).__name__}: top-level modules "
-                               f"{listed} (children as 'parent.child')")
-
     @property
     def resolved_observer(self) -> str:
         if self.observer != "auto":
@@ -131,12 +103,47 @@ class QuantizeConfig(StageConfig):
         return observers[0] if observers else "histogram"
 
 
-@register_stage("quantize", QuantizeConfig)
+def check_routes(cfg: QuantizeConfig, name: str, plan: Plan, experiments: Experiments) -> QuantizeConfig:
+    """``fp32_routes`` against the runtimes registry (which imports torch); null becomes the installed ones."""
+    from compressbench.runtimes import RUNTIMES, fp32_routes
+
+    routes = fp32_routes(installed=True) if cfg.fp32_routes is None else list(cfg.fp32_routes)
+    check(set(routes) <= set(fp32_routes()), f"{name}.fp32_routes", cfg.fp32_routes,
+          f"a list drawn from {', '.join(fp32_routes())} ([] skips speedup_vs_best_fp32)")
+    for route in routes:
+        runtime = RUNTIMES.get(route)
+        check(runtime.available(), f"{name}.fp32_routes", cfg.fp32_routes,
+              f"installed runtimes only: {route} needs {runtime.install_hint()}")
+    return dataclasses.replace(cfg, fp32_routes=routes)
+
+
+def timing_routes(cfg: QuantizeConfig) -> list[str]:
+    if cfg.fp32_routes is None:  # options built in Python, not by validate
+        from compressbench.runtimes import fp32_routes
+
+        return fp32_routes(installed=True)
+    return list(cfg.fp32_routes)
+
+
+def check_skip(cfg: QuantizeConfig, model: nn.Module, node: str = "quantize") -> None:
+    """``skip`` must name modules of the model (checked by the runner before any training)."""
+    names = {n for n, _ in model.named_modules() if n}
+    for name in cfg.skip:
+        if name not in names:
+            listed = ", ".join(sorted(n for n in names if "." not in n))
+            raise BadValue(f"{node}.skip", name, f"a module of {type(model).__name__}: top-level modules "
+                           f"{listed} (children as 'parent.child')")
+
+
+# weight_bits keeps an fp32 module (its weights snapped to a low-bit grid); every other method deploys.
+@register_stage("quantize", QuantizeConfig, needs_fp32=True, does="quantizes an fp32 model",
+                makes=lambda cfg: FP32 if cfg.method == "weight_bits" else DEPLOYED, unkeyed=("fp32_routes",),
+                plan_check=check_routes, routes=timing_routes, model_check=check_skip)
 def quantize(artifact: Deployable, cfg: QuantizeConfig, env: StageEnv) -> StageResult:
     """Quantize the model as ``cfg`` asks, with the fallback report and the deployable files beside it.
 
     ``measure`` times the result against each of ``cfg.fp32_routes`` afresh on every measurement (never from
-    the cache), through ``QuantizeConfig.timing_routes``.
+    the cache), through ``timing_routes``.
     """
     fp32 = _check_input(artifact, cfg, env)
     backend = cfg.resolved_backend
@@ -166,7 +173,7 @@ def _check_input(artifact: Deployable, cfg: QuantizeConfig, env: StageEnv) -> Ea
         raise Unsupported(f"the model reaching stage '{env.name}' is already quantized (runtime "
                           f"{artifact.runtime}); quantize an fp32 model: put quantize after the training and "
                           f"pruning stages")
-    cfg.check_model(artifact.module, env.name)
+    check_skip(cfg, artifact.module, env.name)
     return artifact
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from compressbench.config import StageConfig, check
 from compressbench.results import csv_bytes
 from compressbench.stages import StageResult, register_stage
+from compressbench.stages.kind import SAME
 from compressbench.techniques.pruning.choices import SENSITIVITY_METHODS as METHODS
 
 if TYPE_CHECKING:
@@ -40,13 +41,15 @@ class SensitivityConfig(StageConfig):
         check(self.split in ("val", "test"), "split", self.split, "val or test")
         check(self.max_batches is None or self.max_batches >= 1, "max_batches", self.max_batches, "null or >= 1")
 
-    def check_model(self, model: nn.Module, node: str = "sensitivity") -> None:
-        from compressbench.techniques.pruning.layers import check_selectors
 
-        check_selectors(model, f"{node}.ignore", self.ignore)
+def check_layers(cfg: SensitivityConfig, model: nn.Module, node: str = "sensitivity") -> None:
+    from compressbench.techniques.pruning.layers import check_selectors
+
+    check_selectors(model, f"{node}.ignore", cfg.ignore)
 
 
-@register_stage("sensitivity", SensitivityConfig)
+@register_stage("sensitivity", SensitivityConfig, needs_fp32=True, makes=SAME, does="prunes copies of fp32 layers",
+                model_check=check_layers)
 def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> StageResult:
     """Scan every layer at every amount; hand back ``sensitivity.csv`` and the figures. The model is unchanged."""
     from compressbench.engine import evaluate
@@ -56,7 +59,7 @@ def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> 
     from compressbench.techniques.pruning.sensitivity import scan
 
     model = as_module(artifact, env.name)
-    cfg.check_model(model, env.name)
+    check_layers(cfg, model, env.name)
     device = module_device(model)
     example = env.example_batch(1, device)
     loader = env.eval_loader(cfg.split, device=device)

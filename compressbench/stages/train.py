@@ -2,10 +2,11 @@
 ``config.train.TrainConfig``, shared with every technique that trains."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from compressbench.config.train import TrainConfig
 from compressbench.stages import StageResult, register_stage
+from compressbench.stages.kind import FP32
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
@@ -14,7 +15,13 @@ if TYPE_CHECKING:
 __all__ = ["TrainConfig", "train"]
 
 
-@register_stage("train", TrainConfig, distributed=True)
+def keeps_names(opts: TrainConfig, incoming: dict[str, Any], exact: bool) -> tuple[dict[str, Any], bool]:
+    """Training keeps the architecture and its layer names."""
+    return incoming, exact
+
+
+@register_stage("train", TrainConfig, distributed=True, needs_fp32=True, makes=FP32, does="trains fp32 weights",
+                reference_candidate=True, output=keeps_names)
 def train(artifact: Deployable, cfg: TrainConfig, env: StageEnv) -> StageResult:
     """Train (or finetune) the model on the dataset's train split; model selection on val."""
     from compressbench.engine.train import train_module

@@ -1,6 +1,7 @@
 """The distill stage: losses, teachers from every source, the logit cache, experiments, and fast clear failures."""
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -286,13 +287,14 @@ def test_teacher_experiment_is_part_of_the_stage_key(make_cfg, monkeypatch):
     spec = {"experiment": "digits_kd", "stage": "train", "overrides": ["model=lenet5", "chain=[train]"]}
     plan = validate(chain(make_cfg("dataset=digits", fast=False), ["distill"], distill={"teacher": spec}))
     dcfg = plan.stages["distill"]
-    first = dcfg.cache_salt(RESOLVER, "data")
-    assert first == dcfg.cache_salt(RESOLVER, "data") and len(first) == 64
-    assert dcfg.cache_salt(RESOLVER, "other data") != first  # the teacher was trained on other data
+    salt = functools.partial(STAGES.get("distill").cache_salt, dcfg, RESOLVER)
+    first = salt("data")
+    assert first == salt("data") and len(first) == 64
+    assert salt("other data") != first  # the teacher was trained on other data
     real = experiments_module.compose_experiment
     monkeypatch.setattr(experiments_module, "compose_experiment",
                         lambda name, overrides: real(name, [*overrides, "train.epochs=3"]))
-    assert dcfg.cache_salt(RESOLVER, "data") != first
+    assert salt("data") != first
 
 
 def test_teacher_from_a_state_dict_file_only(make_cfg, tmp_path: Path):
@@ -394,7 +396,7 @@ def test_experiments_compose_and_validate(name: str):
     assert plan.name == name and "distill" in plan.chain
     for stage, scfg in plan.stages.items():
         if isinstance(scfg, DistillConfig):
-            scfg.check_plan(stage, cfg, plan, RESOLVER)  # teacher stage order and layer names, statically
+            STAGES.get("distill").check_plan(scfg, stage, plan, RESOLVER)  # teacher stage order and layer names, statically
     if "scratch" in plan.chain:
         scratch, kd = plan.stages["scratch"], plan.stages["distill"]
         assert scratch.loss == [] and kd.loss and scratch.student_node == kd.student_node

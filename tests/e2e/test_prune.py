@@ -12,7 +12,7 @@ from compressbench.config import BadValue, ConfigError
 from compressbench.models import build_model
 from compressbench.pipeline.runner import run
 from compressbench.results import read_csv
-from compressbench.stages.prune import PruneConfig
+from compressbench.stages.prune import PruneConfig, check_layers
 from compressbench.techniques.pruning.encoding import decode
 
 RGB16 = ["dataset.in_channels=3", "dataset.image_size=16"]
@@ -95,8 +95,8 @@ def test_bad_values_fail_before_any_work(make_cfg, tmp_path: Path, opts, message
 def test_a_layer_name_that_does_not_exist_fails_before_pruning(make_cfg, tmp_path: Path):
     model = build_model({"name": "lenet5"}, 4, 1, 8)
     with pytest.raises(BadValue, match=r"prune\.ignore='features\.9' is not allowed.*features\.0, features\.3"):
-        PruneConfig(ignore=["features.9"]).check_model(model)
-    PruneConfig(ignore=["features"], layer_amounts={"classifier.*": 0.5}).check_model(model)  # parents, globs
+        check_layers(PruneConfig(ignore=["features.9"]), model)
+    check_layers(PruneConfig(ignore=["features"], layer_amounts={"classifier.*": 0.5}), model)  # parents, globs
     out = tmp_path / "run"  # the runner checks names on the built model before any training
     with pytest.raises(BadValue, match=r"prune\.layer_amounts='fc9' is not allowed.*classifier\.4"):
         run(with_prune(make_cfg("train.epochs=3"), layer_amounts={"fc9": 0.5}), out)

@@ -15,6 +15,7 @@ from compressbench.models import build_model
 from compressbench.pipeline.plan import validate
 from compressbench.pipeline.runner import run
 from compressbench.results import read_csv
+from compressbench.stages import STAGES
 
 EXPERIMENTS = ["lenet5_prune", "lenet300_prune", "resnet56_prune_sweep", "resnet56_l1filter_a",
                "resnet56_l1filter_b", "vgg16_l1filter_a", "resnet50_prune_quant"]
@@ -32,7 +33,7 @@ def test_experiment_validates_and_names_real_layers(make_cfg, name):
     options = OmegaConf.to_container(cfg.model)
     options.pop("pretrained", None)  # no download in tests; the layer names are the same
     model = build_model(options, *SHAPES[cfg.dataset.name])
-    prune.check_model(model)  # every ignored / per-layer name exists in the real model
+    STAGES.get("prune").check_model(prune, model)  # every ignored / per-layer name exists in the real model
 
 
 def test_the_sweep_experiment_sweeps_the_four_amounts_by_default():

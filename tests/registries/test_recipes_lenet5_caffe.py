@@ -7,6 +7,7 @@ from torch import nn
 
 from compressbench.models import MODELS, build_model
 from compressbench.pipeline.plan import validate
+from compressbench.stages import STAGES
 
 
 def test_caffe_lenet5_has_han_et_als_431k_parameters_on_mnist():
@@ -31,7 +32,7 @@ def test_lenet5_deep_compression_prunes_han_et_als_model(make_cfg):
     assert cfg.model.name == "lenet5_caffe"
     plan = validate(cfg)
     model = build_model(cfg.model, 10, 1, 28)
-    plan.stages["prune"].check_model(model)
+    STAGES.get("prune").check_model(plan.stages["prune"], model)
     layers = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     # Han et al.'s Table 3 keeps 66% / 12% / 8% / 19% of conv1 / conv2 / ip1 / ip2: every layer has its own rate
     kept = {n: round(1 - a, 2) for n, a in plan.stages["prune"].layer_amounts.items()}

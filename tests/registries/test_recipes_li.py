@@ -17,6 +17,7 @@ from compressbench.models import build_model
 from compressbench.models.counting import count_macs
 from compressbench.pipeline.plan import validate
 from compressbench.pipeline.runner import run
+from compressbench.stages import STAGES
 from compressbench.techniques.pruning import structured
 from compressbench.techniques.pruning.layers import classifier_name
 
@@ -43,7 +44,7 @@ def reductions(make_cfg, name: str, *overrides: str) -> tuple[float, float, dict
     model = build_model(options, 10, 3, 32).eval()
     x = torch.randn(1, 3, 32, 32)
     macs0, params0 = count_macs(model, x)[0], n_params(model)
-    prune.check_model(model)
+    STAGES.get("prune").check_model(prune, model)
     structured.prune_channels_(model, prune.spec, x, classifier_name(model, x), method=prune.method)
     width = {n: int(w.shape[0]) for n, w in model.state_dict().items() if n.endswith("conv1.weight")}
     return 100 * (1 - count_macs(model, x)[0] / macs0), 100 * (1 - n_params(model) / params0), width

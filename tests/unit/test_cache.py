@@ -99,7 +99,7 @@ def test_what_a_stage_is_timed_against_is_not_its_key(make_cfg):
 
     def keys(*overrides: str) -> list[str]:
         cfg = make_cfg("chain=[train,quantize]", *overrides)
-        return chain_keys(cfg, validate(cfg), "fingerprint")
+        return chain_keys(validate(cfg), "fingerprint")
 
     base = keys("quantize.fp32_routes=[eager]")
     assert keys("quantize.fp32_routes=[]") == base

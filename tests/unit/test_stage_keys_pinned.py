@@ -33,17 +33,18 @@ def experiment_keys(cfg: DictConfig) -> dict[str, object]:
     nodes = {}
     for name, node in cfg.items():
         if isinstance(node, DictConfig) and node.get("stage") in STAGES.names():
-            scfg = plan.stages.get(name) or typed(STAGES.get(node.stage).config, node, name)
-            salt = scfg.cache_salt(OTHERS, "fp")
-            nodes[str(name)] = stage_key("", stage=scfg.key_fields(to_dict(scfg)), **({"salt": salt} if salt else {}))
-    return {"chain": keys_module.chain_keys(cfg, plan, "fp"), "nodes": nodes}
+            kind = STAGES.get(node.stage)
+            scfg = plan.stages.get(name) or typed(kind.config, node, name)
+            salt = kind.cache_salt(scfg, OTHERS, "fp")
+            nodes[str(name)] = stage_key("", stage=kind.key_fields(scfg, to_dict(scfg)), **({"salt": salt} if salt else {}))
+    return {"chain": keys_module.chain_keys(plan, "fp"), "nodes": nodes}
 
 
 @pytest.fixture
 def fixed_environment(monkeypatch):
     from compressbench.pipeline import keys as keys_module
 
-    monkeypatch.setattr(keys_module, "training_environment", lambda plan, model_cfg: {"precision": "fixed"})
+    monkeypatch.setattr(keys_module, "training_environment", lambda *args: {"precision": "fixed"})
 
 
 def test_every_shipped_experiments_keys_are_pinned(make_cfg, fixed_environment):

@@ -10,19 +10,14 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
 
-from compressbench.config import BadValue, ConfigError, Experiments, check_weights_file, resolve_path, to_dict
+from compressbench.config import BadValue, ConfigError, Experiments, check_weights_file, resolve_path
 from compressbench.techniques.distillation.features import describe_names, layer_names
-from compressbench.techniques.distillation.teacher import (
-    check_same_data,
-    experiment_stage,
-    input_model,
-)
+from compressbench.techniques.distillation.teacher import check_same_data, experiment_stage
 
 if TYPE_CHECKING:
-    from compressbench.pipeline.plan import Plan
-    from compressbench.stages.distill import DistillConfig
+    from compressbench.config import Plan
+    from compressbench.config.distill import DistillConfig
 
 # Layer names can depend on the image size (AlexNet and VGG switch heads at 64 and 128 px): a name valid at
 # any of these sizes passes here; the stage checks it again on the real model.
@@ -60,7 +55,7 @@ def student_layers(cfg: DistillConfig) -> list[tuple[str, str]]:
     return keys + [("at_student_layers", n) for n in (cfg.student_at_layers if "at" in cfg.loss else [])]
 
 
-def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, experiments: Experiments) -> None:
+def check_plan(dcfg: DistillConfig, name: str, plan: Plan, experiments: Experiments) -> None:
     """Raise a ConfigError unless the teacher can be found and its layer names exist (where knowable)."""
     if not dcfg.loss:
         return  # labels only: no teacher
@@ -72,13 +67,13 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
             raise BadValue(f"{name}.teacher.path", spec.path, f"an existing state_dict file ({path} is missing); "
                            f"save one with torch.save(model.state_dict(), path)")
         check_weights_file(f"{name}.teacher.path", spec.path)  # its shapes: ``DistillConfig.check_files``
-        teacher, exact = {"name": spec.model} if spec.model else to_dict(cfg.model), True
+        teacher, exact = {"name": spec.model} if spec.model else dict(plan.model), True
     elif spec.experiment is not None:
-        other_cfg, other_plan = experiments.compose(spec.experiment, spec.overrides)
-        check_same_data(cfg.dataset, other_cfg.dataset, spec.experiment)
+        other_plan = experiments.compose(spec.experiment, spec.overrides)
+        check_same_data(plan.dataset, other_plan.dataset, spec.experiment)
         stage = experiment_stage(spec, other_plan)
         check_fp32_teacher(f"{name}.teacher.stage", stage, other_plan, f" of experiment '{spec.experiment}'")
-        teacher, exact = input_model(other_cfg, other_plan, other_plan.chain.index(stage) + 1)
+        teacher, exact = other_plan.input_model(other_plan.chain.index(stage) + 1)
     elif spec.stage is not None:
         earlier = plan.chain[:index]
         if spec.stage not in earlier:
@@ -89,13 +84,13 @@ def check_plan(dcfg: DistillConfig, name: str, cfg: DictConfig, plan: Plan, expe
                               f"runtime.cache=false; set runtime.cache=true, or put '{name}' right after "
                               f"'{spec.stage}' and leave {name}.teacher.stage unset (the incoming model teaches)")
         check_fp32_teacher(f"{name}.teacher.stage", spec.stage, plan, "")
-        teacher, exact = input_model(cfg, plan, earlier.index(spec.stage) + 1)
+        teacher, exact = plan.input_model(earlier.index(spec.stage) + 1)
     else:
-        if index == 0 and not cfg.get("init_from"):
+        if index == 0 and not plan.init_from:
             raise ConfigError(f"'{name}' is the first stage, so its default teacher (the incoming model) is the "
                               f"untrained initial model; train it first (chain: [train, {name}]), or set "
                               f"{name}.teacher.stage / .experiment / .path, or init_from=<state_dict file>")
-        teacher, exact = input_model(cfg, plan, index)
+        teacher, exact = plan.input_model(index)
     if exact:
         valid = static_layers(teacher)
         for key, layer in teacher_layers(dcfg):

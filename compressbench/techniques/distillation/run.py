@@ -20,8 +20,8 @@ from compressbench.techniques.distillation.plan import student_layers, teacher_l
 from compressbench.techniques.distillation.teacher import Teacher, resolve_teacher
 
 if TYPE_CHECKING:
+    from compressbench.config.distill import DistillConfig
     from compressbench.engine.env import StageEnv
-    from compressbench.stages.distill import DistillConfig
 
 HINT_SLOT = "hint_"  # FitNets phase 1's checkpoint slot, beside the stage's own
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
 from torch import nn
 
 from compressbench.config import BadValue, ConfigError, resolve_path, to_dict
 
 if TYPE_CHECKING:
+    from compressbench.config import Plan
+    from compressbench.config.distill import TeacherConfig
     from compressbench.engine.env import StageEnv
-    from compressbench.pipeline.plan import Plan
-    from compressbench.stages.distill import TeacherConfig
 
 
 @dataclass
@@ -26,18 +25,6 @@ class Teacher:
     model: nn.Module
     source: str  # input:<stage> | stage:<stage> | experiment:<name>/<stage> | checkpoint:<path>
     arch: str  # its model name (a distilled student's name after a distill stage)
-
-
-def input_model(cfg: DictConfig, plan: Plan, index: int) -> tuple[dict[str, Any], bool]:
-    """The model config of what enters ``plan.chain[index]``, and whether its layers are known exactly.
-
-    ``train`` keeps the architecture and ``distill`` swaps in its student; any other kind (pruning,
-    quantization) may rename or replace layers, so names checked on the config would not be reliable.
-    """
-    node, exact = to_dict(cfg.model), True
-    for name in plan.chain[:index]:
-        node, exact = plan.stages[name].output_model(node, exact)
-    return node, exact
 
 
 def experiment_stage(spec: TeacherConfig, plan: Plan) -> str:
@@ -49,9 +36,9 @@ def experiment_stage(spec: TeacherConfig, plan: Plan) -> str:
     return stage
 
 
-def check_same_data(ours: DictConfig, theirs: DictConfig, name: str) -> None:
+def check_same_data(ours: dict[str, Any], theirs: dict[str, Any], name: str) -> None:
     """The teacher must have been trained on this dataset and split: its val/test images must be ours too."""
-    def split(node: DictConfig) -> dict[str, Any]:
+    def split(node: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in to_dict(node).items() if k not in ("download", "augment")}
 
     if split(ours) != split(theirs):
@@ -71,7 +58,7 @@ def resolve_teacher(spec: TeacherConfig, incoming: nn.Module, env: StageEnv) -> 
     else:
         index = env.index
         before = env.plan.chain[index - 1] if index > 0 else "initial model"
-        teacher = Teacher(incoming, f"input:{before}", input_model(env.cfg, env.plan, index)[0]["name"])
+        teacher = Teacher(incoming, f"input:{before}", env.plan.input_model(index)[0]["name"])
     teacher.model.eval()
     return teacher
 
@@ -88,7 +75,7 @@ def _from_stage(stage: str, env: StageEnv) -> Teacher:
         raise ConfigError(f"distill.teacher.stage={stage!r}: that stage's model is not in the stage cache "
                           f"(its kind '{env.plan.stages[stage].stage}' may not be cacheable); put this distill "
                           f"stage right after it and leave distill.teacher.stage unset")
-    arch = input_model(env.cfg, env.plan, env.plan.chain.index(stage) + 1)[0]["name"]
+    arch = env.plan.input_model(env.plan.chain.index(stage) + 1)[0]["name"]
     return Teacher(as_module(artifact, env.name), f"stage:{stage}", arch)
 
 
@@ -96,30 +83,30 @@ def _from_experiment(spec: TeacherConfig, env: StageEnv) -> Teacher:
     assert spec.experiment is not None
     from compressbench.runtimes import as_module
 
-    cfg, plan = env.experiments.compose(spec.experiment, spec.overrides)
-    check_same_data(env.cfg.dataset, cfg.dataset, spec.experiment)
+    plan = env.experiments.compose(spec.experiment, spec.overrides)
+    check_same_data(env.plan.dataset, plan.dataset, spec.experiment)
     stage = experiment_stage(spec, plan)
     # check_same_data made sure it is this run's dataset config, so this run's data fingerprint is its too; the
     # entry is looked for in this run's cache, wherever that experiment's config points.
-    artifact = env.lookup_key(env.experiments.stage_key(cfg, plan, stage, env.data.fingerprint))
+    artifact = env.lookup_key(env.experiments.stage_key(plan, stage, env.data.fingerprint))
     if artifact is None:
+        cache_dir = resolve_path(env.plan.paths["cache_dir"])
         command = " ".join(["python -m compressbench", f"+experiment={spec.experiment}", *spec.overrides,
-                            f"paths.cache_dir={resolve_path(env.cfg.paths.cache_dir)}"])
+                            f"paths.cache_dir={cache_dir}"])
         raise ConfigError(f"distill.teacher.experiment={spec.experiment!r}: its stage '{stage}' is not in the "
-                          f"stage cache at {resolve_path(env.cfg.paths.cache_dir)}; run that experiment first: "
-                          f"{command}")
-    arch = input_model(cfg, plan, plan.chain.index(stage) + 1)[0]["name"]
+                          f"stage cache at {cache_dir}; run that experiment first: {command}")
+    arch = plan.input_model(plan.chain.index(stage) + 1)[0]["name"]
     return Teacher(as_module(artifact, env.name), f"experiment:{spec.experiment}/{stage}", arch)
 
 
-def teacher_node(spec: TeacherConfig, cfg: DictConfig) -> dict[str, Any]:
-    """The model config of a teacher file: ``teacher.model``, else this run's model."""
-    node = {"name": spec.model} if spec.model else to_dict(cfg.model)
+def teacher_node(spec: TeacherConfig, model: dict[str, Any]) -> dict[str, Any]:
+    """The model config of a teacher file: ``teacher.model``, else this run's ``model``."""
+    node = {"name": spec.model} if spec.model else dict(model)
     node.pop("pretrained", None)  # the file holds the weights; nothing to download
     return node
 
 
-def check_teacher_file(spec: TeacherConfig, key: str, cfg: DictConfig, num_classes: int, in_channels: int,
+def check_teacher_file(spec: TeacherConfig, key: str, model: dict[str, Any], num_classes: int, in_channels: int,
                        image_size: int) -> None:
     """Raise BadValue at ``key`` unless the teacher file reads weights-only and fits its model's names and shapes
     (the model built on the meta device: no memory, no arithmetic)."""
@@ -131,9 +118,9 @@ def check_teacher_file(spec: TeacherConfig, key: str, cfg: DictConfig, num_class
     assert spec.path is not None
     path = resolve_path(spec.path)
     with torch.device("meta"):
-        model = build_model(teacher_node(spec, cfg), num_classes, in_channels, image_size)
+        built = build_model(teacher_node(spec, model), num_classes, in_channels, image_size)
     try:
-        check_fits(model, read_state_dict(path), path, f"set {key.removesuffix('.path')}.model to the file's "
+        check_fits(built, read_state_dict(path), path, f"set {key.removesuffix('.path')}.model to the file's "
                    f"architecture, or give a teacher trained on this dataset's classes, channels and image size")
     except CheckpointError as e:
         raise BadValue(key, spec.path, str(e)) from None
@@ -144,7 +131,7 @@ def _from_checkpoint(spec: TeacherConfig, env: StageEnv) -> Teacher:
     from compressbench.models import build_model
 
     assert spec.path is not None
-    node = teacher_node(spec, env.cfg)
+    node = teacher_node(spec, env.plan.model)
     data = env.data
     model = build_model(node, data.num_classes, data.in_channels, data.image_size)
     load_weights_(model, resolve_path(spec.path))
