@@ -1,10 +1,12 @@
 """compressbench: measure what each compression technique costs in accuracy and buys in size and speed."""
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from compressbench.infra.version import __version__
+
+__all__ = ["__version__", "run"]
 
 if TYPE_CHECKING:
     import pandas as pd

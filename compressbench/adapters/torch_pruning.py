@@ -38,7 +38,7 @@ class ChannelGroup:
     _group: Any
     _graph: Any
 
-    def _items(self) -> Iterator[tuple[nn.Module, bool, list[int], list[int]]]:
+    def items(self) -> Iterator[tuple[nn.Module, bool, list[int], list[int]]]:
         """(module, prunes its outputs?, the module's indices, the matching root channel indices)."""
         for item in self._group.items:
             module = item.dep.target.module
@@ -51,7 +51,7 @@ class ChannelGroup:
         """Li et al.'s criterion: per channel, the L1 norm of the filters it would remove (summed over every
         conv/linear of the group, so a residual group is ranked by all the filters it joins)."""
         score = torch.zeros(self.channels)
-        for module, is_out, idxs, roots in self._items():
+        for module, is_out, idxs, roots in self.items():
             if is_out and isinstance(module, PRUNABLE):
                 w = module.weight.detach()[idxs].flatten(1).abs().sum(1).float().cpu()
                 score.scatter_add_(0, torch.tensor(roots), w)
@@ -63,7 +63,7 @@ class ChannelGroup:
         channel's removal would take away (its filters, the norm's scale and shift, the readers' input
         weights) of |w * dL/dw|, from the gradients in ``.grad`` (accumulate a few batches first)."""
         score = torch.zeros(self.channels)
-        for module, is_out, idxs, roots in self._items():
+        for module, is_out, idxs, roots in self.items():
             if not isinstance(module, (*PRUNABLE, *_NORMS)):
                 continue
             for name in ("weight", "bias"):

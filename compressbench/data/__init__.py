@@ -8,18 +8,14 @@ alone can: each loader module registers its check in CHECKS under the same name.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# Imported for their registrations into data.registry (a leaf: the loaders never import this package).
+from compressbench.data import cifar, digits, given, image_folder, mnist, svhn, synthetic  # noqa: F401
+from compressbench.data.registry import CHECKS, DATASETS
 from compressbench.data.split import Augment, DataBundle, Split
-from compressbench.infra.registry import Registry
-
-DatasetFn = Callable[[Mapping[str, Any], Path, Path], DataBundle]
-CheckFn = Callable[[Mapping[str, Any], Path, bool], None]  # (dataset node, data_dir, check files too)
-
-DATASETS: Registry[DatasetFn] = Registry("dataset")
-CHECKS: Registry[CheckFn] = Registry("dataset check")
 
 
 def check_dataset(cfg: Mapping[str, Any], data_dir: str | Path, *, files: bool = True) -> None:
@@ -76,8 +72,5 @@ def data_cache_dir(data_dir: str | Path, cache_dir: str | Path | None = None) ->
     """Where loaders keep what they derive from the data (created on first write)."""
     return Path(cache_dir) / "data" if cache_dir is not None else Path(data_dir) / ".compressbench_cache"
 
-
-# Imported for their registrations (after DATASETS exists: they import it from here).
-from compressbench.data import cifar, digits, given, image_folder, mnist, svhn, synthetic  # noqa: E402, F401
 
 __all__ = ["CHECKS", "DATASETS", "Augment", "DataBundle", "Split", "check_dataset", "load_dataset"]

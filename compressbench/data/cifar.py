@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.data import CHECKS, DATASETS
 from compressbench.data.fetch import download_guard, require_files
 from compressbench.data.fingerprint import file_checksums, files_digest
+from compressbench.data.registry import CHECKS, DATASETS
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 DEFAULTS: dict[str, Any] = {"download": True, "augment": {"crop_padding": 4, "flip": True}}

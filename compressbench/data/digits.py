@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from compressbench.data import CHECKS, DATASETS
+from compressbench.data.registry import CHECKS, DATASETS
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 DEFAULTS: dict[str, Any] = {

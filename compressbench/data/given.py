@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.data import DATASETS
 from compressbench.data.fingerprint import tensor_digest
+from compressbench.data.registry import DATASETS
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 _GIVEN: dict[str, tuple[Split, Split, list[str]]] = {}

@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.data import CHECKS, DATASETS
 from compressbench.data.decode import MAX_PIXELS, RESIZE, TooLarge, decode_cached, relative_paths
 from compressbench.data.fingerprint import listing_digest
+from compressbench.data.registry import CHECKS, DATASETS
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 from compressbench.data.walk import FolderWalk
 

@@ -5,9 +5,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from compressbench.data import CHECKS, DATASETS
 from compressbench.data.fetch import download_guard, require_files
 from compressbench.data.fingerprint import file_checksums, files_digest
+from compressbench.data.registry import CHECKS, DATASETS
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 
 DEFAULTS: dict[str, Any] = {"download": True, "augment": {"crop_padding": 2, "flip": False}}

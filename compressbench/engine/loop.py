@@ -22,8 +22,8 @@ from compressbench.infra import distributed, signals
 from compressbench.measure.accuracy import evaluate
 
 if TYPE_CHECKING:
-    from compressbench.engine.env import Checkpoint
-    from compressbench.engine.train import TrainConfig
+    from compressbench.config.train import TrainConfig
+    from compressbench.engine.checkpoint import Checkpoint
 
 Criterion = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 Batches = Iterable[tuple[torch.Tensor, ...]]  # (inputs, targets) or (inputs, targets, sample index)

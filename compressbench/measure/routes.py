@@ -31,7 +31,7 @@ from compressbench.measure.latency import (
     quantile,
     time_interleaved,
 )
-from compressbench.runtimes import RUNTIMES, Deployable, Eager
+from compressbench.runtimes import Deployable, Eager, fp32_route
 
 FP32, MODEL = "fp32@", "model@"  # timed calls: the baseline on a route, the measured model on a route
 
@@ -56,7 +56,7 @@ def against_fp32_routes(artifact: Deployable, fp32: Eager, routes: Sequence[str]
             try:
                 reference = built_reference(route, base, example).timer(example)
                 # The measured fp32 model is not cached: each one is built once.
-                mine = RUNTIMES.get(route).from_fp32(model, example).timer(example) if model is not None else None
+                mine = fp32_route(route).from_fp32(model, example).timer(example) if model is not None else None
             except ImportError as e:  # an optional runtime that is not installed: say how to get it
                 skipped.append(f"{route} (not installed: {e})")
                 continue
@@ -118,7 +118,7 @@ def built_reference(route: str, base: Eager, example: torch.Tensor) -> Deployabl
     if key in _BUILT:
         _BUILT.move_to_end(key)
         return _BUILT[key]
-    built = RUNTIMES.get(route).from_fp32(base, example)  # type: ignore[attr-defined]
+    built = fp32_route(route).from_fp32(base, example)
     _BUILT[key] = built
     while len(_BUILT) > _BUILT_MAX:
         _BUILT.popitem(last=False)

@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
-from compressbench import __version__
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.hashing import file_sha256
 from compressbench.infra.locks import file_lock
+from compressbench.infra.version import __version__
 from compressbench.runtimes import RUNTIMES, Deployable
 from compressbench.stages.export import MANIFEST  # a stage file listing the sha256 of the others
 

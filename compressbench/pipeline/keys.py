@@ -10,21 +10,21 @@ from typing import Any
 
 import torch
 
-from compressbench.config import Plan, resolve_path, to_dict
+from compressbench.config import Experiments, Plan, resolve_path, to_dict
 from compressbench.infra.hashing import file_sha256
 from compressbench.pipeline.cache import stage_key
 
 UNKEYED_DATASET = ("download", "root", "max_image_pixels")  # dataset options the data fingerprint stands for
 
 
-def chain_keys(plan: Plan, fingerprint: str) -> list[str]:
+def chain_keys(plan: Plan, fingerprint: str, experiments: Experiments) -> list[str]:
     """Cache keys: [initial model, after stage 1, ...].
 
     The first key covers the model and dataset configs, the seed, the training environment, the bytes of an
     ``init_from`` file and ``fingerprint`` — the data actually loaded (files, split indices) — so a changed
-    dataset recomputes every stage instead of scoring an old model on images it trained on.
+    dataset recomputes every stage instead of scoring an old model on images it trained on. ``experiments``
+    compose and key the experiments a stage reads from (a distill teacher's): ``pipeline.plan.EXPERIMENTS``.
     """
-    from compressbench.pipeline.experiments import EXPERIMENTS  # it keys other experiments with this function
     from compressbench.stages import STAGES
 
     # Where the files are is not what they are: the fingerprint covers the content, so a moved folder (another
@@ -39,7 +39,7 @@ def chain_keys(plan: Plan, fingerprint: str) -> list[str]:
     for name in plan.chain:
         scfg = plan.stages[name]
         kind = STAGES.get(scfg.stage)
-        salt = kind.cache_salt(scfg, EXPERIMENTS, fingerprint)  # what it reads beyond its options (a teacher file)
+        salt = kind.cache_salt(scfg, experiments, fingerprint)  # what it reads beyond its options (a teacher file)
         keys.append(stage_key(keys[-1], stage=kind.key_fields(scfg, to_dict(scfg)), **({"salt": salt} if salt else {})))
     return keys
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Sequence
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -29,6 +30,7 @@ from compressbench.config import (
     StageConfig,
     check,
     check_weights_file,
+    conf_dir,
     is_safe_slug,
     resolve_path,
     to_dict,
@@ -90,7 +92,6 @@ def validate(cfg: DictConfig) -> Plan:
     # Then what needs the model zoo, the loaders and the runtimes (they import torch), and the whole-chain checks.
     from compressbench.data import check_dataset
     from compressbench.models import check_model_config
-    from compressbench.pipeline.experiments import EXPERIMENTS  # they import this module
     from compressbench.runtimes import RUNTIMES, fp32_routes
     from compressbench.stages import STAGES
 
@@ -179,3 +180,48 @@ def precheck(cfg: DictConfig) -> Plan:
                 measure=measure, reference=reference, analyses=analyses, deployed_by=deployed_by, model=model,
                 dataset=to_dict(cfg.dataset), paths=to_dict(cfg.paths) if cfg.get("paths") else {},
                 init_from=str(init_from) if init_from else None, models=models)
+
+
+# Other experiments, composed and keyed as this pipeline does it (``config.Experiments``): how a distill stage finds
+# a teacher trained by another experiment, at config time and in its cache key.
+def known_experiments() -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
+
+
+def compose_experiment(name: str, overrides: Sequence[str]) -> Plan:
+    """Compose ``+experiment=name`` with ``overrides`` the way the CLI does, and validate it.
+
+    Inside a running Hydra app (the CLI) Hydra is initialised with the user's search path (``--config-dir``),
+    so their own experiments are found too; elsewhere the packaged configs are used.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    args = [f"+experiment={name}", *overrides]
+    try:
+        if GlobalHydra.instance().is_initialized():
+            cfg = compose("config", overrides=args)
+        else:
+            with initialize_config_dir(config_dir=str(conf_dir()), version_base=None):
+                cfg = compose("config", overrides=args)
+    except HydraException as e:
+        raise ConfigError(f"distill.teacher.experiment={name!r} with overrides {list(overrides)} does not "
+                          f"compose: {str(e).splitlines()[0]}; packaged experiments: "
+                          f"{', '.join(known_experiments())}") from None
+    return validate(cfg)
+
+
+class PackagedExperiments:
+    """``config.Experiments`` over the packaged configs (and, inside the CLI, the user's search path)."""
+
+    def compose(self, name: str, overrides: Sequence[str]) -> Plan:
+        return compose_experiment(name, overrides)
+
+    def stage_key(self, plan: Plan, stage: str, fingerprint: str) -> str:
+        from compressbench.pipeline.keys import chain_keys
+
+        return chain_keys(plan, fingerprint, self)[plan.chain.index(stage) + 1]
+
+
+EXPERIMENTS = PackagedExperiments()

@@ -22,7 +22,6 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from compressbench import __version__
 from compressbench.config import BadValue, ConfigError, RuntimeConfig, StageConfig, resolve_path, to_dict
 from compressbench.data import DataBundle, check_dataset, load_dataset
 from compressbench.engine import Diverged, resolve_device
@@ -41,13 +40,13 @@ from compressbench.infra.preflight import (
     preflight,
 )
 from compressbench.infra.safe_load import CheckpointError, load_weights_
+from compressbench.infra.version import __version__
 from compressbench.measure import Baseline, measure
 from compressbench.measure.accuracy import PER_IMAGE_KEY
 from compressbench.models import build_model, model_label
 from compressbench.pipeline.cache import Entry, StageCache
-from compressbench.pipeline.experiments import EXPERIMENTS
 from compressbench.pipeline.keys import chain_keys
-from compressbench.pipeline.plan import Plan, validate
+from compressbench.pipeline.plan import EXPERIMENTS, Plan, validate
 from compressbench.pipeline.provenance import git_sha, machine, run_id_of
 from compressbench.report import print_table, write_report
 from compressbench.results import write_csv, write_results
@@ -239,7 +238,7 @@ class Pipeline:
             remove_stale_temps(self.cache.root, every_s=3600)  # what killed writers left (a day old at least)
         self.memo = TensorMemo(self.cache.root)
         self.init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
-        self.keys = chain_keys(plan, data.fingerprint)
+        self.keys = chain_keys(plan, data.fingerprint, EXPERIMENTS)
         self.reference: Baseline | None = None
         self.cfg = copy.deepcopy(cfg)
         OmegaConf.set_readonly(self.cfg, True)  # stages read the run config; none may change it

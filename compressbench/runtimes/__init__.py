@@ -9,7 +9,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from compressbench.runtimes.base import RUNTIMES, Arch, Deployable, NotDeployable, register_runtime
+from compressbench.runtimes.base import (
+    RUNTIMES,
+    Arch,
+    Deployable,
+    Fp32Route,
+    Int8Calibrating,
+    NotDeployable,
+    fp32_route,
+    int8_calibrating,
+    register_runtime,
+)
 from compressbench.runtimes.eager import Eager, as_module
 
 # Every module of this package registers its runtimes on import: a new runtime is a new file, no list to keep.
@@ -19,11 +29,11 @@ for _info in pkgutil.iter_modules(__path__):
 
 
 def fp32_routes(installed: bool = False) -> list[str]:
-    """Runtimes that can run an fp32 model (they define ``from_fp32``): the ``quantize.fp32_routes`` choices;
-    ``installed``: only those whose optional packages are installed here (the default of that option)."""
-    return [name for name in RUNTIMES.names() if callable(getattr(RUNTIMES.get(name), "from_fp32", None))
+    """Runtimes that can run an fp32 model (``Fp32Route``): the ``quantize.fp32_routes`` choices; ``installed``:
+    only those whose optional packages are installed here (the default of that option)."""
+    return [name for name in RUNTIMES.names() if isinstance(RUNTIMES.get(name), Fp32Route)
             and (not installed or RUNTIMES.get(name).available())]
 
 
-__all__ = ["fp32_routes", "RUNTIMES", "Arch", "Deployable", "Eager", "NotDeployable", "as_module",
-           "register_runtime"]
+__all__ = ["fp32_routes", "RUNTIMES", "Arch", "Deployable", "Eager", "Fp32Route", "Int8Calibrating",
+           "NotDeployable", "as_module", "fp32_route", "int8_calibrating", "register_runtime"]

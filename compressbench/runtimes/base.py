@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -168,6 +168,40 @@ class Deployable:
 
 
 RUNTIMES: Registry[type[Deployable]] = Registry("runtime")
+
+
+@runtime_checkable
+class Fp32Route(Protocol):
+    """A runtime that can run an fp32 model: a ``measure.fp32_routes`` / ``quantize.fp32_routes`` choice."""
+
+    @classmethod
+    def from_fp32(cls, fp32: Any, example: torch.Tensor) -> Deployable:
+        """``fp32`` (an ``Eager``) built on this runtime; ``example`` fixes the input shape where it must."""
+
+
+@runtime_checkable
+class Int8Calibrating(Protocol):
+    """A runtime that calibrates its own int8 model: a ``quantize.backend`` of method ``static_int8``."""
+
+    @classmethod
+    def calibrate_int8(cls, fp32: Any, batches: list[torch.Tensor]) -> tuple[Deployable, list[dict[str, str]]]:
+        """The int8 model calibrated on ``batches``, and its fallback report (one row per layer/op)."""
+
+
+def fp32_route(name: str) -> type[Fp32Route]:
+    """The runtime ``name`` as an fp32 route; TypeError when it cannot run an fp32 model."""
+    runtime = RUNTIMES.get(name)
+    if not isinstance(runtime, Fp32Route):
+        raise TypeError(f"runtime {name} cannot run an fp32 model (it has no from_fp32)")
+    return runtime  # type: ignore[return-value]
+
+
+def int8_calibrating(name: str) -> type[Int8Calibrating]:
+    """The runtime ``name`` as an int8 calibrator; TypeError when it calibrates no int8 model."""
+    runtime = RUNTIMES.get(name)
+    if not isinstance(runtime, Int8Calibrating):
+        raise TypeError(f"runtime {name} calibrates no int8 model (it has no calibrate_int8)")
+    return runtime  # type: ignore[return-value]
 
 
 def register_runtime(cls: type[Deployable]) -> type[Deployable]:

@@ -35,6 +35,12 @@ class ModuleState(Protocol):
     """State a technique attaches to modules beyond their state_dict (registered with ``register_state``)."""
 
     name: str
+    # A model carrying this state has a file format of its own (weight sharing: the Deep Compression file), so
+    # the generic sparse encoding of its rows does not describe it.
+    encodes_itself: bool
+
+    def attached(self, module: nn.Module) -> bool:
+        """Whether ``module`` (or a submodule) carries this state."""
 
     def capture(self, module: nn.Module) -> dict[str, torch.Tensor] | None:
         """The tensors to save, or None when ``module`` carries none of this state."""
@@ -58,6 +64,11 @@ ROW_FIELDS: list[Callable[[nn.Module], dict[str, Any]]] = []
 def register_row_fields(fn: Callable[[nn.Module], dict[str, Any]]) -> Callable[[nn.Module], dict[str, Any]]:
     ROW_FIELDS.append(fn)
     return fn
+
+
+def encodes_itself(module: nn.Module) -> bool:
+    """Whether ``module`` carries a state with its own file format (``ModuleState.encodes_itself``)."""
+    return any(s.encodes_itself and s.attached(module) for s in MODULE_STATES)
 
 
 def register_state(state: ModuleState) -> ModuleState:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compressbench import __version__
 from compressbench.config import StageConfig, check, to_dict
+from compressbench.infra.version import __version__
 from compressbench.stages import StageResult, register_stage
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from compressbench import __version__
+from compressbench.infra.version import __version__
 from compressbench.results import read_csv
 
 # Numeric-looking columns that are names, not measurements (a hex id can be all digits, or parse as 1e5...).

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from compressbench.pipeline.keys import chain_keys
-from compressbench.pipeline.plan import validate
+from compressbench.pipeline.plan import EXPERIMENTS, validate
 from compressbench.pipeline.runner import run
 
 
@@ -19,7 +19,7 @@ def test_smoke_caps_every_training_and_keys_it_apart(make_cfg):
 
     def keys(*overrides: str) -> list[str]:
         c = make_cfg("+experiment=digits_deep_compression", *overrides, fast=False)
-        return chain_keys(validate(c), "fp")
+        return chain_keys(validate(c), "fp", EXPERIMENTS)
 
     real, capped, limited = keys(), keys("runtime.max_epochs=1"), keys("+dataset.limit=64")
     assert capped[0] == real[0] and all(a != b for a, b in zip(capped[1:], real[1:], strict=True))  # cap keyed
@@ -47,6 +47,6 @@ def test_a_teacher_from_another_experiment_is_smoke_trained_too(make_cfg):
 
     def key(*overrides: str) -> str:
         c = make_cfg(*kd, *overrides, fast=False)
-        return chain_keys(validate(c), "fp")[1]
+        return chain_keys(validate(c), "fp", EXPERIMENTS)[1]
 
     assert key("+debug=smoke") != key("+debug=smoke", "kd.teacher.overrides=['++runtime.max_epochs=2']")

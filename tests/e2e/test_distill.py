@@ -17,8 +17,8 @@ from compressbench.engine import KeepSparsity, fit
 from compressbench.engine.env import StageEnv
 from compressbench.engine.train import TrainConfig
 from compressbench.models import MODELS, build_model
-from compressbench.pipeline import experiments as experiments_module
-from compressbench.pipeline.experiments import EXPERIMENTS as RESOLVER
+from compressbench.pipeline import plan as experiments_module
+from compressbench.pipeline.plan import EXPERIMENTS as RESOLVER
 from compressbench.pipeline.plan import validate
 from compressbench.pipeline.runner import RunFailed, run, stage_env
 from compressbench.results import read_csv

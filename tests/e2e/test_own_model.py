@@ -15,7 +15,7 @@ from torch.utils.data import TensorDataset
 import compressbench
 from compressbench.pipeline import runner
 from compressbench.pipeline.keys import chain_keys
-from compressbench.pipeline.plan import validate
+from compressbench.pipeline.plan import EXPERIMENTS, validate
 from compressbench.report.points import command
 
 # Every stage kind, in four chains. Small on purpose:
@@ -72,7 +72,7 @@ def test_every_stage_kind_on_a_torchvision_model(make_cfg, tmp_path: Path, arch:
     words = shlex.split(command(pd.Series({**table.iloc[-1], "seeds": ""}), list(table["stage"])))
     assert words[:3] == ["python", "-m", "compressbench"]
     again = make_cfg(*words[3:])
-    assert chain_keys(validate(again), "fp") == chain_keys(validate(cfg), "fp")[: len(table) + 1]
+    assert chain_keys(validate(again), "fp", EXPERIMENTS) == chain_keys(validate(cfg), "fp", EXPERIMENTS)[: len(table) + 1]
 
 
 class TinyNet(nn.Module):

@@ -42,7 +42,7 @@ def l2_criterion():
     @register("l2_filter_test", "channels", "layer")
     def l2_filter(group):
         score = torch.zeros(group.channels)
-        for module, is_out, idxs, roots in group._items():
+        for module, is_out, idxs, roots in group.items():
             if is_out and isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
                 w = module.weight.detach()[idxs].flatten(1).pow(2).sum(1).float()
                 score.scatter_add_(0, torch.tensor(roots), w)

@@ -12,7 +12,7 @@ import torch
 from compressbench.measure.latency import num_threads, time_model
 from compressbench.models import build_model
 from compressbench.models.counting import count_macs
-from compressbench.runtimes import RUNTIMES, Arch, Deployable, Eager, exporting
+from compressbench.runtimes import RUNTIMES, Arch, Deployable, Eager, Int8Calibrating, exporting
 from compressbench.runtimes.compiled import Compiled
 from compressbench.runtimes.onnxruntime import Ort
 from compressbench.stages.quantize import QuantizeConfig
@@ -142,7 +142,7 @@ def test_verifier_cannot_import_compressbench(tmp_path: Path):
     assert proc.returncode != 0 and "compressbench" in proc.stderr
 
 
-@pytest.mark.parametrize("kind", [k for k in RUNTIMES.names() if hasattr(RUNTIMES.get(k), "calibrate_int8")])
+@pytest.mark.parametrize("kind", [k for k in RUNTIMES.names() if isinstance(RUNTIMES.get(k), Int8Calibrating)])
 def test_a_runtime_that_calibrates_int8_is_a_static_int8_backend(kind: str):
     """Such a runtime is declared by name in ``quantization.methods`` (known before torch is imported), with the
     packages and pip extra the runtime itself requires."""

@@ -95,11 +95,11 @@ def test_parallel_processes_compute_a_shared_stage_once(tmp_path: Path):
 def test_what_a_stage_is_timed_against_is_not_its_key(make_cfg):
     """quantize.fp32_routes (unkeyed) changes only the measurement: installing a runtime recomputes nothing."""
     from compressbench.pipeline.keys import chain_keys
-    from compressbench.pipeline.plan import validate
+    from compressbench.pipeline.plan import EXPERIMENTS, validate
 
     def keys(*overrides: str) -> list[str]:
         cfg = make_cfg("chain=[train,quantize]", *overrides)
-        return chain_keys(validate(cfg), "fingerprint")
+        return chain_keys(validate(cfg), "fingerprint", EXPERIMENTS)
 
     base = keys("quantize.fp32_routes=[eager]")
     assert keys("quantize.fp32_routes=[]") == base

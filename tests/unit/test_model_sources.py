@@ -14,7 +14,7 @@ from torch import nn
 from compressbench.config import ConfigError, conf_dir
 from compressbench.models import MODELS, build_model, check_model_config, model_identity, model_label
 from compressbench.pipeline.keys import chain_keys
-from compressbench.pipeline.plan import validate
+from compressbench.pipeline.plan import EXPERIMENTS, validate
 
 NETS = '''
 from torch import nn
@@ -105,7 +105,7 @@ def test_pretrained_weights_from_a_file_and_from_the_hub_cache(tmp_path: Path, m
 def test_keys_hold_the_builder_its_arguments_and_its_source_file(make_cfg, user_package: Path) -> None:
     def first_key(*overrides: str) -> str:
         cfg = make_cfg("model=callable", "model.target=my_nets.build", *overrides)
-        return chain_keys(validate(cfg), "data")[0]
+        return chain_keys(validate(cfg), "data", EXPERIMENTS)[0]
 
     before = first_key()
     assert first_key() == before
@@ -118,7 +118,7 @@ def test_a_callable_distill_student_is_keyed_by_its_source_file(make_cfg, user_p
     def keys() -> list[str]:
         cfg = make_cfg("+stage@kd=distill", "chain=[train,kd]", "kd.student=callable",
                        "+kd.student_options={target:my_nets.build}")
-        return chain_keys(validate(cfg), "data")
+        return chain_keys(validate(cfg), "data", EXPERIMENTS)
 
     before = keys()
     user_package.write_text(NETS.replace("nn.ReLU()", "nn.GELU()"))

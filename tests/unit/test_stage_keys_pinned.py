@@ -25,7 +25,7 @@ def experiment_keys(cfg: DictConfig) -> dict[str, object]:
     a sweep are nodes its chain does not name)."""
     from compressbench.pipeline import keys as keys_module
     from compressbench.pipeline.cache import stage_key
-    from compressbench.pipeline.experiments import EXPERIMENTS as OTHERS
+    from compressbench.pipeline.plan import EXPERIMENTS as OTHERS
     from compressbench.pipeline.plan import typed, validate
     from compressbench.stages import STAGES
 
@@ -37,7 +37,7 @@ def experiment_keys(cfg: DictConfig) -> dict[str, object]:
             scfg = plan.stages.get(name) or typed(kind.config, node, name)
             salt = kind.cache_salt(scfg, OTHERS, "fp")
             nodes[str(name)] = stage_key("", stage=kind.key_fields(scfg, to_dict(scfg)), **({"salt": salt} if salt else {}))
-    return {"chain": keys_module.chain_keys(plan, "fp"), "nodes": nodes}
+    return {"chain": keys_module.chain_keys(plan, "fp", OTHERS), "nodes": nodes}
 
 
 @pytest.fixture

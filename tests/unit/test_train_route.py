@@ -55,13 +55,13 @@ def test_conv_nets_are_told_from_mlps_without_building_weights():
 
 def test_precision_is_in_the_key_memory_format_and_compile_are_not(make_cfg, native_bf16):
     from compressbench.pipeline.keys import chain_keys
-    from compressbench.pipeline.plan import validate
+    from compressbench.pipeline.plan import EXPERIMENTS, validate
 
     native_bf16(True)
 
     def first_key(*overrides: str) -> str:
         cfg = make_cfg(*overrides)
-        return chain_keys(validate(cfg), "fingerprint")[0]
+        return chain_keys(validate(cfg), "fingerprint", EXPERIMENTS)[0]
 
     base = first_key("runtime.amp=bf16")
     assert first_key("runtime.amp=bf16", "runtime.channels_last=false", "runtime.compile=true") == base

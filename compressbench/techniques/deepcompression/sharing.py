@@ -30,7 +30,8 @@ from compressbench.techniques.deepcompression.choices import SHARING_UPDATES as 
 from compressbench.techniques.deepcompression.kmeans import kmeans_1d
 from compressbench.techniques.pruning.layers import prunable_layers
 
-CODEBOOK, CLUSTERS = "compressbench_codebook", "compressbench_clusters"
+# What a shared layer carries: two buffers and its update rule (a plain attribute: "mean" or "sum").
+CODEBOOK, CLUSTERS, UPDATE = "compressbench_codebook", "compressbench_clusters", "compressbench_update"
 
 
 @dataclass
@@ -89,7 +90,7 @@ def project_(m: nn.Module, resync: bool = False) -> None:
         codebook.copy_(sums.index_add_(0, index, members.double()) / counts.double())
     else:
         step = torch.zeros_like(codebook).index_add_(0, index, members - codebook[index])
-        codebook.add_(step if getattr(m, "compressbench_update", "mean") == "sum" else step / counts)
+        codebook.add_(step if getattr(m, UPDATE, "mean") == "sum" else step / counts)
     new = torch.zeros_like(flat)
     new[live] = codebook[index].to(flat.dtype)
     w.copy_(new.view(w.shape))
@@ -127,7 +128,7 @@ def unshare_(model: nn.Module) -> nn.Module:
         _drop_hooks(m)
         for name in (CODEBOOK, CLUSTERS):
             delattr(m, name)
-        m.__dict__.pop("compressbench_update", None)
+        m.__dict__.pop(UPDATE, None)
     return model
 
 
@@ -141,7 +142,7 @@ def share_(m: nn.Module, codebook: torch.Tensor, clusters: torch.Tensor, update:
     m.register_buffer(CODEBOOK, codebook.to(w.device, torch.float32).clone(), persistent=False)
     # int32, not int16: DDP broadcasts every buffer when it wraps the model, and gloo/NCCL have no int16.
     m.register_buffer(CLUSTERS, clusters.to(w.device, torch.int32).reshape(-1).clone(), persistent=False)
-    m.compressbench_update = update
+    setattr(m, UPDATE, update)
     m.register_forward_pre_hook(ProjectShared())
     m.register_load_state_dict_post_hook(ResyncShared())
     new = torch.zeros(w.numel(), dtype=w.dtype, device=w.device)
@@ -202,13 +203,17 @@ class SharingState:
     (the rule as a 0/1 tensor, so the file stays tensors only); loading re-attaches the hooks."""
 
     name = "weight_sharing"
+    encodes_itself = True  # the Deep Compression file (cluster / encode rows) is its encoding
+
+    def attached(self, module: nn.Module) -> bool:
+        return bool(shared_layers(module))
 
     def capture(self, module: nn.Module) -> dict[str, torch.Tensor] | None:
         out = {}
         for layer, m in shared_layers(module).items():
             out[f"{layer}.codebook"] = getattr(m, CODEBOOK)
             out[f"{layer}.clusters"] = getattr(m, CLUSTERS)
-            out[f"{layer}.update_sum"] = torch.tensor(getattr(m, "compressbench_update", "mean") == "sum")
+            out[f"{layer}.update_sum"] = torch.tensor(getattr(m, UPDATE, "mean") == "sum")
         return out or None
 
     def restore(self, module: nn.Module, tensors: dict[str, torch.Tensor]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from compressbench.runtimes.eager import register_row_fields
+from compressbench.runtimes.eager import encodes_itself, register_row_fields
 
 MAGIC, VERSION = b"CBSPARSE", 1
 DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32, torch.int16,
@@ -158,8 +158,8 @@ SPARSE_ENOUGH = 0.1
 def sparse_encoding_fields(module: torch.nn.Module) -> dict[str, Any]:
     """``encoded_bytes`` of a sparse eager model on every row that measures it (a finetune after a prune keeps
     its zeros, so its encoded size is what it would ship): the verified encoding, or nothing if not sparse."""
-    if any(hasattr(m, "compressbench_clusters") for m in module.modules()):
-        return {}  # weight sharing: the Deep Compression file (cluster / encode rows) is its encoding
+    if encodes_itself(module):
+        return {}  # e.g. weight sharing: the Deep Compression file (cluster / encode rows) is its encoding
     state = module.state_dict()
     weights = [t for k, t in state.items() if k.endswith("weight") and t.dim() > 1 and t.is_floating_point()]
     total = sum(t.numel() for t in weights)

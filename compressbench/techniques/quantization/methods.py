@@ -12,33 +12,24 @@ runs), so the quantize stage's method, backend and observer are checked before t
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from compressbench.infra.registry import Registry
+from compressbench.techniques.quantization.result import (
+    Result,
+    fp32_cpu,
+    need_int8,
+    recipe_of,
+    unsupported_because,
+)
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
-    from compressbench.adapters import torch_ao
     from compressbench.engine.env import StageEnv
-    from compressbench.runtimes import Deployable, Eager
-    from compressbench.runtimes.base import Unsupported
-
-Row = dict[str, str]
-
-
-@dataclass
-class Result:
-    artifact: Deployable
-    report: list[Row] = field(default_factory=list)
-    info: dict[str, Any] = field(default_factory=dict)
-    files: dict[str, bytes] = field(default_factory=dict)  # name → bytes for the stage directory
-    history: list[dict[str, Any]] = field(default_factory=list)  # trainings it ran (qat, weight_bits)
-
+    from compressbench.runtimes import Eager
 
 @dataclass(frozen=True)
 class Quantizer:
@@ -76,49 +67,6 @@ def methods() -> list[str]:
     return sorted(found, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
-def fp32_cpu(model: Eager) -> Eager:
-    """A CPU, contiguous-format fp32 copy of ``model``: what every int8 backend starts from."""
-    import torch
-
-    from compressbench.runtimes import Eager
-
-    module = copy.deepcopy(model.module).cpu().eval().to(memory_format=torch.contiguous_format)
-    return Eager(module, model.arch)
-
-
-def _op_named(error: Exception) -> str:
-    """The operator an error message names, if any (for the ``unsupported`` row)."""
-    text = str(error)
-    for pattern in (r"Could not run '([^']+)'", r"operator '?([\w:.]+)'? to ONNX", r"aten::\w+", r"aten\.\w+"):
-        m = re.search(pattern, text)
-        if m:
-            return m.group(1) if m.groups() else m.group(0)
-    return ""
-
-
-def _unsupported(what: str, error: Exception, instead: str) -> Unsupported:
-    from compressbench.runtimes.base import Unsupported
-
-    op = _op_named(error)
-    return Unsupported(f"{what}{f' (op {op})' if op else ''}: {type(error).__name__}: {str(error)[:400]}. "
-                       f"{instead}")
-
-
-def need_int8(report: list[Row], model: nn.Module, backend: str) -> None:
-    from compressbench.runtimes.base import Unsupported
-
-    if not any(r["status"] == "int8" for r in report):
-        raise Unsupported(f"{backend} quantized no layer of {type(model).__name__}: every op stayed float "
-                          "(see fallback.csv); try another quantize.backend")
-
-
-def recipe_of(cfg: Any, batches: list[torch.Tensor]) -> torch_ao.Recipe:
-    from compressbench.adapters import torch_ao
-
-    return torch_ao.Recipe(observer=cfg.resolved_observer, per_channel=cfg.per_channel, skip=list(cfg.skip),
-                           example_shape=(1, *batches[0].shape[1:]))
-
-
 @register("static_int8", "fx", observers=("histogram", "minmax", "moving_average"))
 def static_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
     """FX graph-mode static int8: fuse conv-BN-ReLU, observe activations on ``batches``, convert."""
@@ -132,7 +80,7 @@ def static_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor])
     try:
         prepared = torch_ao.prepare_static(model, recipe)
     except Exception as e:  # noqa: BLE001 — any tracing failure means: this graph cannot go through FX
-        raise _unsupported(f"FX graph mode cannot trace {type(model).__name__}", e,
+        raise unsupported_because(f"FX graph mode cannot trace {type(model).__name__}", e,
                            "Try quantize.backend=onnxruntime or pt2e") from e
     with torch.no_grad():
         for x in batches:
@@ -144,7 +92,7 @@ def static_fx(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor])
         with torch.no_grad():
             converted(batches[0][:2])
     except (RuntimeError, NotImplementedError) as e:
-        raise _unsupported("an int8 kernel is missing on this CPU/engine", e,
+        raise unsupported_because("an int8 kernel is missing on this CPU/engine", e,
                            "Keep that layer float with quantize.skip, or use quantize.backend=onnxruntime") from e
     int8 = FxInt8(converted, source, recipe)
     return Result(int8, report, {"quant_engine": torch_ao.ENGINE},
@@ -190,7 +138,7 @@ def pt2e(fp32: Eager, cfg: Any, batches: list[torch.Tensor], dynamic: bool) -> R
     try:
         int8 = Pt2eInt8.quantize(source, batches, observer, dynamic, list(cfg.skip))
     except Exception as e:  # noqa: BLE001 — export/annotation failures: this graph cannot go this way
-        raise _unsupported(f"torch.export/PT2E cannot quantize {type(model).__name__}", e,
+        raise unsupported_because(f"torch.export/PT2E cannot quantize {type(model).__name__}", e,
                            "Try quantize.backend=fx or onnxruntime") from e
     report = torchao.pt2e_report(model, int8.converted)
     need_int8(report, model, "PT2E")
@@ -223,7 +171,7 @@ def onnxruntime(fp32: Eager, cfg: Any, batches: list[torch.Tensor], dynamic: boo
     try:
         fp32, exporter = onnx_adapter.export(model, batches[0])
     except Exception as e:  # noqa: BLE001 — both exporters failed: an op has no ONNX symbolic
-        raise _unsupported(f"ONNX export of {type(model).__name__} failed", e,
+        raise unsupported_because(f"ONNX export of {type(model).__name__} failed", e,
                            "Try quantize.backend=fx or pt2e") from e
     exclude = onnx_adapter.nodes_of_modules(fp32, skip)
     if dynamic:
@@ -295,12 +243,12 @@ def calibrated_by_runtime(name: str) -> Callable[..., Result]:
     """The ``static_int8`` handler of runtime ``name``, which calibrates its own int8 model (``calibrate_int8``)."""
 
     def handler(fp32: Eager, cfg: Any, env: StageEnv, batches: list[torch.Tensor]) -> Result:
-        from compressbench.runtimes import RUNTIMES
+        from compressbench.runtimes import int8_calibrating
 
         try:
-            int8, report = RUNTIMES.get(name).calibrate_int8(fp32_cpu(fp32), batches)
+            int8, report = int8_calibrating(name).calibrate_int8(fp32_cpu(fp32), batches)
         except Exception as e:  # noqa: BLE001 — conversion/calibration failures: this model cannot go this way
-            raise _unsupported(f"{name} int8 of {type(fp32.module).__name__} failed", e,
+            raise unsupported_because(f"{name} int8 of {type(fp32.module).__name__} failed", e,
                                "Try quantize.backend=fx or onnxruntime") from e
         need_int8(report, fp32.module, name)
         return Result(int8, report)
@@ -309,7 +257,7 @@ def calibrated_by_runtime(name: str) -> Callable[..., Result]:
     return handler
 
 
-# Each runtime with a ``calibrate_int8`` classmethod is a static_int8 backend under its RUNTIMES name, needing the
+# Each runtime that is ``Int8Calibrating`` (a ``calibrate_int8`` classmethod) is a static_int8 backend under its RUNTIMES name, needing the
 # runtime's packages. Listed here, not found by importing every runtime (that imports torch), so the backend names
 # are known before torch is; tests/registries/test_runtimes.py fails when a calibrating runtime is missing here.
 register("static_int8", "openvino", observers=("nncf",), packages=("openvino", "nncf"), extra="openvino")(

@@ -20,7 +20,7 @@ from compressbench.engine.train import train_module
 from compressbench.runtimes import Eager
 from compressbench.runtimes.fx_int8 import FxInt8
 from compressbench.techniques.quantization import Unsupported, fakequant
-from compressbench.techniques.quantization.methods import Result, fp32_cpu, need_int8, recipe_of
+from compressbench.techniques.quantization.result import Result, fp32_cpu, need_int8, recipe_of
 
 if TYPE_CHECKING:
     from compressbench.engine.env import StageEnv
