@@ -4,7 +4,7 @@ A leaf of the package: it reads result tables and run folders and imports nothin
 ``results`` and ``infra`` (atomic, locks, tdist). The data flow, one module each:
 collect (read the tree) → labels (technique, credit, speedup baseline) → points (seed groups, intervals,
 numbered branches) → figures / stage_figures (plots, with style) → summary / sections (summary.md; pareto_set: a
-sweep's Pareto set for its objective, from the job folders) → html (one page) → write (files and locks); tables
+sweep's Pareto set for its objective, from the job folders; best_trial: Optuna's answer) → html (one page) → write (files and locks); tables
 prints the terminal table; cli is the command.
 """
 from __future__ import annotations

@@ -123,5 +123,6 @@ def section(root: str | Path) -> list[str]:
         lines += [""] + [f"- infeasible, {why}: job{'s' if len(dirs) > 1 else ''} {', '.join(dirs)}"
                          for why, dirs in reasons.items()] + ([""] if reasons else [])
         if (Path(root) / "optimization_results.yaml").is_file():
-            lines += ["Optuna's own answer (written when the sweep ended): `optimization_results.yaml`.", ""]
+            lines += ["Optuna's own answer (written when the sweep ended): `optimization_results.yaml`, in the "
+                      "next section with the command that runs a trial again.", ""]
     return lines

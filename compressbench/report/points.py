@@ -158,13 +158,29 @@ def command(row: pd.Series, chain: list[str]) -> str:
     seeds = [s for s in str(row.get("seeds", "")).split(",") if s]
     if any(t.lstrip("+~").startswith(GIVEN) for t in overrides):  # objects passed to compressbench.run
         return python_command(row, overrides, seeds)
-    prefix = ["python", "-m", "compressbench"]
     if len(seeds) > 1:
-        prefix.append("-m")
-        overrides.append(f"runtime.seed={','.join(seeds)}")
-    elif seeds and "runtime.seed" in parse_overrides(row.get("overrides")):
+        return " ".join(shlex.quote(t) for t in ["python", "-m", "compressbench", "-m", *overrides,
+                                                  f"runtime.seed={','.join(seeds)}"])
+    if seeds and "runtime.seed" in parse_overrides(row.get("overrides")):
         overrides.append(f"runtime.seed={seeds[0]}")
-    return " ".join(shlex.quote(t) for t in prefix + overrides)
+    return run_command(overrides)
+
+
+SEARCH_GROUP = "hparams_search"  # its configs set hydra.mode: MULTIRUN (a search without -m)
+
+
+def single_run(overrides: list[str]) -> list[str]:
+    """A job's overrides as one run of that job: a trial of a search (``+hparams_search=...``) gets
+    ``hydra.mode=RUN``, or its command would start a new search instead of running the trial again."""
+    searched = any(t.lstrip("+~").startswith(f"{SEARCH_GROUP}=") for t in overrides)
+    if searched and not any(t.startswith("hydra.mode=") for t in overrides):
+        return [*overrides, "hydra.mode=RUN"]
+    return list(overrides)
+
+
+def run_command(overrides: list[str]) -> str:
+    """``python -m compressbench ...`` that runs one job with ``overrides`` again, quoted for a shell."""
+    return " ".join(shlex.quote(t) for t in ["python", "-m", "compressbench", *single_run(overrides)])
 
 
 # What compressbench.run(model=..., data=...) adds for Python objects (models/given.py, data/given.py): they

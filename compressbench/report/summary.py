@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from compressbench.report import pareto_set, recovery, repeats, stats
+from compressbench.report import best_trial, pareto_set, recovery, repeats, stats
 from compressbench.report.points import baseline_note
 from compressbench.report.tables import cell, human, interval, pct, times
 from compressbench.results.objective import number
@@ -229,7 +229,7 @@ def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], pro
         lines += sections.branches(table) + sections.techniques(segments(table))
         lines += recovery.section(table, root)
         lines += sections.pareto(candidates(table), table) + sections.stages(table)
-    lines += pareto_set.section(root) + sections.jobs(jobs, table) + sections.problems(problems)
+    lines += pareto_set.section(root) + best_trial.section(root) + sections.jobs(jobs, table) + sections.problems(problems)
     lines += sections.how_to_read(table, baseline_note(table) if not table.empty else "")
     lines.append(f"_Report made {time.strftime('%Y-%m-%d %H:%M')}._")
     return "\n".join(lines) + "\n"

@@ -4,11 +4,28 @@
 torch). ``verify`` runs ``verify_exported.py`` in a fresh interpreter with compressbench blocked from import:
 it loads each file with plain torch / onnxruntime / openvino, runs the test images and compares with the
 logits of the run, as a deployment would see them.
+
+FX int8 deploys as TorchScript (``torch.jit.trace``), which torch 2.14 deprecates, and not as a ``.pt2``; checked on
+torch 2.14.1 (issue 25; ``tests/unit/test_export_route.py`` fails the day either reason goes away):
+
+- ``torch.export`` cannot export it: its packed int8 weights are TorchScript objects
+  (``torch.classes.quantized.Conv2dPackedParamsBase``) without a fake class, so non-strict export fails with
+  "does not have a field with name '__obj_flatten__'" and strict export with "Missing as_proxy()"
+  (pytorch/pytorch#137111).
+- ``torch.export.load`` is not pickle-free: it reads a ``.pt2``'s sample inputs with ``torch.load(weights_only=True)``
+  and, when that fails, again with ``weights_only=False``; entries the archive marks ``use_pickle`` load with
+  ``weights_only=False`` or ``pickle.loads``. The file decides, so a crafted ``.pt2`` runs code when loaded
+  (pytorch/pytorch#153410) — which is why the README says to load ``.pt2`` files of your own only.
+
+``torch.jit.load`` reads its archive's pickles with TorchScript's own unpickler, which refuses any Python global.
+torch's deprecation notices of ``torch.jit`` are said once per process in the log, not once per trace, save and load.
 """
 from __future__ import annotations
 
 import io
 import json
+import logging
+import re
 import subprocess
 import sys
 import warnings
@@ -26,6 +43,7 @@ from torch import nn
 # kernels give (nearly) the same numbers; another runtime's fp32 kernels differ by rounding only.
 TOLERANCE = {"onnx": 1e-3, "torch.export": 1e-4, "torchscript": 1e-4, "openvino": 1e-3}
 VERIFIER = Path(__file__).with_name("verify_exported.py")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,12 +101,27 @@ def load_torchscript(data: bytes) -> nn.Module:
         return torch.jit.load(io.BytesIO(data), map_location="cpu").eval()
 
 
+JIT_DEPRECATED = re.compile(r".*torch\.jit.* is deprecated.*", re.DOTALL)
+_said: list[str] = []  # the deprecation notice, once it is in this process's log
+
+
 @contextmanager
 def _jit_quiet() -> Iterator[None]:
-    """torch 2.14 marks torch.jit deprecated; the trace is still the one standalone file of eager int8 kernels."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated.*", category=FutureWarning)
+    """torch 2.14 marks torch.jit deprecated, on every trace, save and load; the trace is still the one standalone
+    file of eager int8 kernels (module docstring). The notice goes to the log once per process; any other warning
+    (a TracerWarning about a trace that may not generalise) is passed on as it came."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.filterwarnings("always", message=JIT_DEPRECATED.pattern, category=FutureWarning)
         yield
+    for w in caught:
+        if issubclass(w.category, FutureWarning) and JIT_DEPRECATED.match(str(w.message)):
+            if not _said:
+                _said.append(str(w.message))
+                log.info("torch %s deprecates torch.jit; FX int8 still deploys as TorchScript (model_int8.ts): "
+                         "torch.export cannot export its packed int8 weights, and a .pt2 load is not pickle-free "
+                         "(README: Export)", torch.__version__)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def export_torchscript(module: nn.Module, directory: Path, example: torch.Tensor, name: str) -> Exported:

@@ -6,7 +6,9 @@ with ``weights_only=True``); loading converts the source again and loads the int
 Deployed, it is a TorchScript file (``model_int8.ts``: the converted graph traced, what ``export`` writes): a user
 loads it with ``torch.jit.load``, without compressbench. That file is what runs here — timed and evaluated —
 and what ``deployable_bytes`` counts: the Python GraphModule gives the same logits but took about twice as long
-at batch 1 (ResNet-20, issue 26), and its int8 state_dict (``size_bytes``) needs our recipe to rebuild.
+at batch 1 (ResNet-20, issue 26), and its int8 state_dict (``size_bytes``) needs our recipe to rebuild. It stays
+TorchScript although torch 2.14 deprecates ``torch.jit``: ``torch.export`` cannot export the packed int8 weights,
+and a ``.pt2`` load is not pickle-free (``runtimes/exporting.py`` says what was found).
 """
 from __future__ import annotations
 
@@ -105,7 +107,8 @@ class FxInt8(Deployable):
 
     def export(self, directory: Path, example: torch.Tensor) -> Exported:
         # Eager int8 kernels have no standalone format but TorchScript (the file timed above, loaded with
-        # torch.jit.load); the int8 state_dict beside it loads into the same recipe's converted graph.
+        # torch.jit.load; torch.export cannot export them, see exporting.py); the int8 state_dict beside it loads
+        # into the same recipe's converted graph.
         (directory / "model_int8_state_dict.pt").write_bytes(self.artifact_bytes())
         data = self.script()
         if data is None:
