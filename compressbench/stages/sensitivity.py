@@ -15,6 +15,7 @@ from compressbench.results import csv_bytes
 from compressbench.stages import StageResult, register_stage
 from compressbench.stages.kind import SAME
 from compressbench.techniques.pruning.choices import SENSITIVITY_METHODS as METHODS
+from compressbench.techniques.pruning.criteria import scannable
 
 if TYPE_CHECKING:
     from torch import nn
@@ -27,15 +28,17 @@ if TYPE_CHECKING:
 class SensitivityConfig(StageConfig):
     stage: str = "sensitivity"
     after: str | None = None  # as an analysis: the chain stage whose model is scanned (null = the reference)
-    methods: list[str] = field(default_factory=lambda: list(METHODS))  # magnitude and/or l1_filter
+    # Pruning criteria to scan with: any that needs no gradients (criteria.scannable: magnitude, random, l1_filter
+    # and those you register); the default is Han et al.'s and Li et al.'s.
+    methods: list[str] = field(default_factory=lambda: list(METHODS))
     amounts: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     split: str = "val"  # where accuracy is measured: val (choosing per-layer amounts on test would leak) | test
     ignore: list[str] = field(default_factory=list)  # layers not scanned
     max_batches: int | None = None  # evaluate on this many batches of the split (null = all of it)
 
     def __post_init__(self) -> None:
-        check(len(self.methods) > 0 and all(m in METHODS for m in self.methods), "methods", self.methods,
-              f"a non-empty list of {', '.join(METHODS)}")
+        check(len(self.methods) > 0 and all(m in scannable() for m in self.methods), "methods", self.methods,
+              f"a non-empty list of {', '.join(scannable())} (pruning criteria that need no gradients)")
         check(len(self.amounts) > 0 and all(0 <= a < 1 for a in self.amounts), "amounts", self.amounts,
               "a non-empty list of fractions 0 <= amount < 1")
         check(self.split in ("val", "test"), "split", self.split, "val or test")
@@ -52,6 +55,8 @@ def check_layers(cfg: SensitivityConfig, model: nn.Module, node: str = "sensitiv
                 model_check=check_layers)
 def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> StageResult:
     """Scan every layer at every amount; hand back ``sensitivity.csv`` and the figures. The model is unchanged."""
+    import torch
+
     from compressbench.engine import evaluate
     from compressbench.runtimes import as_module
     from compressbench.runtimes.eager import module_device
@@ -72,8 +77,9 @@ def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> 
         items = list(items)
         return env.progress(items, desc=f"{env.name} layers", unit="layer", leave=False)
 
+    generator = torch.Generator().manual_seed(env.seed)  # a random criterion's scores (its control)
     rows = scan(model, accuracy, cfg.methods, cfg.amounts, cfg.ignore, example, classifier_name(model, example),
-                progress)
+                progress, generator)
     from compressbench.models import model_label
     from compressbench.techniques.pruning.sensitivity_plots import draw  # matplotlib only when drawing
 

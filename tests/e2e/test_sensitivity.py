@@ -52,8 +52,8 @@ def test_analysis_after_a_later_stage_and_one_method(make_cfg, tmp_path: Path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("sensitivity.methods=[taylor]", "sensitivity.methods=['taylor'] is not allowed: a non-empty list of magnitude, "
-                                     "l1_filter"),
+    ("sensitivity.methods=[taylor]", "sensitivity.methods=['taylor'] is not allowed: a non-empty list of l1_filter, "
+                                     "magnitude, random"),
     ("sensitivity.amounts=[0.5,1.0]", "sensitivity.amounts=[0.5, 1.0] is not allowed"),
     ("sensitivity.split=train", "sensitivity.split='train' is not allowed: val or test"),
     ("sensitivity.after=polish", "sensitivity.after='polish'"),
@@ -96,3 +96,34 @@ def test_the_scan_restores_the_model_exactly(name):
     rows = scan(model, agreement, ["magnitude", "l1_filter"], [0.5, 0.9], [], x[:1], classifier_name(model, x[:1]))
     assert rows and all(0.0 <= r["top1"] <= 100.0 for r in rows)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_registered_criterion_scans_too_and_a_gradient_one_is_refused():
+    """A criterion added with ``criteria.register`` is a sensitivity method with nothing else to change."""
+    from compressbench.stages.sensitivity import SensitivityConfig
+    from compressbench.techniques.pruning.criteria import PRUNE_CRITERIA, register
+
+    if "largest_first" not in PRUNE_CRITERIA:  # the registry outlives a test
+
+        @register("largest_first", "weights", "layer")
+        def largest_first(weight, generator):  # the opposite of magnitude: a criterion scans must tell apart
+            return -weight.detach().flatten().float().abs()
+
+    torch.manual_seed(0)
+    model = build_model({"name": "lenet5"}, 10, 1, 28).eval()
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        reference = model(x)
+
+    def evaluate(m):  # "accuracy" = closeness to the unpruned outputs: the largest weights matter most
+        with torch.no_grad():
+            return {"top1": -float((m(x) - reference).norm()), "loss": 0.0}
+
+    rows = scan(model, evaluate, ["magnitude", "largest_first", "random"], [0.5], [], x[:1],
+                classifier_name(model, x[:1]), generator=torch.Generator().manual_seed(0))
+    by = {(r["method"], r["layer"]): r["top1"] for r in rows}
+    assert {m for m, _ in by} == {"magnitude", "largest_first", "random"}
+    assert by[("largest_first", "classifier.0")] < by[("magnitude", "classifier.0")]  # a different ranking
+    SensitivityConfig(methods=["largest_first", "random"])  # allowed by the config too
+    with pytest.raises(BadValue, match="methods=.*need no gradients"):
+        SensitivityConfig(methods=["taylor"])

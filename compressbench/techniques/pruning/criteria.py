@@ -85,3 +85,8 @@ def taylor(group: ChannelGroup) -> torch.Tensor:
 
 def methods(unit: str | None = None) -> list[str]:
     return [n for n in PRUNE_CRITERIA.names() if unit is None or PRUNE_CRITERIA.get(n).unit == unit]
+
+
+def scannable() -> list[str]:
+    """Criteria a sensitivity scan can prune with: those that need no gradients (one evaluation per point)."""
+    return [n for n in PRUNE_CRITERIA.names() if not PRUNE_CRITERIA.get(n).needs_gradients]

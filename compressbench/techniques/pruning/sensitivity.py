@@ -1,9 +1,10 @@
 """Sensitivity analysis (Han et al. 2015 Fig. 6, Li et al. 2017 Fig. 2, Distiller's ``sensitivity``): prune one
 layer at a time by each amount, measure accuracy, restore, and see which layers tolerate pruning.
 
-``magnitude`` zeros the smallest weights of one conv/linear layer; ``l1_filter`` takes the lowest-L1 channels
-of one channel group away (zeroed wherever they act, which gives the same outputs as removing them; see
-``ChannelGroup.zeroed``). The model is restored after every point, so the scan needs no copies.
+Any pruning criterion that needs no gradients scans (``criteria.scannable``): a weights criterion (``magnitude``)
+zeros the lowest-scored weights of one conv/linear layer; a channels criterion (``l1_filter``) takes the
+lowest-scored channels of one channel group away (zeroed wherever they act, which gives the same outputs as
+removing them; see ``ChannelGroup.zeroed``). The model is restored after every point, so the scan needs no copies.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from compressbench.adapters.torch_pruning import channel_groups
-from compressbench.techniques.pruning.choices import SENSITIVITY_METHODS as METHODS
+from compressbench.techniques.pruning.criteria import PRUNE_CRITERIA, scannable
 from compressbench.techniques.pruning.layers import is_ignored, prunable_layers
 from compressbench.techniques.pruning.structured import ignored_modules
 from compressbench.techniques.pruning.unstructured import lowest
@@ -30,48 +31,56 @@ def _row(method: str, layers: Sequence[str], amount: float, removed: int, size: 
 
 
 @torch.no_grad()
-def scan_magnitude(model: nn.Module, evaluate: Evaluate, amounts: Sequence[float], ignore: Sequence[str],
-                   baseline: dict[str, float], progress: Callable = iter) -> list[dict[str, Any]]:
+def scan_weights(model: nn.Module, method: str, evaluate: Evaluate, amounts: Sequence[float], ignore: Sequence[str],
+                 baseline: dict[str, float], generator: torch.Generator | None,
+                 progress: Callable = iter) -> list[dict[str, Any]]:
+    """A weights criterion: in one layer at a time, the ``amount`` lowest-scored weights zeroed."""
+    score = PRUNE_CRITERIA.get(method).score
     rows = []
     layers = {n: m for n, m in prunable_layers(model).items() if not is_ignored([n], ignore)}
     for name, module in progress(layers.items()):
         w = module.weight
         saved = w.detach().clone()
+        scores = score(saved, generator)
         for amount in amounts:
             k = round(amount * w.numel())
-            w.mul_(~lowest(saved.abs().flatten(), k).view_as(w))
+            w.mul_(~lowest(scores, k).view_as(w))
             try:
-                rows.append(_row("magnitude", [name], amount, k, w.numel(), evaluate(model), baseline))
+                rows.append(_row(method, [name], amount, k, w.numel(), evaluate(model), baseline))
             finally:
                 w.copy_(saved)
     return rows
 
 
-def scan_filters(model: nn.Module, evaluate: Evaluate, amounts: Sequence[float], ignore: Sequence[str],
-                 baseline: dict[str, float], example: torch.Tensor, classifier: str,
-                 progress: Callable = iter) -> list[dict[str, Any]]:
+def scan_channels(model: nn.Module, method: str, evaluate: Evaluate, amounts: Sequence[float],
+                  ignore: Sequence[str], baseline: dict[str, float], example: torch.Tensor, classifier: str,
+                  progress: Callable = iter) -> list[dict[str, Any]]:
+    """A channels criterion: in one channel group at a time, the ``amount`` lowest-scored channels zeroed wherever
+    they act (the outputs of removing them)."""
+    score = PRUNE_CRITERIA.get(method).score
     rows = []
     for group in progress(channel_groups(model, example, ignored_modules(model, ignore, classifier))):
-        order = torch.argsort(group.l1(), stable=True)
+        order = torch.argsort(score(group), stable=True)
         for amount in amounts:
             k = min(round(amount * group.channels), group.channels - 1)  # one channel always survives
             with group.zeroed(order[:k].tolist()):
                 result = evaluate(model)
-            rows.append(_row("l1_filter", group.layers, amount, k, group.channels, result, baseline))
+            rows.append(_row(method, group.layers, amount, k, group.channels, result, baseline))
     return rows
 
 
 def scan(model: nn.Module, evaluate: Evaluate, methods: Sequence[str], amounts: Sequence[float],
          ignore: Sequence[str], example: torch.Tensor, classifier: str,
-         progress: Callable = iter) -> list[dict[str, Any]]:
-    """Rows of (method, layer, amount) → accuracy; the model is left as it was."""
+         progress: Callable = iter, generator: torch.Generator | None = None) -> list[dict[str, Any]]:
+    """Rows of (method, layer, amount) → accuracy; the model is left as it was. ``methods`` are pruning criteria
+    that need no gradients (``criteria.scannable``); ``generator`` feeds a random one."""
     baseline = evaluate(model)
     rows: list[dict[str, Any]] = []
     for method in methods:
-        if method == "magnitude":
-            rows += scan_magnitude(model, evaluate, amounts, ignore, baseline, progress)
-        elif method == "l1_filter":
-            rows += scan_filters(model, evaluate, amounts, ignore, baseline, example, classifier, progress)
+        if method not in scannable():
+            raise ValueError(f"unknown sensitivity method {method!r}; use {', '.join(scannable())}")
+        if PRUNE_CRITERIA.get(method).unit == "weights":
+            rows += scan_weights(model, method, evaluate, amounts, ignore, baseline, generator, progress)
         else:
-            raise ValueError(f"unknown sensitivity method {method!r}; use {', '.join(METHODS)}")
+            rows += scan_channels(model, method, evaluate, amounts, ignore, baseline, example, classifier, progress)
     return rows
