@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from compressbench.report import pareto_set, recovery, repeats, stats
+from compressbench.report.labels import reference_runtime
 from compressbench.report.points import baseline_note
 from compressbench.report.tables import cell, human, interval, pct, times
 from compressbench.results.objective import number
@@ -51,8 +52,9 @@ def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> 
     speed["deploy"] = route.where(route.notna() & (route.astype(str) != ""), speed["runtime"]).astype(str)
     notes = []
     if len(routes):  # the baseline itself on the fastest fp32 route: 1× by definition, zero accuracy cost
+        route = routes.mode().iloc[0][len("best fp32 ("):-1]
         on_best = base.assign(speedup_best=1.0, speedup_best_iqr=0.0, speedup_baseline=routes.mode().iloc[0],
-                              deploy=f"fp32 on {routes.mode().iloc[0][len('best fp32 ('):-1]}")
+                              speedup_vs_best_fp32=1.0, best_fp32_runtime=route, deploy=f"fp32 on {route}")
         speed = pd.concat([speed[~speed["is_baseline"].astype(bool)], on_best])
         comparable = speed["speedup_baseline"].astype(str).str.startswith("best")
     else:
@@ -108,9 +110,23 @@ def _unpaired(r: Mapping[str, Any]) -> str:
     return " (unpaired)" if r.get("delta_mixed") and r.get("delta_method") == "unpaired" else ""
 
 
-def _speed(r: Mapping[str, Any]) -> str:
-    value = r.get("speedup_best")
-    return "" if value is None or pd.isna(value) else f"{times(value)} vs {r.get('speedup_baseline')}"
+def _speed_ref(r: Mapping[str, Any]) -> str:
+    """``speedup_vs_reference`` and the fp32 runtime it was paired with: '1.12× vs eager fp32'."""
+    value = pd.to_numeric(r.get("speedup_vs_reference"), errors="coerce")
+    return "" if value is None or pd.isna(value) else f"{times(value)} vs {reference_runtime(r)} fp32"
+
+
+def _speed_best(r: Mapping[str, Any]) -> str:
+    """``speedup_vs_best_fp32`` and the fastest fp32 route it was paired with: '0.11× vs onnxruntime fp32'."""
+    value = pd.to_numeric(r.get("speedup_vs_best_fp32"), errors="coerce")
+    route = r.get("best_fp32_runtime")
+    return "" if value is None or pd.isna(value) else f"{times(value)} vs {route or '?'} fp32"
+
+
+# Both speedups of a row, each under its results column's name with its baseline in the cell (issue 25): the bare
+# word 'speedup' over one of them, chosen per row, read as the other one.
+SPEEDUPS: list[tuple[str, str | None, Any]] = [("speedup_vs_reference", None, _speed_ref),
+                                               ("speedup_vs_best_fp32", None, _speed_best)]
 
 
 def _num_cell(r: Mapping[str, Any]) -> str:
@@ -199,7 +215,7 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
                 {"delta_mixed": after.get("delta_mixed"), "delta_method": "unpaired" if pair is None else "paired"}),
             "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
             "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
-            "speed": _speed(after), "near_chance": after.get("near_chance"),
+            "speed_ref": _speed_ref(after), "speed_best": _speed_best(after), "near_chance": after.get("near_chance"),
             "delta_method": "paired" if pair is not None else "unpaired"}
 
 
@@ -221,7 +237,7 @@ def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], pro
             lines += [_table(budget, [
                 ("budget", "budget", str), ("pick", "pick", str), ("#", None, _num_cell),
                 ("chain", "chain_to", str), ("deploy on", "deploy", lambda v: str(v or "")),
-                ("size", None, _size), ("speedup", None, _speed), ("test acc % [95%]", None, _acc),
+                ("size", None, _size), *SPEEDUPS, ("test acc % [95%]", None, _acc),
                 ("Δ pt [95%]", None, _delta), ("noise", None, _noise), ("command", "command", FORMAT["command"])]),
                 ""]
         lines += [*(f"- {n}" for n in notes), *([""] if notes else [])]
