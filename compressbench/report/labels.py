@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from compressbench.report.collect import upgrade_columns
+
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value not in ("", "nan", "None") else None
@@ -71,7 +73,7 @@ def enrich(rows: pd.DataFrame) -> pd.DataFrame:
     """Add ``technique``, ``credited_technique`` (a training stage after a technique is its finetune: the gain
     belongs to that technique), ``run_label``, ``speedup_best`` / ``speedup_best_iqr`` / ``speedup_baseline``
     and, for one-parameter numeric sweeps, ``swept`` / ``swept_value``."""
-    rows = rows.copy()
+    rows = upgrade_columns(rows.copy())  # rows read by hand from an older results.csv: today's names
     if rows.empty:
         return rows
     col = lambda c: rows[c] if c in rows else pd.Series(None, index=rows.index, dtype=object)  # noqa: E731

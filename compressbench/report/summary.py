@@ -54,7 +54,8 @@ def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> 
     if len(routes):  # the baseline itself on the fastest fp32 route: 1× by definition, zero accuracy cost
         route = routes.mode().iloc[0][len("best fp32 ("):-1]
         on_best = base.assign(speedup_best=1.0, speedup_best_iqr=0.0, speedup_baseline=routes.mode().iloc[0],
-                              speedup_vs_best_fp32=1.0, best_fp32_runtime=route, deploy=f"fp32 on {route}")
+                              speedup_vs_best_fp32=1.0, best_fp32_runtime=route, speedup_vs_reference=1.0,
+                              reference_runtime=route, deploy=f"fp32 on {route}")  # itself on that route
         speed = pd.concat([speed[~speed["is_baseline"].astype(bool)], on_best])
         comparable = speed["speedup_baseline"].astype(str).str.startswith("best")
     else:
@@ -72,18 +73,43 @@ def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> 
         fits = cand[cand["delta_acc"] >= -budget - 1e-9]
         if len(fits):
             small = fits.sort_values(["size_bytes", "test_acc"], ascending=[True, False]).iloc[0]
-            out.append({"budget": f"≤ {budget:g} pt", "pick": "smallest that runs as is", **small.to_dict(),
+            out.append({"budget": f"≤ {budget:g} pt", "budget_pt": budget, "pick": "smallest that runs as is",
+                        **small.to_dict(),
                         "stored_bytes": small["size_bytes"], "stored_flavour": "size_bytes",
                         "deploy": small.get("runtime")})
             stored = fits.sort_values(["stored_bytes", "test_acc"], ascending=[True, False]).iloc[0]
             if stored["stored_bytes"] < small["size_bytes"]:
-                out.append({"budget": f"≤ {budget:g} pt", "pick": "smallest file (decode to run)",
+                out.append({"budget": f"≤ {budget:g} pt", "budget_pt": budget, "pick": "smallest file (decode to run)",
                             **stored.to_dict(), "deploy": stored.get("runtime")})
         fast = speed[speed["delta_acc"] >= -budget - 1e-9]
         if len(fast):
             best = fast.sort_values(["speedup_best", "test_acc"], ascending=[False, False]).iloc[0]
-            out.append({"budget": f"≤ {budget:g} pt", "pick": "fastest", **best.to_dict()})
+            out.append({"budget": f"≤ {budget:g} pt", "budget_pt": budget, "pick": "fastest", **best.to_dict()})
     return pd.DataFrame(out), notes
+
+
+def _pick_id(r: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What a pick recommends: the kind of pick, the artifact (its stage key, else its branch point and chain),
+    and where it deploys."""
+    key = r.get("stage_key")
+    artifact = str(key) if isinstance(key, str) and key else f"{r.get('point')}:{r.get('chain_to')}"
+    return str(r.get("pick")), artifact, str(r.get("deploy") or "")
+
+
+def collapse_budgets(picks: pd.DataFrame) -> pd.DataFrame:
+    """``budget_table``'s picks with each recommendation once, its ``budget`` naming every budget it answers
+    ('≤ 0.5, 1, 2 pt'): the same three picks repeated per budget hid which budgets change the answer."""
+    if picks.empty or "budget_pt" not in picks:
+        return picks
+    ids = [_pick_id(r) for r in picks.to_dict("records")]
+    budgets: dict[tuple[str, str, str], list[float]] = {}
+    for pick, budget in zip(ids, picks["budget_pt"], strict=True):
+        budgets.setdefault(pick, []).append(float(budget))
+    first = ~pd.Series(ids, index=picks.index).duplicated()
+    out = picks[first.to_numpy()].copy()
+    out["budget"] = [f"≤ {', '.join(f'{b:g}' for b in budgets[pick])} pt"
+                     for pick, keep in zip(ids, first, strict=True) if keep]
+    return out
 
 
 def _size(r: Mapping[str, Any]) -> str:
@@ -229,13 +255,14 @@ def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], pro
         budget, notes = budget_table(table)
         lines += ["## What should I deploy?", "",
                   "For each accuracy budget (test accuracy at most this far below the baseline, point estimate), "
-                  "the smallest artifact and the fastest one. Intervals are 95%; *within noise* means the "
-                  "interval of the difference contains 0.", ""]
+                  "the smallest artifact and the fastest one; a pick that answers several budgets is listed once, "
+                  "with all of them. Intervals are 95%; *within noise* means the interval of the difference "
+                  "contains 0.", ""]
         if budget.empty:
             lines += ["No stage qualifies (status ok, not near chance, within 2 pt of the baseline).", ""]
         else:
-            lines += [_table(budget, [
-                ("budget", "budget", str), ("pick", "pick", str), ("#", None, _num_cell),
+            lines += [_table(collapse_budgets(budget), [
+                ("budgets", "budget", str), ("pick", "pick", str), ("#", None, _num_cell),
                 ("chain", "chain_to", str), ("deploy on", "deploy", lambda v: str(v or "")),
                 ("size", None, _size), *SPEEDUPS, ("test acc % [95%]", None, _acc),
                 ("Δ pt [95%]", None, _delta), ("noise", None, _noise), ("command", "command", FORMAT["command"])]),
