@@ -29,6 +29,7 @@ def test_chain_writes_rows_files_and_plots(make_cfg, tmp_path: Path):
     assert train.get("macs_reduction_pct") is None and finetune["macs_reduction_pct"] == pytest.approx(0.0)
     assert train["test_ties"] == 0 and "test_hits" not in train  # fp32 logits: no ties; hits go to a file
     assert 0.2 < finetune["speedup_vs_reference"] < 5.0  # measured, paired, same architecture
+    assert finetune["reference_runtime"] == "eager" and "speedup" not in finetune
     assert finetune["compression_ratio"] == pytest.approx(1.0, abs=0.01)
     assert finetune["reference_stage"] == "train" and train["overrides"] == "train.epochs=6"
     for name in ("config.yaml", "split.json", "status.json", "summary.csv", "summary.md",

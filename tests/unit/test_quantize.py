@@ -104,6 +104,7 @@ def test_onnxruntime_accuracy_is_measured_on_the_exported_file(make_cfg, tmp_pat
     assert q["size_bytes"] == len(data) and q["onnx_fp32_bytes"] > len(data)
     assert (out / "stages/01_quantize/model_fp32.onnx").is_file()
     assert 0.05 < q["speedup_vs_reference"] < 50  # against ONNX Runtime fp32, paired: a measurement, not a constant
+    assert q["reference_runtime"] == "onnxruntime-fp32" and "speedup" not in q  # the row names its baseline
 
 
 @pytest.mark.parametrize("backend", ["fx", "onnxruntime"])
