@@ -338,7 +338,7 @@ class Pipeline:
             # The reference against itself: ratios are 1 by definition, not a measurement; reductions of it
             # from itself are not applicable (empty, as the README says).
             metrics.update(compression_ratio=1.0, reference_stage=name,
-                           **({"speedup": 1.0, "throughput_speedup": 1.0, "speedup_iqr": 0.0}
+                           **({"speedup_vs_reference": 1.0, "throughput_speedup": 1.0, "speedup_vs_reference_iqr": 0.0}
                               if "latency_ms_p50" in metrics else {}))
         row = {"stage_index": index, "stage": name, "kind": scfg.stage, "method": getattr(scfg, "method", None),
                "status": status, **metrics, **result.record, "wall_s": wall, "cache_hit": hit,

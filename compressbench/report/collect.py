@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from compressbench.results.per_image import read_credit, stage_dir
+from compressbench.results.table import RENAMED
 
 # What a job's status.json may say, and how the report names it. A job still "running" is in progress (it may
 # be the very run writing this report), never failed.
@@ -43,6 +44,7 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[
         except Exception as e:  # noqa: BLE001 — a half-finished job must not break the summary
             problems.append(f"{path}: {e}")
             continue
+        df = upgrade_columns(df)
         if "run_id" not in df or "stage_index" not in df:
             problems.append(f"{path}: not a results table (no run_id/stage_index column)")
             continue
@@ -73,6 +75,15 @@ def collect(root: str | Path) -> tuple[pd.DataFrame, list[dict[str, Any]], list[
         job["state"] = JOB_STATES.get(str(job.get("status")), "failed")
         jobs.append(job)
     return rows, jobs, problems
+
+
+def upgrade_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A table written before a column was renamed (``RENAMED``): its old columns' values under the new names,
+    filling the new column where it is empty, so old and new runs read alike."""
+    for old, new in RENAMED.items():
+        if old in df:
+            df[new] = df[new].fillna(df[old]) if new in df else df[old]
+    return df.drop(columns=[c for c in RENAMED if c in df])
 
 
 def _natural(text: str) -> str:

@@ -1,6 +1,7 @@
 """One self-contained page for one or more reports: ``index.html`` with every figure inline (base64 PNG),
-every summary table sortable by a click on its header, and each experiment's provenance. No external
-resources: it works offline and can be mailed as one file."""
+every summary table sortable by a click on its header, and each experiment's provenance. Each experiment opens
+with the figures that answer what to deploy (``LEAD``), then summary.md's tables, then the other figures. No
+external resources: it works offline and can be mailed as one file."""
 from __future__ import annotations
 
 import base64
@@ -77,9 +78,19 @@ def markdown_to_html(md: str, level_offset: int = 1) -> str:
     return "\n".join(out)
 
 
-def _figures(folder: Path) -> str:
+# The figures that answer "what should I deploy?" at a glance: they open each section, before any table.
+LEAD = ("speedup_vs_compression", "accuracy_vs_size")
+
+
+def _figures(folder: Path, names: Sequence[str] | None = None, skip: Sequence[str] = ()) -> str:
+    """Inline ``<figure>``s of ``folder/plots``: those in ``names`` in that order (default: all, sorted), less
+    ``skip``."""
+    pngs = ([folder / "plots" / f"{n}.png" for n in names] if names is not None
+            else sorted((folder / "plots").glob("*.png")))
     figs = []
-    for png in sorted((folder / "plots").glob("*.png")):
+    for png in pngs:
+        if png.stem in skip or not png.is_file():
+            continue
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         figs.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(png.stem)}">'
                     f"<figcaption>{html.escape(png.stem)}</figcaption></figure>")
@@ -93,8 +104,11 @@ def page(reports: Sequence[tuple[str, Path]], heading: str = "compressbench find
     for name, folder in reports:
         md = (folder / "summary.md").read_text(encoding="utf-8") if (folder / "summary.md").is_file() else ""
         md = re.sub(r"^# compressbench summary\n", "", md)
-        sections.append(f'<section id="{html.escape(name)}"><h1>{html.escape(name)}</h1>\n'
-                        f"{markdown_to_html(md)}\n<h2>Figures</h2>\n{_figures(folder)}</section>")
+        lead = _figures(folder, LEAD)
+        glance = f"<h2>At a glance: speedup vs compression, accuracy vs size</h2>\n{lead}\n" if lead else ""
+        # The answer first, then the tables behind it, then every other figure.
+        sections.append(f'<section id="{html.escape(name)}"><h1>{html.escape(name)}</h1>\n{glance}'
+                        f"{markdown_to_html(md)}\n<h2>More figures</h2>\n{_figures(folder, skip=LEAD)}</section>")
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(heading)}</title>'
             f"<style>{_STYLE}</style></head><body><h1>{html.escape(heading)}</h1><nav>{nav}</nav>\n"
             + "\n".join(sections) + f"\n<script>{_SCRIPT}</script></body></html>\n")

@@ -7,6 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from compressbench.report.collect import upgrade_columns
+
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value not in ("", "nan", "None") else None
@@ -19,7 +21,8 @@ def technique_of(kind: Any, method: Any, runtime: Any) -> str:
 
 
 def fp32_family(runtime: Any) -> str:
-    """The fp32 runtime a stage's own ``speedup`` was timed against (measure's same-runtime reference)."""
+    """The fp32 runtime a stage's ``speedup_vs_reference`` was timed against (measure's same-runtime reference),
+    for rows that do not name it (``reference_runtime``: written since issue 25)."""
     text = str(runtime or "eager")
     if text.startswith("onnxruntime"):
         return "onnxruntime"
@@ -46,6 +49,13 @@ def _num(row: pd.Series, col: str) -> float:
     return float(value) if value is not None and not pd.isna(value) else math.nan
 
 
+def reference_runtime(row: pd.Series | dict) -> str:
+    """The fp32 runtime ``speedup_vs_reference`` was paired against: the row's ``reference_runtime``, else the
+    family of its own runtime. ``onnxruntime``, not the runtime's own ``onnxruntime-fp32``: a label says fp32."""
+    named = _text(row.get("reference_runtime"))
+    return named.removesuffix("-fp32") if named else fp32_family(row.get("runtime"))
+
+
 def speedup_columns(row: pd.Series) -> tuple[float, float, str]:
     """(speedup, its IQR, what it is against) — against the fastest fp32 route where that was timed, else the
     row's own same-runtime fp32 reference, named, so the two are never silently mixed."""
@@ -53,17 +63,17 @@ def speedup_columns(row: pd.Series) -> tuple[float, float, str]:
     if not math.isnan(best):
         route = _text(row.get("best_fp32_runtime")) or "?"
         return best, _num(row, "speedup_vs_best_fp32_iqr"), f"best fp32 ({route})"
-    own = _num(row, "speedup")
+    own = _num(row, "speedup_vs_reference")
     if math.isnan(own):
         return math.nan, math.nan, ""
-    return own, _num(row, "speedup_iqr"), f"{fp32_family(row.get('runtime'))} fp32"
+    return own, _num(row, "speedup_vs_reference_iqr"), f"{reference_runtime(row)} fp32"
 
 
 def enrich(rows: pd.DataFrame) -> pd.DataFrame:
     """Add ``technique``, ``credited_technique`` (a training stage after a technique is its finetune: the gain
     belongs to that technique), ``run_label``, ``speedup_best`` / ``speedup_best_iqr`` / ``speedup_baseline``
     and, for one-parameter numeric sweeps, ``swept`` / ``swept_value``."""
-    rows = rows.copy()
+    rows = upgrade_columns(rows.copy())  # rows read by hand from an older results.csv: today's names
     if rows.empty:
         return rows
     col = lambda c: rows[c] if c in rows else pd.Series(None, index=rows.index, dtype=object)  # noqa: E731

@@ -100,7 +100,7 @@ def stage_table(rows: pd.DataFrame, credit: Credit | None = None) -> pd.DataFram
             values = agg.loc[gkey]
             present = values.notna()
             first[values.index[present]] = values[present]
-        for c in ("best_fp32_runtime", "runtime"):  # the first seed that names it
+        for c in ("best_fp32_runtime", "runtime", "reference_runtime"):  # the first seed that names it
             if c in group and group[c].notna().any():
                 first[c] = group[c].dropna().iloc[0]
         # Recomputed from the medians: a seed without a best-fp32 timing never mixes its baseline in silently.

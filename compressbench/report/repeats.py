@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 # Paired figures compared between repeats: (value column, its IQR column for rows without an interval).
-FIGURES = (("speedup_vs_best_fp32", "speedup_vs_best_fp32_iqr"), ("speedup", "speedup_iqr"))
+FIGURES = (("speedup_vs_best_fp32", "speedup_vs_best_fp32_iqr"),
+           ("speedup_vs_reference", "speedup_vs_reference_iqr"))
 SAME_CONDITIONS = ("runtime", "threads", "device", "machine")  # a repeat times the artifact the same way
 COLUMN = "timing_disagrees"
 MATERIAL = 1.05  # and differ by more than 5% (measure.tolerance's default): a narrow interval's 1% is not news
@@ -76,8 +77,9 @@ def disagreements(rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def flag(rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with ``timing_disagrees``: the figures (``speedup_vs_best_fp32``, ``speedup``) in which the row's
-    artifact was timed differently elsewhere beyond both intervals; empty where it agrees or has no repeat."""
+    """``rows`` with ``timing_disagrees``: the figures (``speedup_vs_best_fp32``, ``speedup_vs_reference``) in
+    which the row's artifact was timed differently elsewhere beyond both intervals; empty where it agrees or has
+    no repeat."""
     rows = rows.copy()
     marks: dict[Any, list[str]] = {}
     for group in disagreements(rows):

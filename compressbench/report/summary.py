@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from compressbench.report import best_trial, pareto_set, recovery, repeats, stats
+from compressbench.report.labels import reference_runtime
 from compressbench.report.points import baseline_note
 from compressbench.report.tables import cell, human, interval, pct, times
 from compressbench.results.objective import number
@@ -51,8 +52,10 @@ def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> 
     speed["deploy"] = route.where(route.notna() & (route.astype(str) != ""), speed["runtime"]).astype(str)
     notes = []
     if len(routes):  # the baseline itself on the fastest fp32 route: 1× by definition, zero accuracy cost
+        route = routes.mode().iloc[0][len("best fp32 ("):-1]
         on_best = base.assign(speedup_best=1.0, speedup_best_iqr=0.0, speedup_baseline=routes.mode().iloc[0],
-                              deploy=f"fp32 on {routes.mode().iloc[0][len('best fp32 ('):-1]}")
+                              speedup_vs_best_fp32=1.0, best_fp32_runtime=route, speedup_vs_reference=1.0,
+                              reference_runtime=route, deploy=f"fp32 on {route}")  # itself on that route
         speed = pd.concat([speed[~speed["is_baseline"].astype(bool)], on_best])
         comparable = speed["speedup_baseline"].astype(str).str.startswith("best")
     else:
@@ -70,18 +73,43 @@ def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> 
         fits = cand[cand["delta_acc"] >= -budget - 1e-9]
         if len(fits):
             small = fits.sort_values(["size_bytes", "test_acc"], ascending=[True, False]).iloc[0]
-            out.append({"budget": f"≤ {budget:g} pt", "pick": "smallest that runs as is", **small.to_dict(),
+            out.append({"budget": f"≤ {budget:g} pt", "budget_pt": budget, "pick": "smallest that runs as is",
+                        **small.to_dict(),
                         "stored_bytes": small["size_bytes"], "stored_flavour": "size_bytes",
                         "deploy": small.get("runtime")})
             stored = fits.sort_values(["stored_bytes", "test_acc"], ascending=[True, False]).iloc[0]
             if stored["stored_bytes"] < small["size_bytes"]:
-                out.append({"budget": f"≤ {budget:g} pt", "pick": "smallest file (decode to run)",
+                out.append({"budget": f"≤ {budget:g} pt", "budget_pt": budget, "pick": "smallest file (decode to run)",
                             **stored.to_dict(), "deploy": stored.get("runtime")})
         fast = speed[speed["delta_acc"] >= -budget - 1e-9]
         if len(fast):
             best = fast.sort_values(["speedup_best", "test_acc"], ascending=[False, False]).iloc[0]
-            out.append({"budget": f"≤ {budget:g} pt", "pick": "fastest", **best.to_dict()})
+            out.append({"budget": f"≤ {budget:g} pt", "budget_pt": budget, "pick": "fastest", **best.to_dict()})
     return pd.DataFrame(out), notes
+
+
+def _pick_id(r: Mapping[str, Any]) -> tuple[str, str, str]:
+    """What a pick recommends: the kind of pick, the artifact (its stage key, else its branch point and chain),
+    and where it deploys."""
+    key = r.get("stage_key")
+    artifact = str(key) if isinstance(key, str) and key else f"{r.get('point')}:{r.get('chain_to')}"
+    return str(r.get("pick")), artifact, str(r.get("deploy") or "")
+
+
+def collapse_budgets(picks: pd.DataFrame) -> pd.DataFrame:
+    """``budget_table``'s picks with each recommendation once, its ``budget`` naming every budget it answers
+    ('≤ 0.5, 1, 2 pt'): the same three picks repeated per budget hid which budgets change the answer."""
+    if picks.empty or "budget_pt" not in picks:
+        return picks
+    ids = [_pick_id(r) for r in picks.to_dict("records")]
+    budgets: dict[tuple[str, str, str], list[float]] = {}
+    for pick, budget in zip(ids, picks["budget_pt"], strict=True):
+        budgets.setdefault(pick, []).append(float(budget))
+    first = ~pd.Series(ids, index=picks.index).duplicated()
+    out = picks[first.to_numpy()].copy()
+    out["budget"] = [f"≤ {', '.join(f'{b:g}' for b in budgets[pick])} pt"
+                     for pick, keep in zip(ids, first, strict=True) if keep]
+    return out
 
 
 def _size(r: Mapping[str, Any]) -> str:
@@ -108,9 +136,23 @@ def _unpaired(r: Mapping[str, Any]) -> str:
     return " (unpaired)" if r.get("delta_mixed") and r.get("delta_method") == "unpaired" else ""
 
 
-def _speed(r: Mapping[str, Any]) -> str:
-    value = r.get("speedup_best")
-    return "" if value is None or pd.isna(value) else f"{times(value)} vs {r.get('speedup_baseline')}"
+def _speed_ref(r: Mapping[str, Any]) -> str:
+    """``speedup_vs_reference`` and the fp32 runtime it was paired with: '1.12× vs eager fp32'."""
+    value = pd.to_numeric(r.get("speedup_vs_reference"), errors="coerce")
+    return "" if value is None or pd.isna(value) else f"{times(value)} vs {reference_runtime(r)} fp32"
+
+
+def _speed_best(r: Mapping[str, Any]) -> str:
+    """``speedup_vs_best_fp32`` and the fastest fp32 route it was paired with: '0.11× vs onnxruntime fp32'."""
+    value = pd.to_numeric(r.get("speedup_vs_best_fp32"), errors="coerce")
+    route = r.get("best_fp32_runtime")
+    return "" if value is None or pd.isna(value) else f"{times(value)} vs {route or '?'} fp32"
+
+
+# Both speedups of a row, each under its results column's name with its baseline in the cell (issue 25): the bare
+# word 'speedup' over one of them, chosen per row, read as the other one.
+SPEEDUPS: list[tuple[str, str | None, Any]] = [("speedup_vs_reference", None, _speed_ref),
+                                               ("speedup_vs_best_fp32", None, _speed_best)]
 
 
 def _num_cell(r: Mapping[str, Any]) -> str:
@@ -199,7 +241,7 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
                 {"delta_mixed": after.get("delta_mixed"), "delta_method": "unpaired" if pair is None else "paired"}),
             "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
             "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
-            "speed": _speed(after), "near_chance": after.get("near_chance"),
+            "speed_ref": _speed_ref(after), "speed_best": _speed_best(after), "near_chance": after.get("near_chance"),
             "delta_method": "paired" if pair is not None else "unpaired"}
 
 
@@ -213,15 +255,16 @@ def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], pro
         budget, notes = budget_table(table)
         lines += ["## What should I deploy?", "",
                   "For each accuracy budget (test accuracy at most this far below the baseline, point estimate), "
-                  "the smallest artifact and the fastest one. Intervals are 95%; *within noise* means the "
-                  "interval of the difference contains 0.", ""]
+                  "the smallest artifact and the fastest one; a pick that answers several budgets is listed once, "
+                  "with all of them. Intervals are 95%; *within noise* means the interval of the difference "
+                  "contains 0.", ""]
         if budget.empty:
             lines += ["No stage qualifies (status ok, not near chance, within 2 pt of the baseline).", ""]
         else:
-            lines += [_table(budget, [
-                ("budget", "budget", str), ("pick", "pick", str), ("#", None, _num_cell),
+            lines += [_table(collapse_budgets(budget), [
+                ("budgets", "budget", str), ("pick", "pick", str), ("#", None, _num_cell),
                 ("chain", "chain_to", str), ("deploy on", "deploy", lambda v: str(v or "")),
-                ("size", None, _size), ("speedup", None, _speed), ("test acc % [95%]", None, _acc),
+                ("size", None, _size), *SPEEDUPS, ("test acc % [95%]", None, _acc),
                 ("Δ pt [95%]", None, _delta), ("noise", None, _noise), ("command", "command", FORMAT["command"])]),
                 ""]
         lines += [*(f"- {n}" for n in notes), *([""] if notes else [])]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compressbench.config import BadValue, check
+from compressbench.results.table import RENAMED
 
 DIRECTIONS = {"max": "maximize", "min": "minimize"}  # ours → the names Optuna's (and Hydra's) direction takes
 OPERATORS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=": operator.ge, "<": operator.lt,
@@ -25,8 +26,8 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {"<=": operator.le, ">=":
 METRICS: tuple[str, ...] = tuple((
     "test_acc val_acc test_top5 params nonzero_params sparsity dense_bytes size_bytes deployable_bytes gzip_bytes "
     "encoded_bytes "
-    "compression_ratio macs effective_macs latency_ms_p50 latency_ms_p95 throughput_ips speedup speedup_iqr "
-    "throughput_speedup macs_reduction_pct params_reduction_pct test_loss wall_s achieved_sparsity "
+    "compression_ratio macs effective_macs latency_ms_p50 latency_ms_p95 throughput_ips speedup_vs_reference "
+    "speedup_vs_reference_iqr throughput_speedup macs_reduction_pct params_reduction_pct test_loss wall_s achieved_sparsity "
     "params_removed_fraction channels_removed_fraction macs_reduction encoded_dense_bytes onnx_fp32_bytes "
     "program_bytes weight_bits teacher_agreement encoded_ratio weights_kept_pct ratio_p ratio_pq ratio_pqh "
     "distinct_values_max shared_values_total train_images_per_s speedup_vs_best_fp32"
@@ -74,6 +75,7 @@ class Constraint:
 
 
 def _known(column: str, key: str, spec: str) -> str:
+    column = RENAMED.get(column, column)  # a config written before a column was renamed keeps working
     if column in METRICS or ROUTE_SPEEDUP.fullmatch(column):
         return column
     # A word of a column name first, the common metrics before the rest: 'acc' means test_acc (difflib alone

@@ -17,18 +17,26 @@ from compressbench.infra.atomic import atomic_write_text
 COLUMNS: list[str] = (
     "run_id experiment model dataset seed stage_index stage kind method status test_acc val_acc test_top5 params "
     "nonzero_params sparsity dense_bytes size_bytes gzip_bytes encoded_bytes compression_ratio macs "
-    "effective_macs latency_ms_p50 latency_ms_p95 throughput_ips speedup runtime device threads wall_s "
+    "effective_macs latency_ms_p50 latency_ms_p95 throughput_ips speedup_vs_reference runtime device threads wall_s "
     "cache_hit torch_version git_sha overrides"
 ).split()
 
+# Renamed columns (issue 25: a bare ``speedup`` said nothing of its baseline while the printed table showed another
+# one under that name): old name → new. Readers of results tables written before the rename see the new names.
+RENAMED: dict[str, str] = {"speedup": "speedup_vs_reference", "speedup_iqr": "speedup_vs_reference_iqr",
+                           "speedup_lo": "speedup_vs_reference_lo", "speedup_hi": "speedup_vs_reference_hi"}
+
 # Documented additions (README "Results columns"), placed after the core columns.
 EXTRA_COLUMNS: list[str] = (
-    "speedup_iqr timing_rounds measure_reused throughput_speedup throughput_threads batch_size reference_stage "
+    # What each speedup is paired against (issue 25): the reference on the row's own runtime, named, and the fastest
+    # fp32 route, named.
+    "speedup_vs_reference_iqr reference_runtime speedup_vs_best_fp32 best_fp32_runtime "
+    "timing_rounds measure_reused throughput_speedup throughput_threads batch_size reference_stage "
     "macs_reduction_pct params_reduction_pct test_loss precision stage_key error"
 ).split() + (
     # What was measured (issue 26): the file each size is of, the form timed, and the timings' 95% intervals.
-    "size_file deployable_bytes deployable_file artifact_sha256 timed_form timing_s speedup_lo speedup_hi "
-    "fastest_route speedup_vs_best_fp32_lo speedup_vs_best_fp32_hi"
+    "size_file deployable_bytes deployable_file artifact_sha256 timed_form timing_s speedup_vs_reference_lo "
+    "speedup_vs_reference_hi fastest_route speedup_vs_best_fp32_lo speedup_vs_best_fp32_hi"
 ).split()
 # Beside the accuracies (issue 26): how many images tie for the top logit (each credited 1/k, see measure.accuracy).
 EXTRA_COLUMNS += ["test_ties", "val_ties"]
@@ -72,9 +80,20 @@ def write_csv(path: str | os.PathLike, rows: list[Mapping[str, Any]], columns: l
     return atomic_write_text(path, csv_text(rows, columns))
 
 
+def upgrade(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` under today's column names: an older table's renamed columns (``RENAMED``) give their values to the
+    new names (where the new one is empty or absent) and are dropped."""
+    out = {k: v for k, v in row.items() if k not in RENAMED}
+    for old, new in RENAMED.items():
+        if old in row and out.get(new) in (None, ""):
+            out[new] = row[old]
+    return out
+
+
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV table; a results table written before a column was renamed reads under the new names."""
     with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
+        return [upgrade(row) for row in csv.DictReader(f)]
 
 
 def write_results(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> Path:

@@ -123,7 +123,7 @@ class Deployable:
         return self.runtime
 
     def reference(self, fp32: Deployable) -> Deployable:
-        """The fp32 model on this runtime's family, for a like-with-like ``speedup`` (default: as given)."""
+        """The fp32 model on this runtime's family, for a like-with-like ``speedup_vs_reference`` (default: given)."""
         return fp32
 
     # --- what it is --------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ def test_chain_trains_with_amp_on_the_gpu_and_names_it(make_cfg, tmp_path: Path)
     assert all(r["status"] == "ok" for r in rows)
     assert rows[0]["device"].startswith("cuda:") and torch.cuda.get_device_name() in rows[0]["device"]
     assert rows[0]["precision"] in {"bf16", "fp16"}  # AMP picked for CUDA
-    assert rows[0]["test_acc"] > 40 and rows[1]["speedup"] > 0
+    assert rows[0]["test_acc"] > 40 and rows[1]["speedup_vs_reference"] > 0
 
 
 def test_resume_and_determinism_flags_work_on_the_gpu(make_cfg, tmp_path: Path):

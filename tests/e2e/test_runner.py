@@ -25,10 +25,11 @@ def test_chain_writes_rows_files_and_plots(make_cfg, tmp_path: Path):
     assert train["params"] > 0 and train["nonzero_params"] == train["params"]
     assert train["size_bytes"] > train["dense_bytes"] * 0.9
     assert train["macs"] > 0 and train["latency_ms_p50"] > 0 and train["throughput_ips"] > 0
-    assert train["speedup"] == 1.0 and train["compression_ratio"] == 1.0  # the reference itself
+    assert train["speedup_vs_reference"] == 1.0 and train["compression_ratio"] == 1.0  # the reference itself
     assert train.get("macs_reduction_pct") is None and finetune["macs_reduction_pct"] == pytest.approx(0.0)
     assert train["test_ties"] == 0 and "test_hits" not in train  # fp32 logits: no ties; hits go to a file
-    assert 0.2 < finetune["speedup"] < 5.0  # measured, paired, same architecture
+    assert 0.2 < finetune["speedup_vs_reference"] < 5.0  # measured, paired, same architecture
+    assert finetune["reference_runtime"] == "eager" and "speedup" not in finetune
     assert finetune["compression_ratio"] == pytest.approx(1.0, abs=0.01)
     assert finetune["reference_stage"] == "train" and train["overrides"] == "train.epochs=6"
     for name in ("config.yaml", "split.json", "status.json", "summary.csv", "summary.md",

@@ -72,7 +72,7 @@ def test_digits_int8_keeps_accuracy_and_shrinks(make_cfg, tmp_path: Path):
     assert q["macs"] == fp32["macs"] and q["params"] > 0.9 * fp32["params"]
     assert q["int8_ops"] >= 5 and q["float_ops"] == 0 and q["calibration_images"] == 512
     assert q["best_fp32_runtime"] in ("eager", "onnxruntime")  # chosen on pooled samples, its own ratio kept:
-    assert q["speedup"] > 0 and q["speedup_vs_best_fp32"] == q[f"speedup_vs_{q['best_fp32_runtime']}_fp32"]
+    assert q["speedup_vs_reference"] > 0 and q["speedup_vs_best_fp32"] == q[f"speedup_vs_{q['best_fp32_runtime']}_fp32"]
     stage = out / "stages/02_quantize"
     report = list(csv.DictReader(open(stage / "fallback.csv")))
     assert {r["status"] for r in report} >= {"int8", "fused"}
@@ -103,7 +103,8 @@ def test_onnxruntime_accuracy_is_measured_on_the_exported_file(make_cfg, tmp_pat
     data = (out / "stages/01_quantize/model_int8.onnx").read_bytes()
     assert q["size_bytes"] == len(data) and q["onnx_fp32_bytes"] > len(data)
     assert (out / "stages/01_quantize/model_fp32.onnx").is_file()
-    assert 0.05 < q["speedup"] < 50  # against ONNX Runtime fp32, paired: a measurement, not a constant
+    assert 0.05 < q["speedup_vs_reference"] < 50  # against ONNX Runtime fp32, paired: a measurement, not a constant
+    assert q["reference_runtime"] == "onnxruntime-fp32" and "speedup" not in q  # the row names its baseline
 
 
 @pytest.mark.parametrize("backend", ["fx", "onnxruntime"])

@@ -122,7 +122,11 @@ def test_terminal_table_fits_120_columns_and_shows_the_encoding():
     lines = [line for line in buf.getvalue().splitlines() if line]
     assert max(len(line) for line in lines) <= 120
     assert "encoded_bytes" in lines[0] and "20.5kB" in lines[2]
-    assert "0.11×" in lines[3] and "best (ort)" in lines[3]  # the speedup a deployer asks about, named
+    # Both speedups, each under its results column's name, each with the runtime it was paired against (issue 25).
+    header = lines[0].split()
+    assert "speedup_vs_reference" in header and "speedup_vs_best_fp32" in header and "speedup" not in header
+    at = lines[0].index("speedup_vs_reference"), lines[0].index("speedup_vs_best_fp32")
+    assert lines[3][at[0]:at[1]].strip() == "0.94× eager" and lines[3][at[1]:].strip() == "0.11× ort"
 
 
 @pytest.mark.parametrize("empty", [True])

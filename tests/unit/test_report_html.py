@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from report_rows import compare_tree
 
-from compressbench.report import main
-from compressbench.report.html import markdown_to_html
+from compressbench.report import main, write_report
+from compressbench.report.html import markdown_to_html, page
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 # Runs in the page once it has loaded; the browser's DOM dump carries the answer out.
@@ -33,6 +33,37 @@ def test_markdown_tables_become_sortable_html_tables():
     html = markdown_to_html("## Title\n\n| a | b |\n|---|---|\n| 1 | `x \\| y` |\n\n- one *two*\n")
     assert "<h3>Title</h3>" in html and '<table class="sortable">' in html and "<code>x | y</code>" in html
     assert "<li>one <em>two</em></li>" in html
+
+
+def _report(tmp_path: Path) -> Path:
+    """compare_tree's summary.md, with three stand-in plots (the page inlines bytes; their drawing is not tested)."""
+    runs = tmp_path / "runs"
+    compare_tree(runs)
+    write_report(runs, figures=False)
+    (runs / "plots").mkdir()
+    for name in ("accuracy_vs_size", "speedup_vs_compression", "accuracy_change_vs_speedup"):
+        (runs / "plots" / f"{name}.png").write_bytes(name.encode())
+    return runs
+
+
+def test_the_page_leads_with_the_figures_that_answer_the_question(tmp_path: Path):
+    html = page([("demo", _report(tmp_path))])
+    assert html.index("<figure") < html.index("<img") < html.index("<table")  # a figure before any table
+    alts = re.findall(r'<img [^>]*alt="([^"]+)"', html)
+    assert alts == ["speedup_vs_compression", "accuracy_vs_size", "accuracy_change_vs_speedup"]
+    assert html.index('alt="accuracy_vs_size"') < html.index("<table") < html.index('alt="accuracy_change_vs_speedup"')
+
+
+def test_a_pick_that_answers_several_budgets_is_listed_once(tmp_path: Path):
+    html = page([("demo", _report(tmp_path))])
+    deploy = html.split("What should I deploy?")[1].split("</table>")[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", deploy)[1:]
+    cells = [re.findall(r"<td>(.*?)</td>", r)[:4] for r in rows]
+    # compare_tree: the baseline is the fastest for every budget; the smallest changes once, at 2 pt.
+    assert [c[:2] for c in cells] == [["≤ 0.5, 1 pt", "smallest that runs as is"], ["≤ 0.5, 1, 2 pt", "fastest"],
+                                      ["≤ 2 pt", "smallest that runs as is"]]
+    picks = [(c[1], c[2]) for c in cells]
+    assert len(picks) == len(set(picks))  # no recommendation twice
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH: apt-get install -y chromium (Debian)")
