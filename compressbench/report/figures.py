@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from compressbench.report import stats
+import compressbench.report.stats as stats
 from compressbench.report.style import (
     BASELINE_COLOR,
     Look,

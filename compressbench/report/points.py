@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from compressbench.report import stats
+import compressbench.report.stats as stats
 from compressbench.report.labels import parse_overrides, speedup_columns
 from compressbench.results.objective import stored_size
 

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from compressbench.report import stats
+import compressbench.report.stats as stats
 from compressbench.report.style import BASELINE_COLOR, Look, layout, title
 from compressbench.report.tables import pct
 

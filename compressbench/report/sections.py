@@ -8,8 +8,17 @@ from typing import Any
 
 import pandas as pd
 
-from compressbench.report import stats
-from compressbench.report.summary import FORMAT, SPEEDUPS, _acc, _delta, _noise, _num_cell, _size, _table
+import compressbench.report.stats as stats
+from compressbench.report.cells import (
+    FORMAT,
+    SPEEDUPS,
+    acc_cell,
+    delta_cell,
+    noise_cell,
+    point_cell,
+    size_cell,
+    spec_table,
+)
 from compressbench.report.tables import cell, human, times
 
 
@@ -36,16 +45,16 @@ def branches(table: pd.DataFrame) -> list[str]:
     pts = table[table["point"] != ""].copy()
     pts["_order"] = pts["point"].map(lambda p: -1 if p == "B" else int(p))
     pts = pts.sort_values("_order")
-    return ["## Branches (the numbered points of every figure)", "", _table(pts, [
-        ("#", None, _num_cell), ("chain", "chain_to", str), ("technique", "credited_technique", str),
-        ("test acc % [95%]", None, _acc), ("Δ pt [95%]", None, _delta), ("noise", None, _note),
-        ("size", None, _size), ("compression", "compression_ratio", times), *SPEEDUPS,
+    return ["## Branches (the numbered points of every figure)", "", spec_table(pts, [
+        ("#", None, point_cell), ("chain", "chain_to", str), ("technique", "credited_technique", str),
+        ("test acc % [95%]", None, acc_cell), ("Δ pt [95%]", None, delta_cell), ("noise", None, _note),
+        ("size", None, size_cell), ("compression", "compression_ratio", times), *SPEEDUPS,
         ("IQR of the plotted speedup", "speedup_best_iqr", FORMAT["speedup_best_iqr"]),
         ("command", "command", FORMAT["command"])]), ""]
 
 
 def _note(r: Mapping[str, Any]) -> str:
-    return "near chance" if r.get("near_chance") else _noise(r)
+    return "near chance" if r.get("near_chance") else noise_cell(r)
 
 
 def techniques(seg: pd.DataFrame) -> list[str]:
@@ -53,7 +62,7 @@ def techniques(seg: pd.DataFrame) -> list[str]:
         return []
     seg = seg.sort_values("technique", kind="stable")
     return ["## Per technique (each step credited to the technique that made it; its finetune included)", "",
-            _table(seg, [("technique", "technique", str), ("#", "point", str), ("steps", "steps", str),
+            spec_table(seg, [("technique", "technique", str), ("#", "point", str), ("steps", "steps", str),
                          ("after", "from", str), ("test acc %", "acc", str), ("Δ pt [95%]", "delta", str),
                          ("noise", None, lambda r: "near chance" if r.get("near_chance") else r.get("noise", "")),
                          ("× smaller (size_bytes)", "size_x", times), ("× smaller (stored)", "stored_x", times),
@@ -71,17 +80,17 @@ def pareto(cand: pd.DataFrame, table: pd.DataFrame) -> list[str]:
         if front.empty:
             lines += ["None: every stage with this size is failed or near chance (see 'Every stage').", ""]
             continue
-        lines += [_table(front, [("#", None, _num_cell), ("chain", "chain_to", str),
+        lines += [spec_table(front, [("#", None, point_cell), ("chain", "chain_to", str),
                                  ("technique", "credited_technique", str), (flavour, flavour, FORMAT[flavour]),
-                                 ("test acc % [95%]", None, _acc), ("Δ pt [95%]", None, _delta),
-                                 ("noise", None, _noise), *SPEEDUPS]), ""]
+                                 ("test acc % [95%]", None, acc_cell), ("Δ pt [95%]", None, delta_cell),
+                                 ("noise", None, noise_cell), *SPEEDUPS]), ""]
     return lines
 
 
 def stages(table: pd.DataFrame) -> list[str]:
-    return ["## Every stage", "", _table(table, [
+    return ["## Every stage", "", spec_table(table, [
         ("chain", "chain_to", str), ("kind", "kind", str), ("status", "status", str),
-        ("seeds", "n_seeds", FORMAT["n_seeds"]), ("test acc % [95%]", None, _acc), ("Δ pt [95%]", None, _delta),
+        ("seeds", "n_seeds", FORMAT["n_seeds"]), ("test acc % [95%]", None, acc_cell), ("Δ pt [95%]", None, delta_cell),
         ("noise", None, _note), ("params", "params", human), ("sparsity", "sparsity", FORMAT["sparsity"]),
         ("size_bytes", "size_bytes", FORMAT["size_bytes"]), ("encoded_bytes", "encoded_bytes", FORMAT["encoded_bytes"]),
         ("ratio", "compression_ratio", times), ("p50 ms", "latency_ms_p50", FORMAT["latency_ms_p50"]),

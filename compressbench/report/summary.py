@@ -13,10 +13,27 @@ from typing import Any
 
 import pandas as pd
 
-from compressbench.report import best_trial, pareto_set, recovery, repeats, stats
-from compressbench.report.labels import reference_runtime
+import compressbench.report.best_trial as best_trial
+import compressbench.report.pareto_set as pareto_set
+import compressbench.report.recovery as recovery
+import compressbench.report.repeats as repeats
+import compressbench.report.sections as sections
+import compressbench.report.stats as stats
+from compressbench.report.cells import (
+    FORMAT,
+    SPEEDUPS,
+    acc_cell,
+    delta_cell,
+    noise_cell,
+    point_cell,
+    size_cell,
+    spec_table,
+    speed_best_cell,
+    speed_ref_cell,
+    unpaired_note,
+)
 from compressbench.report.points import baseline_note
-from compressbench.report.tables import cell, human, interval, pct, times
+from compressbench.report.tables import interval, pct, times
 from compressbench.results.objective import number
 
 BUDGETS_PT = (0.5, 1.0, 2.0)
@@ -32,12 +49,6 @@ def candidates(table: pd.DataFrame) -> pd.DataFrame:
     if "stage_key" in ok and ok["stage_key"].notna().all():
         ok = ok.drop_duplicates("stage_key")
     return ok.drop(columns="_len")
-
-
-def _noise(r: Mapping[str, Any]) -> str:
-    if r.get("is_baseline"):
-        return "baseline"
-    return {True: "within noise", False: "outside noise", None: "n unknown"}[r.get("within_noise")]
 
 
 def budget_table(table: pd.DataFrame, budgets: Sequence[float] = BUDGETS_PT) -> tuple[pd.DataFrame, list[str]]:
@@ -112,69 +123,6 @@ def collapse_budgets(picks: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _size(r: Mapping[str, Any]) -> str:
-    flavour = r.get("stored_flavour")
-    return f"{human(r.get('stored_bytes'), 'B')} ({'encoded' if flavour == 'encoded_bytes' else 'artifact'})"
-
-
-def _acc(r: Mapping[str, Any]) -> str:
-    text = interval(r.get("test_acc"), r.get("acc_lo"), r.get("acc_hi"), digits=2)
-    n = int(r.get("n_seeds") or 1)
-    if n > 1:
-        text += f"; {pct(r.get('test_acc'), 2)} ± {pct(r.get('test_acc_sd'), 2)} (n={n} seeds)"
-    return text
-
-
-def _delta(r: Mapping[str, Any]) -> str:
-    if r.get("is_baseline"):
-        return "0"
-    return interval(r.get("delta_acc"), r.get("delta_lo"), r.get("delta_hi"), digits=2, signed=True) + _unpaired(r)
-
-
-def _unpaired(r: Mapping[str, Any]) -> str:
-    """' (unpaired)' on a change without per-image results in a table where others have them."""
-    return " (unpaired)" if r.get("delta_mixed") and r.get("delta_method") == "unpaired" else ""
-
-
-def _speed_ref(r: Mapping[str, Any]) -> str:
-    """``speedup_vs_reference`` and the fp32 runtime it was paired with: '1.12× vs eager fp32'."""
-    value = pd.to_numeric(r.get("speedup_vs_reference"), errors="coerce")
-    return "" if value is None or pd.isna(value) else f"{times(value)} vs {reference_runtime(r)} fp32"
-
-
-def _speed_best(r: Mapping[str, Any]) -> str:
-    """``speedup_vs_best_fp32`` and the fastest fp32 route it was paired with: '0.11× vs onnxruntime fp32'."""
-    value = pd.to_numeric(r.get("speedup_vs_best_fp32"), errors="coerce")
-    route = r.get("best_fp32_runtime")
-    return "" if value is None or pd.isna(value) else f"{times(value)} vs {route or '?'} fp32"
-
-
-# Both speedups of a row, each under its results column's name with its baseline in the cell (issue 25): the bare
-# word 'speedup' over one of them, chosen per row, read as the other one.
-SPEEDUPS: list[tuple[str, str | None, Any]] = [("speedup_vs_reference", None, _speed_ref),
-                                               ("speedup_vs_best_fp32", None, _speed_best)]
-
-
-def _num_cell(r: Mapping[str, Any]) -> str:
-    return str(r.get("point") or "·")
-
-
-FORMAT = {"point": lambda v: v or "·", "n_seeds": lambda v: "" if pd.isna(v) else str(int(v)),
-          "params": human, "size_bytes": lambda v: human(v, "B"), "encoded_bytes": lambda v: human(v, "B"),
-          "compression_ratio": times, "speedup_best_iqr": lambda v: "" if pd.isna(v) else f"{v:.2f}",
-          "latency_ms_p50": lambda v: "" if pd.isna(v) else f"{v:.3g}", "sparsity": lambda v: pct(v, 3),
-          "command": lambda v: f"`{v}`" if v else ""}
-
-
-def _table(df: pd.DataFrame, spec: Sequence[tuple[str, str, Any]]) -> str:
-    """Markdown from (header, column or None, formatter over the whole row)."""
-    lines = ["| " + " | ".join(h for h, _, _ in spec) + " |", "|" + "---|" * len(spec)]
-    for _, r in df.iterrows():
-        d = r.to_dict()
-        lines.append("| " + " | ".join(cell(f(d) if col is None else f(d.get(col))) for _, col, f in spec) + " |")
-    return "\n".join(lines)
-
-
 def segments(table: pd.DataFrame) -> pd.DataFrame:
     """Each technique's step in each chain: from the stage before it through its finetune (a training stage
     right after it), so the gain is credited to the technique, not to the finetune row."""
@@ -237,17 +185,17 @@ def _segment(before: dict, steps: list[dict], after: dict) -> dict:
     return {"technique": steps[0]["technique"], "point": after.get("point") or "·",
             "steps": " → ".join(str(s["stage"]) for s in steps), "from": before["stage"],
             "acc": f"{pct(before['test_acc'], 2)} → {pct(after['test_acc'], 2)}",
-            "delta": interval(delta, lo, hi, digits=2, signed=True) + _unpaired(
+            "delta": interval(delta, lo, hi, digits=2, signed=True) + unpaired_note(
                 {"delta_mixed": after.get("delta_mixed"), "delta_method": "unpaired" if pair is None else "paired"}),
             "noise": {True: "within noise", False: "outside noise", None: "n unknown"}[stats.within_noise(lo, hi)],
             "size_x": ratio("size_bytes"), "stored_x": ratio("stored_bytes"),
-            "speed_ref": _speed_ref(after), "speed_best": _speed_best(after), "near_chance": after.get("near_chance"),
+            "speed_ref": speed_ref_cell(after), "speed_best": speed_best_cell(after),
+            "near_chance": after.get("near_chance"),
             "delta_method": "paired" if pair is not None else "unpaired"}
 
 
 def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], problems: Sequence[str],
                      root: Path, raw: pd.DataFrame) -> str:
-    from compressbench.report import sections  # the provenance and status sections
 
     lines = ["# compressbench summary", ""]
     if not table.empty:
@@ -261,11 +209,11 @@ def summary_markdown(table: pd.DataFrame, jobs: Sequence[Mapping[str, Any]], pro
         if budget.empty:
             lines += ["No stage qualifies (status ok, not near chance, within 2 pt of the baseline).", ""]
         else:
-            lines += [_table(collapse_budgets(budget), [
-                ("budgets", "budget", str), ("pick", "pick", str), ("#", None, _num_cell),
+            lines += [spec_table(collapse_budgets(budget), [
+                ("budgets", "budget", str), ("pick", "pick", str), ("#", None, point_cell),
                 ("chain", "chain_to", str), ("deploy on", "deploy", lambda v: str(v or "")),
-                ("size", None, _size), *SPEEDUPS, ("test acc % [95%]", None, _acc),
-                ("Δ pt [95%]", None, _delta), ("noise", None, _noise), ("command", "command", FORMAT["command"])]),
+                ("size", None, size_cell), *SPEEDUPS, ("test acc % [95%]", None, acc_cell),
+                ("Δ pt [95%]", None, delta_cell), ("noise", None, noise_cell), ("command", "command", FORMAT["command"])]),
                 ""]
         lines += [*(f"- {n}" for n in notes), *([""] if notes else [])]
         lines += repeats.section(raw)  # flagged, never picked from

@@ -9,10 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
+import compressbench.report.figures as figures
+import compressbench.report.html as html
+import compressbench.report.recovery as recovery
+import compressbench.report.repeats as repeats
+import compressbench.report.stage_figures as stage_figures
 from compressbench.config import safe_slug
 from compressbench.infra.atomic import atomic_write_bytes, atomic_write_text
 from compressbench.infra.locks import file_lock
-from compressbench.report import figures, html, recovery, repeats, stage_figures
 from compressbench.report.collect import collect, credit_reader
 from compressbench.report.labels import enrich
 from compressbench.report.points import number_points, stage_table
