@@ -41,15 +41,3 @@ def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
             return compose("config", overrides=[*base, *(FAST if fast else []), *overrides])
 
     return make
-
-
-@pytest.fixture(autouse=True)
-def _fresh_measurements():
-    """Each test starts with no measurement taken earlier in the process (the runner reuses those of identical
-    cache hits): a test's rows never depend on which tests ran before it. Imports nothing that is not loaded."""
-    import sys
-
-    runner = sys.modules.get("compressbench.pipeline.runner")
-    if runner is not None:
-        runner._MEASURED.clear()
-    yield

@@ -117,12 +117,17 @@ def test_typo_in_a_stage_key_fails_at_composition(make_cfg):
 
 
 def test_a_cache_hit_reuses_its_measurement_from_earlier_in_the_process(make_cfg, tmp_path: Path):
-    from compressbench.pipeline.runner import run
+    """Runs that share a MeasureMemo (the CLI shares one between a sweep's jobs) reuse the measurements of the
+    cache hits they share; a run with its own memo measures afresh."""
+    from compressbench.pipeline.runner import MeasureMemo, run
 
-    first = run(make_cfg(), tmp_path / "a")
-    again = run(make_cfg("finetune.lr=0.003"), tmp_path / "b")  # the train stage is shared, finetune is not
-    same = run(make_cfg("measure.iters=4"), tmp_path / "c")  # other timing settings: measured afresh
-    layout = run(make_cfg("runtime.channels_last=true"), tmp_path / "d")  # another memory format: afresh
+    memo = MeasureMemo()
+    first = run(make_cfg(), tmp_path / "a", memo=memo)
+    again = run(make_cfg("finetune.lr=0.003"), tmp_path / "b", memo=memo)  # the train stage is shared, finetune not
+    same = run(make_cfg("measure.iters=4"), tmp_path / "c", memo=memo)  # other timing settings: measured afresh
+    layout = run(make_cfg("runtime.channels_last=true"), tmp_path / "d", memo=memo)  # another memory format
+    alone = run(make_cfg("finetune.lr=0.002"), tmp_path / "e")  # no memo shared: nothing from earlier runs
+    assert alone[0]["cache_hit"] and not alone[0].get("measure_reused")
     assert layout[0]["cache_hit"] and not layout[0].get("measure_reused")
     assert not first[0].get("measure_reused") and again[0]["cache_hit"] and again[0]["measure_reused"]
     assert again[0]["latency_ms_p50"] == first[0]["latency_ms_p50"]  # the same measurement, not a new one
