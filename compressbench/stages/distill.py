@@ -76,7 +76,7 @@ def teacher_salt(cfg: DistillConfig, experiments: Experiments, fingerprint: str)
     if cfg.teacher.experiment is not None:
         from compressbench.techniques.distillation.teacher import experiment_stage
 
-        _, plan = experiments.compose(cfg.teacher.experiment, cfg.teacher.overrides)
+        plan = experiments.compose(cfg.teacher.experiment, cfg.teacher.overrides)
         return experiments.stage_key(plan, experiment_stage(cfg.teacher, plan), fingerprint)
     if cfg.teacher.path is None:
         return None
