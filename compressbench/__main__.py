@@ -86,7 +86,7 @@ def main(cfg: DictConfig) -> float | None:
         remove_if_untouched(Path(hc.runtime.output_dir), f"{hc.job.name}.log")  # stopped before the run began
         print(f"compressbench: {stopped(e, cfg, Path(hc.runtime.output_dir))}", file=sys.stderr)
         sys.exit(128 + (signal.SIGTERM if getattr(e, "signal_name", "") == "SIGTERM" else signal.SIGINT))
-    return sweep_objective(rows, cfg)
+    return sweep_objective(rows, plan.objective, plan.chain)
 
 
 RERUN_FLAG = "--experimental-rerun"

@@ -33,6 +33,8 @@ class Plan:
     # The model config entering each stage (index i) and leaving the chain (index len(chain)), and whether its
     # layer names are known exactly (StageKind.output_model)
     models: list[tuple[dict[str, Any], bool]] = field(default_factory=list)
+    objective: Any = None  # what a sweeper optimizes (results.objective.ObjectiveConfig), checked
+    logger: Any = None  # the experiment tracker's typed options (tracking: its ``parse``); None = no logger node
 
     def input_model(self, index: int) -> tuple[dict[str, Any], bool]:
         """The model config of what enters ``chain[index]`` and whether its layer names are known exactly."""

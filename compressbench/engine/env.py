@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
 
 from compressbench.config import Experiments
 from compressbench.data import DataBundle
@@ -75,7 +74,6 @@ class StageEnv:
     route: TrainRoute  # how trainings run (engine/route.py)
     data: DataBundle
     plan: Plan
-    cfg: DictConfig  # the whole run config (read-only), for stages that look at others (distill's teacher)
     dist: Dist
     collective: bool  # every torchrun rank runs this stage (data-parallel training)
     reference: Baseline | None

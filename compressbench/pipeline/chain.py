@@ -10,15 +10,14 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from compressbench.config import Plan, resolve_path
-from compressbench.data import load_dataset
+from compressbench.config import Plan
 from compressbench.infra import signals
 from compressbench.infra.atomic import atomic_write_text
 from compressbench.models import model_label
 from compressbench.pipeline.measuring import MeasureMemo
 from compressbench.pipeline.process import apply_runtime
 from compressbench.pipeline.provenance import git_sha, machine, run_id_of
-from compressbench.pipeline.stage import Pipeline
+from compressbench.pipeline.stage import Pipeline, load_plan_data
 from compressbench.report import print_table
 from compressbench.results import write_results
 from compressbench.runtimes import Deployable
@@ -34,12 +33,12 @@ def walk(cfg: DictConfig, plan: Plan, run_dir: Path, overrides: Any, memo: Measu
     """The recipe: load the data, build the initial model, run each stage (and the analyses after it), one row
     each, written as it comes; the table on screen. Raises RunFailed after the row of a stage that failed."""
     apply_runtime(plan.runtime)
-    data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir), resolve_path(cfg.paths.cache_dir))
+    data = load_plan_data(plan)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_text(run_dir / "split.json", json.dumps(data.split_info, indent=1))
-    pipeline = Pipeline(cfg, plan, run_dir, data, memo if memo is not None else MeasureMemo())
-    identity = {"run_id": run_id_of(cfg), "experiment": plan.name, "model": model_label(cfg.model),
-                "dataset": cfg.dataset.get("label") or cfg.dataset.name, "seed": plan.runtime.seed,
+    pipeline = Pipeline(plan, run_dir, data, memo if memo is not None else MeasureMemo())
+    identity = {"run_id": run_id_of(cfg), "experiment": plan.name, "model": model_label(plan.model),
+                "dataset": plan.dataset.get("label") or plan.dataset["name"], "seed": plan.runtime.seed,
                 "torch_version": torch.__version__,
                 "git_sha": git_sha(), "machine": machine(), "overrides": " ".join(overrides),
                 "precision": pipeline.precision.name, "train_route": pipeline.route.name,

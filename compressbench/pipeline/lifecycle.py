@@ -49,7 +49,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     this process took already (a sweep's jobs share one; see ``MeasureMemo``); None = none.
     """
     plan = plan if plan is not None else validate(cfg)  # every config error here, before any folder or compute
-    check_data(cfg)  # and the data's folders, before the run dir is written to
+    check_data(plan)  # and the data's folders, before the run dir is written to
     if not distributed.from_env().is_main:
         # Under torchrun rank 0 owns the run dir; the other ranks write their scratch elsewhere and drop it.
         scratch = Path(tempfile.mkdtemp(prefix="compressbench-rank-"))
@@ -60,7 +60,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     run_dir = Path(run_dir)
     fresh = untouched(run_dir)
     ensure_writable(run_dir, RUN_DIR_KEY)
-    name = str(cfg.get("name", "default"))
+    name = plan.name
     write_status(run_dir, "running", overrides, name)
     log.info("run dir: %s", run_dir.resolve())
     reserve = Reserve(run_dir)
@@ -80,7 +80,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
         written = output_error_of(e)
         if written is not None:  # a full or read-only disk: not a bug, and the rows so far are intact
             reserve.release()
-            message = describe_output_error(written, output_places(cfg, run_dir))
+            message = describe_output_error(written, output_places(plan, run_dir))
             ended = _try(write_status, run_dir, status, overrides, name, error=f"OutputError: {message}")
             _try(atomic_write_text, run_dir / "error.txt", traceback.format_exc())
             log.error("%s; run dir: %s%s", message, run_dir.resolve(),
@@ -105,11 +105,11 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     return rows
 
 
-def check_data(cfg: DictConfig) -> None:
+def check_data(plan: Plan) -> None:
     """Raise DataUnavailable (one line: where to put the files, how to get them) when the dataset's folder or
     files are missing and cannot be downloaded. Lists folders only; a failed download is caught when it runs."""
     try:
-        check_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir))
+        check_dataset(plan.dataset, resolve_path(plan.paths["data_dir"]))
     except (ValueError, FileNotFoundError) as e:
         raise DataUnavailable(str(e)) from None
 
@@ -123,12 +123,12 @@ def untouched(run_dir: Path) -> bool:
     return not run_dir.is_dir() or all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir())
 
 
-def output_places(cfg: DictConfig, run_dir: Path) -> list[tuple[Path, str]]:
+def output_places(plan: Plan, run_dir: Path) -> list[tuple[Path, str]]:
     """Where a run writes, each with the key that moves it (for an error that says what to change)."""
     places = [(run_dir, RUN_DIR_KEY)]
     for key in ("cache_dir", "data_dir"):
-        if cfg.paths.get(key):
-            places.append((resolve_path(cfg.paths[key]), f"paths.{key}"))
+        if plan.paths.get(key):
+            places.append((resolve_path(plan.paths[key]), f"paths.{key}"))
     return places
 
 

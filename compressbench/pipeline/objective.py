@@ -56,11 +56,11 @@ def _optuna_sweeper() -> Any:
     return sweeper if sweeper is not None and "optuna" in str(sweeper.get("_target_", "")).lower() else None
 
 
-def sweep_objective(rows: list[dict[str, Any]], cfg: Any) -> float | tuple[float, ...]:
-    """The objective's value(s) for one job's ``rows``: a float for one metric, a tuple for several; the worst
-    value of each direction when the job is infeasible."""
-    objective = objective_of(cfg)
-    result = evaluate(rows, objective, [str(s) for s in cfg.get("chain") or []])
+def sweep_objective(rows: list[dict[str, Any]], objective: ObjectiveConfig,
+                    chain: list[str]) -> float | tuple[float, ...]:
+    """The objective's value(s) for one job's ``rows`` (``Plan.objective`` of ``Plan.chain``): a float for one
+    metric, a tuple for several; the worst value of each direction when the job is infeasible."""
+    result = evaluate(rows, objective, chain)
     values = result.values
     if values is None:
         log.info("objective: infeasible (%s); the sweeper gets the worst value of each direction", result.reason)

@@ -145,12 +145,12 @@ def precheck(cfg: DictConfig) -> Plan:
               f"stage kinds: {', '.join(STAGES.names())}")
         spec = STAGES.get(node.stage)
         stages[name] = typed(spec.config, node, name)
-    check_objective(cfg)  # what a sweeper optimizes: metrics, constraints, stage, hydra.sweeper.direction
+    objective = check_objective(cfg)  # what a sweeper optimizes: metrics, constraints, stage, hydra.sweeper.direction
     init_from = cfg.get("init_from")
     check(not init_from or resolve_path(init_from).is_file(), "init_from", init_from,
           "the path of a state_dict file (torch.save(model.state_dict(), path)), or null for random init")
     runtime = typed(RuntimeConfig, cfg.get("runtime"), "runtime")
-    check_logger(cfg.get("logger"))
+    logger = check_logger(cfg.get("logger"))
     if runtime.max_epochs is not None:  # +debug=smoke: the capped values are the stages' configs, hence keys
         stages = {name: cap_epochs(scfg, runtime.max_epochs) for name, scfg in stages.items()}
     stages = {name: same_debug_for_teachers(scfg, runtime.max_epochs, cfg.dataset.get("limit"))
@@ -179,7 +179,7 @@ def precheck(cfg: DictConfig) -> Plan:
     return Plan(name=str(cfg.get("name", "default")), chain=list(chain), stages=stages, runtime=runtime,
                 measure=measure, reference=reference, analyses=analyses, deployed_by=deployed_by, model=model,
                 dataset=to_dict(cfg.dataset), paths=to_dict(cfg.paths) if cfg.get("paths") else {},
-                init_from=str(init_from) if init_from else None, models=models)
+                init_from=str(init_from) if init_from else None, models=models, objective=objective, logger=logger)
 
 
 # Other experiments, composed and keyed as this pipeline does it (``config.Experiments``): how a distill stage finds

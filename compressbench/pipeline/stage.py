@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from compressbench.config import BadValue, Plan, StageConfig, resolve_path, to_dict
@@ -43,9 +43,8 @@ from compressbench.techniques import registered  # noqa: F401  (what a cache hit
 class Pipeline:
     """One run's chain: the stage cache, the keys, the reference, and every file and row the stages lead to."""
 
-    def __init__(self, cfg: DictConfig, plan: Plan, run_dir: Path, data: DataBundle,
-                 memo: MeasureMemo | None = None) -> None:
-        self.cfg, self.plan, self.run_dir, self.data = cfg, plan, run_dir, data
+    def __init__(self, plan: Plan, run_dir: Path, data: DataBundle, memo: MeasureMemo | None = None) -> None:
+        self.plan, self.run_dir, self.data = plan, run_dir, data
         self.memo_measured = memo if memo is not None else MeasureMemo()
         self.dist = distributed.from_env()
         self.device = distributed.device_for(self.dist, resolve_device(plan.runtime.device))
@@ -53,15 +52,12 @@ class Pipeline:
         self.precision = self.route.precision
         cl = str(plan.runtime.channels_last).lower()
         self.channels_last = cl == "true" or (cl == "auto" and self.device.type == "cuda")
-        self.cache = StageCache(resolve_path(cfg.paths.cache_dir) if plan.runtime.cache else None)
+        self.cache = StageCache(resolve_path(plan.paths["cache_dir"]) if plan.runtime.cache else None)
         if self.cache.root is not None and self.cache.root.is_dir() and self.dist.is_main:
             remove_stale_temps(self.cache.root, every_s=3600)  # what killed writers left (a day old at least)
         self.memo = TensorMemo(self.cache.root)
-        self.init_from = resolve_path(cfg.init_from) if cfg.get("init_from") else None
         self.keys = chain_keys(plan, data.fingerprint, EXPERIMENTS)
         self.reference: Baseline | None = None
-        self.cfg = copy.deepcopy(cfg)
-        OmegaConf.set_readonly(self.cfg, True)  # stages read the run config; none may change it
 
     def progress(self, iterable: Any, **kwargs: Any) -> Any:
         from compressbench.infra.progress import bar
@@ -72,10 +68,10 @@ class Pipeline:
         """The model the chain starts from (its initial weights are part of the first key), checked."""
         seed_everything(int(self.keys[0][:8], 16))
         data = self.data
-        arch = Arch(to_dict(self.cfg.model), data.num_classes, data.in_channels, data.image_size)
-        model = build_model(self.cfg.model, data.num_classes, data.in_channels, data.image_size)
-        if self.init_from is not None:
-            load_init_from(model, self.cfg.init_from)
+        arch = Arch(dict(self.plan.model), data.num_classes, data.in_channels, data.image_size)
+        model = build_model(self.plan.model, data.num_classes, data.in_channels, data.image_size)
+        if self.plan.init_from is not None:
+            load_init_from(model, self.plan.init_from)
         model = model.to(self.device)
         check_layer_names(model, self.plan)
         check_stage_files(self.plan, data)
@@ -96,7 +92,7 @@ class Pipeline:
         return StageEnv(name=name, index=index, key=key, seed=int(key[:8], 16) if key else self.plan.runtime.seed,
                         device=self.device, precision=self.precision, channels_last=self.channels_last,
                         route=self.route,
-                        data=self.data, plan=self.plan, cfg=self.cfg, dist=self.dist,
+                        data=self.data, plan=self.plan, dist=self.dist,
                         collective=bool(spec and spec.distributed and self.dist.enabled), reference=self.reference,
                         resume_dir=resume_dir, history_dir=stage_dir if self.dist.is_main else None,
                         lookup=lookup, lookup_key=lambda k: self.cache.lookup(k, self.device),
@@ -267,8 +263,7 @@ def stage_env(cfg: DictConfig, stage: str, run_dir: str | Path) -> tuple[StageEn
     Example: ``env, model = stage_env(cfg, "prune", "out"); result = STAGES["prune"].fn(model, cfg_of_prune, env)``.
     """
     plan = validate(cfg)
-    data = load_dataset(cfg.dataset, resolve_path(cfg.paths.data_dir), resolve_path(cfg.paths.cache_dir))
-    pipeline = Pipeline(cfg, plan, Path(run_dir), data)
+    pipeline = Pipeline(plan, Path(run_dir), load_plan_data(plan))
     index = plan.chain.index(stage)
     spec = STAGES.get(plan.stages[stage].stage)
     directory = Path(run_dir) / "stages" / f"{index:02d}_{stage}"
@@ -303,3 +298,8 @@ def check_stage_files(plan: Plan, data: DataBundle) -> None:
     """The files stages read (a teacher's state_dict) against the models they must fit, before any training."""
     for name, scfg in plan.stages.items():
         STAGES.get(scfg.stage).check_files(scfg, name, plan, data.num_classes, data.in_channels, data.image_size)
+
+
+def load_plan_data(plan: Plan) -> DataBundle:
+    """The dataset the plan names, from ``paths.data_dir``; what is derived from it kept in ``paths.cache_dir``."""
+    return load_dataset(plan.dataset, resolve_path(plan.paths["data_dir"]), resolve_path(plan.paths["cache_dir"]))

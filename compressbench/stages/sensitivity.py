@@ -83,7 +83,7 @@ def sensitivity(artifact: Deployable, cfg: SensitivityConfig, env: StageEnv) -> 
     from compressbench.models import model_label
     from compressbench.techniques.pruning.sensitivity_plots import draw  # matplotlib only when drawing
 
-    dataset = env.cfg.dataset.get("label") or env.cfg.dataset.name
-    title = f"{model_label(env.cfg.model)} on {dataset}, {cfg.split} split"
+    dataset = env.plan.dataset.get("label") or env.plan.dataset["name"]
+    title = f"{model_label(env.plan.model)} on {dataset}, {cfg.split} split"
     files = {"sensitivity.csv": csv_bytes(rows), **draw(rows, title)}
     return StageResult(artifact, {"sensitivity_points": len(rows)}, files=files)

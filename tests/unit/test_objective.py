@@ -8,7 +8,7 @@ from report_rows import row
 
 from compressbench.config import ConfigError
 from compressbench.pipeline import objective as pipeline_objective
-from compressbench.pipeline.objective import check_objective, directions, sweep_objective
+from compressbench.pipeline.objective import check_objective, directions, objective_of, sweep_objective
 from compressbench.report import build
 from compressbench.results.objective import WORST, ObjectiveConfig, evaluate, stored_size
 
@@ -27,13 +27,18 @@ def cfg(chain: list[str] = CHAIN, **objective) -> OmegaConf:
                                                            "stage": None, **objective}})
 
 
+def objective_value(rows: list[dict], c: OmegaConf) -> float | tuple[float, ...]:
+    """The sweeper's value from what validate puts in the plan: the parsed objective and the chain."""
+    return sweep_objective(rows, objective_of(c), list(c.chain))
+
+
 def test_default_objective_is_the_last_stages_accuracy():
-    assert sweep_objective(rows(), cfg()) == 94.5
-    assert isinstance(sweep_objective(rows(), cfg()), float)
+    assert objective_value(rows(), cfg()) == 94.5
+    assert isinstance(objective_value(rows(), cfg()), float)
 
 
 def test_several_metrics_give_a_tuple_in_their_order_and_size_is_the_encoded_file_of_an_encode_stage():
-    value = sweep_objective(rows(), cfg(metrics=["size_bytes:min", "test_acc:max"]))
+    value = objective_value(rows(), cfg(metrics=["size_bytes:min", "test_acc:max"]))
     assert value == (9000.0, 94.5)  # size_bytes of the encode row is 89541; its verified file is 9000 bytes
     assert stored_size({"size_bytes": 35907, "encoded_bytes": ""}) == (35907.0, "size_bytes")
     assert stored_size({"size_bytes": "89541", "encoded_bytes": "9000.0"}) == (9000.0, "encoded_bytes")
@@ -47,15 +52,15 @@ def test_the_objectives_size_is_the_reports_size_of_every_row():
 
 
 def test_a_chosen_stage_is_read_instead_of_the_last():
-    assert sweep_objective(rows(), cfg(stage="finetune", metrics=["speedup_vs_best_fp32:max"])) == 0.5
+    assert objective_value(rows(), cfg(stage="finetune", metrics=["speedup_vs_best_fp32:max"])) == 0.5
 
 
 def test_a_broken_constraint_gives_the_worst_value_of_each_direction():
     objective = cfg(metrics=["test_acc:max", "size_bytes:min"], constraints=["size_bytes<=8000"])
-    assert sweep_objective(rows(), objective) == (-WORST, WORST)
+    assert objective_value(rows(), objective) == (-WORST, WORST)
     ok = cfg(metrics=["test_acc:max", "size_bytes:min"], constraints=["size_bytes<=9000", "test_acc>=90"])
-    assert sweep_objective(rows(), ok) == (94.5, 9000.0)
-    assert sweep_objective(rows(), cfg(constraints=["test_acc>95"])) == -WORST
+    assert objective_value(rows(), ok) == (94.5, 9000.0)
+    assert objective_value(rows(), cfg(constraints=["test_acc>95"])) == -WORST
     result = evaluate(rows(), ObjectiveConfig(constraints=["test_acc>95"]), CHAIN)
     assert not result.feasible and "test_acc>95" in result.reason
 
@@ -77,7 +82,7 @@ def test_failed_or_incomplete_runs_are_infeasible(case: str):
     result = evaluate(r, objective, CHAIN, status)
     assert result.values is None and result.reason
     if status == "ok":  # a failed job raises before main returns; the rest reach the sweeper as its worst value
-        assert sweep_objective(r, cfg(metrics=[str(m) for m in objective.parsed])) == objective.worst[0]
+        assert objective_value(r, cfg(metrics=[str(m) for m in objective.parsed])) == objective.worst[0]
 
 
 @pytest.mark.parametrize("node, message", [
