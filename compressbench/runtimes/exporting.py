@@ -13,8 +13,8 @@ torch 2.14.1 (issue 25; ``tests/unit/test_export_route.py`` fails the day either
   "does not have a field with name '__obj_flatten__'" and strict export with "Missing as_proxy()"
   (pytorch/pytorch#137111).
 - ``torch.export.load`` is not pickle-free: it reads a ``.pt2``'s sample inputs with ``torch.load(weights_only=True)``
-  and, when that fails, again with ``weights_only=False``; entries the archive marks ``use_pickle`` load with
-  ``weights_only=False`` or ``pickle.loads``. The file decides, so a crafted ``.pt2`` runs code when loaded
+  and, when that fails, again with full unpickling; entries the archive marks ``use_pickle`` load fully unpickled
+  too (``pickle.loads``). The file decides, so a crafted ``.pt2`` runs code when loaded
   (pytorch/pytorch#153410) — which is why the README says to load ``.pt2`` files of your own only.
 
 ``torch.jit.load`` reads its archive's pickles with TorchScript's own unpickler, which refuses any Python global.

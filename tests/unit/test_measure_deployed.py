@@ -17,7 +17,7 @@ from compressbench.config import MeasureConfig
 from compressbench.measure import Baseline, Inputs, latency, measure, routes
 from compressbench.models import build_model
 from compressbench.report import repeats
-from compressbench.runtimes import Arch, Deployable, Eager
+from compressbench.runtimes import RUNTIMES, Arch, Deployable, Eager
 
 CPU = torch.device("cpu")
 ARCH = Arch({"name": "lenet5"}, 4, 1, 8)
@@ -125,13 +125,13 @@ def test_an_fp32_model_is_timed_on_every_fp32_route(monkeypatch):
     """A pruned fp32 model is compared with like: on each route against the dense model on that route, and
     ``speedup_vs_best_fp32`` takes it on its fastest route."""
     built = []
-    real = routes.RUNTIMES.get("onnxruntime").from_fp32
+    real = RUNTIMES.get("onnxruntime").from_fp32
 
     def spy(fp32, example):
         built.append(fp32.module)
         return real(fp32, example)
 
-    monkeypatch.setattr(routes.RUNTIMES.get("onnxruntime"), "from_fp32", spy)
+    monkeypatch.setattr(RUNTIMES.get("onnxruntime"), "from_fp32", spy)
     monkeypatch.setattr(routes, "_BUILT", OrderedDict())  # no dense build reused from another test
     dense = _tiny()
     torch.manual_seed(1)
