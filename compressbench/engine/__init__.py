@@ -1,6 +1,7 @@
-"""The training engine shared by train, finetune, distill and every technique that trains: ``fit`` (one loop),
-``Precision`` (AMP), callbacks; ``engine.train`` holds the one ``TrainConfig``, ``engine.env`` the read-only
-``StageEnv`` a stage works in."""
+"""The training engine shared by train, finetune, distill and every technique that trains: ``fit`` (one loop,
+``engine.loop``), ``Precision`` (AMP) and the training route (``engine.route``), callbacks; ``engine.train`` runs
+the one ``config.train.TrainConfig``, ``engine.checkpoint`` keeps a training's resumable state, ``engine.env`` is
+the read-only ``StageEnv`` a stage works in."""
 from compressbench.engine.loop import (
     Batches,
     Callback,

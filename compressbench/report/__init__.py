@@ -1,11 +1,12 @@
 """Reports over ``results.csv`` files: ``python -m compressbench.report DIR [--findings-dir PATH] [--html]``.
 
 A leaf of the package: it reads result tables and run folders and imports nothing from compressbench but
-``results`` and ``infra`` (atomic, locks, tdist). The data flow, one module each:
+``results``, ``config`` (safe folder names) and ``infra`` (atomic, locks, tdist). The data flow, one module each:
 collect (read the tree) → labels (technique, credit, speedup baseline) → points (seed groups, intervals,
-numbered branches) → figures / stage_figures (plots, with style) → summary / sections (summary.md; pareto_set: a
-sweep's Pareto set for its objective, from the job folders; best_trial: Optuna's answer) → html (one page) → write (files and locks); tables
-prints the terminal table; cli is the command.
+numbered branches) → figures / stage_figures (plots, with style) → summary / sections / cells (summary.md;
+pareto_set: a sweep's Pareto set for its objective, from the job folders; best_trial: Optuna's answer; recovery
+and repeats: their sections) → html (one page) → write (files and locks); tables prints the terminal table; cli
+is the command. Its modules import each other by full name, never through this package (no import circles).
 """
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
 """Quantization methods behind the ``quantize`` stage (``stages/quantize.py``).
 
-``methods`` turns an fp32 model into a quantized one per (method, backend); ``runtimes`` holds the modules that
-run the results (int8 eager, compiled PT2E, ONNX Runtime, fp16/bf16 casts) and tell ``measure`` their runtime,
-artifact and same-runtime fp32 reference; ``fakequant`` does low-bit weights with an honest packed encoding;
-``report`` writes the fallback report. Third-party APIs are reached through ``compressbench.adapters`` only.
+``methods`` is the registry of handlers, one per (method, backend), that turn an fp32 model into a quantized one
+(torch-free at load: the quantize options are checked against it before torch is imported); ``result`` is what
+every handler returns (the deployable, the fallback report rows, fields, files) and the helpers they share;
+``training`` does QAT and low-bit weight training; ``fakequant`` does low-bit weights with an honest packed
+encoding. The results run on ``compressbench.runtimes`` (FX int8, compiled PT2E, ONNX Runtime, OpenVINO, casts),
+which tell ``measure`` their runtime, artifact and same-runtime fp32 reference. Third-party APIs are reached
+through ``compressbench.adapters`` only.
 """
 from __future__ import annotations
 
