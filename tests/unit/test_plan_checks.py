@@ -114,3 +114,22 @@ def test_a_teacher_stage_that_deployed_its_model_is_refused(make_cfg):
     cfg = with_nodes(make_cfg(), ["train", "q", "scratch", "kd"], q=QUANT, scratch=scratch, kd=kd)
     with pytest.raises(ConfigError, match="kd.teacher.stage='q' is not allowed: a stage whose model is fp32"):
         validate(cfg)
+
+
+def test_validation_changes_nothing_it_checks(make_cfg):
+    """What validation resolves (installed runtimes, a smoke run's capped epochs, a teacher's overrides, an
+    analysis's stage) is in the plan; the config it read is as it was."""
+    from omegaconf import OmegaConf
+
+    from compressbench.pipeline.plan import validate
+
+    cfg = make_cfg("+experiment=digits_deep_compression", "+debug=smoke", "+analysis=sensitivity",
+                   "+stage@int8=quantize", "int8.fp32_routes=null", fast=False)
+    before = OmegaConf.to_container(cfg, resolve=False)
+    plan = validate(cfg)
+    assert OmegaConf.to_container(cfg, resolve=False) == before
+    assert plan.stages["train"].epochs == 1 and cfg.train.epochs > 1  # capped in the plan only
+    assert plan.analyses["sensitivity"].after == plan.reference and cfg.sensitivity.after is None
+    assert plan.measure.fp32_routes and cfg.measure.get("fp32_routes") is None
+    again = validate(cfg)  # and validating twice gives the same plan
+    assert again.stages == plan.stages and again.analyses == plan.analyses
