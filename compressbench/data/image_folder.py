@@ -3,12 +3,14 @@
 Layouts (``dataset.layout``; ``auto`` tells them apart):
 - ``flat``: ``<root>/<class name>/<image>``; test and val are carved from it (stratified, seeded);
 - ``split``: ``<root>/train/<class name>/<image>`` with optional ``test/`` and ``val/`` (or ``valid/``,
-  ``validation/``) holding the same class folders; an official folder is used as is, and a missing test or
-  val split is carved from train only.
+  ``validation/``, ``training/`` for ``train/``) holding the same class folders; an official folder is used as
+  is, and a missing test or val split is carved from train only. A root that is itself the ``train/`` of such a
+  layout is refused (``refuse_train_root``): read as flat, it would ignore the official test split.
 ``sea_animals`` (the Kaggle "Sea Animals Image Dataset", 23 classes, flat), ``cifar10_jpeg`` (CIFAR-10 as
 JPEG files, split) and ``image_folder`` (a user's own folder) are the same code with other defaults. Images
 are resized once at load: the shorter side to ``image_size`` (bilinear, with PIL's antialiasing), then a
 centre crop to a square, so nothing is stretched; an image already at ``image_size`` is used as is.
+``image_size: null`` (image_folder's default) is the images' own size when all are one size (data/sizes.py).
 """
 from __future__ import annotations
 

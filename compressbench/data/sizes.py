@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from compressbench.data.decode import CHUNK, _context, default_workers
+from compressbench.data.decode import CHUNK, default_workers, pool_context
 from compressbench.data.fingerprint import listing_digest
 from compressbench.infra.atomic import atomic_write_text
 
@@ -59,7 +59,7 @@ def source_sizes(root: Path, paths: Sequence[str], listing: Sequence[tuple[str, 
     chunks = [paths[s:s + CHUNK] for s in range(0, len(paths), CHUNK)]
     workers = default_workers(len(paths))
     if workers > 1:
-        with ProcessPoolExecutor(workers, mp_context=_context()) as pool:
+        with ProcessPoolExecutor(workers, mp_context=pool_context()) as pool:
             found = [s for part in pool.map(_chunk_sizes, chunks) for s in part]
     else:
         found = [s for chunk in chunks for s in _chunk_sizes(chunk)]
