@@ -174,9 +174,12 @@ def refuse_train_root(root: Path, layout: str) -> None:
         return
     parent = root.parent
     walk = FolderWalk(parent, ())
-    classes = {d.name for d in walk.dirs(root)}
-    same = [d.name for d in walk.dirs(parent) if SPLIT_DIRS.get(d.name.lower(), "train") != "train"
-            and {c.name for c in walk.dirs(d)} == classes]
+    try:
+        classes = {d.name for d in walk.dirs(root)}
+        same = [d.name for d in walk.dirs(parent) if SPLIT_DIRS.get(d.name.lower(), "train") != "train"
+                and {c.name for c in walk.dirs(d)} == classes]
+    except OSError:  # a parent we may not list (a shared drive's): nothing to compare with
+        return
     if classes and same:
         raise ValueError(
             f"dataset.root={root} is the {root.name}/ folder of a split dataset ({parent} also holds "
