@@ -172,7 +172,7 @@ def decode_files(paths: Sequence[str], size: int, *, workers: int = 1, mode: str
     chunks = [(s, paths[s:s + CHUNK]) for s in range(0, n, CHUNK)]
     pool: Executor | None = None
     if workers > 1 and mode == "process":  # started before the big allocation, which the workers never need
-        pool = ProcessPoolExecutor(workers, mp_context=_context())
+        pool = ProcessPoolExecutor(workers, mp_context=pool_context())
     elif workers > 1 and mode == "thread":
         pool = ThreadPoolExecutor(workers)
     images = torch.empty((n, 3, size, size), dtype=torch.uint8)
@@ -205,7 +205,7 @@ def _compact_(images: torch.Tensor, index: np.ndarray) -> torch.Tensor:
     return shrink_rows_(images, len(index))
 
 
-def _context() -> Any:
+def pool_context() -> Any:
     # fork starts workers in milliseconds and they only run PIL and numpy; elsewhere the platform's default.
     if sys.platform == "linux":
         return multiprocessing.get_context("fork")

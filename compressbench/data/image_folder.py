@@ -3,12 +3,14 @@
 Layouts (``dataset.layout``; ``auto`` tells them apart):
 - ``flat``: ``<root>/<class name>/<image>``; test and val are carved from it (stratified, seeded);
 - ``split``: ``<root>/train/<class name>/<image>`` with optional ``test/`` and ``val/`` (or ``valid/``,
-  ``validation/``) holding the same class folders; an official folder is used as is, and a missing test or
-  val split is carved from train only.
+  ``validation/``, ``training/`` for ``train/``) holding the same class folders; an official folder is used as
+  is, and a missing test or val split is carved from train only. A root that is itself the ``train/`` of such a
+  layout is refused (``refuse_train_root``): read as flat, it would ignore the official test split.
 ``sea_animals`` (the Kaggle "Sea Animals Image Dataset", 23 classes, flat), ``cifar10_jpeg`` (CIFAR-10 as
 JPEG files, split) and ``image_folder`` (a user's own folder) are the same code with other defaults. Images
 are resized once at load: the shorter side to ``image_size`` (bilinear, with PIL's antialiasing), then a
 centre crop to a square, so nothing is stretched; an image already at ``image_size`` is used as is.
+``image_size: null`` (image_folder's default) is the images' own size when all are one size (data/sizes.py).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import torch
 from compressbench.data.decode import MAX_PIXELS, RESIZE, TooLarge, decode_cached, relative_paths
 from compressbench.data.fingerprint import listing_digest
 from compressbench.data.registry import CHECKS, DATASETS
+from compressbench.data.sizes import report, resolve_image_size, source_sizes
 from compressbench.data.split import DataBundle, Split, assemble, read_options
 from compressbench.data.walk import FolderWalk
 
@@ -33,10 +36,12 @@ SEA_DEFAULTS: dict[str, Any] = {
     "layout": "auto", "image_size": 64, "test_fraction": 0.2, "expected_classes": 23, "max_image_pixels": MAX_PIXELS,
     "augment": {"crop_padding": 4, "flip": True},  # photos: shifts and mirror images are still the class
 }
-FOLDER_DEFAULTS: dict[str, Any] = {**SEA_DEFAULTS, "expected_classes": None}
+# image_size None: the images' own size when all are one size (data/sizes.py)
+FOLDER_DEFAULTS: dict[str, Any] = {**SEA_DEFAULTS, "expected_classes": None, "image_size": None}
 CIFAR_JPEG_DEFAULTS: dict[str, Any] = {**SEA_DEFAULTS, "image_size": 32, "expected_classes": 10}
 LAYOUTS = ("auto", "split", "flat")
-SPLIT_DIRS = {"train": "train", "test": "test", "val": "val", "valid": "val", "validation": "val"}
+SPLIT_DIRS = {"train": "train", "training": "train", "test": "test", "val": "val", "valid": "val",
+              "validation": "val"}
 SPLIT_HELP = "<root>/train/<class name>/<image> plus optional test/ and val/ (or valid/) with the same classes"
 
 
@@ -65,7 +70,7 @@ def check_folder(name: str) -> None:
     def check(cfg: Mapping[str, Any], data_dir: Path, files: bool) -> None:
         opts = folder_options(name, cfg)
         if files:
-            find_root(name, opts["root"], data_dir)
+            refuse_train_root(find_root(name, opts["root"], data_dir), opts["layout"])
 
 
 for _name in DEFAULTS_OF:
@@ -74,7 +79,7 @@ for _name in DEFAULTS_OF:
 
 def folder_options(name: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The checked options of the image-folder dataset ``name`` (ValueError naming the key otherwise)."""
-    opts = read_options(cfg, DEFAULTS_OF[name], name)
+    opts = read_options(cfg, DEFAULTS_OF[name], name, auto_size=True)
     expected, layout, limit = opts["expected_classes"], opts["layout"], opts["max_image_pixels"]
     if expected is not None and (not isinstance(expected, int) or expected < 2):
         raise ValueError(f"dataset.expected_classes={expected!r}: must be an integer >= 2, or null (no check)")
@@ -96,6 +101,8 @@ def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> D
     root = find_root(name, opts["root"], data_dir)
     walk = FolderWalk(root, _extensions())
     folders = split_folders(root, opts["layout"], walk)
+    if not folders:
+        refuse_train_root(root, opts["layout"])
     classes = _split_classes(root, folders, walk) if folders else _flat_classes(root, walk)
     if expected is not None and len(classes) != expected:
         raise ValueError(
@@ -112,6 +119,10 @@ def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> D
     samples = [(path, label) for path, label, _, _ in found]
     listing = [(r, label, size, mtime)
                for r, (_, label, size, mtime) in zip(relative_paths(root, [p for p, _ in samples]), found, strict=True)]
+    given = size
+    sizes = source_sizes(root, [p for p, _ in samples], listing, cache_dir)
+    size = resolve_image_size(given, sizes)
+    resized = report(name, root, sizes, size, given)
     data = decode_cached(root, samples, listing, size, cache_dir, limit)
     kept = data["kept"].numpy()
     if data["skipped"]:
@@ -129,7 +140,8 @@ def _load(name: str, opts: dict[str, Any], data_dir: Path, cache_dir: Path) -> D
               for i, s in enumerate(("train", "val", "test")) if s in lists}
     _check_readable(root, splits, classes, folders)
     info = {"root": str(root), "layout": "split" if folders else "flat", "split_folders": folders or None,
-            "resize": RESIZE, "skipped_files": list(data["skipped"]), "not_listed": walk.not_listed.as_info()}
+            "resize": RESIZE, **resized, "skipped_files": list(data["skipped"]),
+            "not_listed": walk.not_listed.as_info()}
     return assemble(name, splits["train"], splits.get("test"), classes, opts, info, val=splits.get("val"),
                     source_digest=digest, skipped_count=len(data["skipped"]))
 
@@ -152,6 +164,28 @@ def find_root(name: str, root: str | None, data_dir: Path) -> Path:
         else:
             break
     return path
+
+
+def refuse_train_root(root: Path, layout: str) -> None:
+    """Refuse a root that is the train/ folder of a split dataset (its parent also holds test/ or val/ with the
+    same class folders): read as a flat folder, it would carve a test split out of training images and ignore the
+    official one, silently. ``dataset.layout=flat`` says the user means it."""
+    if layout != "auto" or SPLIT_DIRS.get(root.name.lower()) != "train":
+        return
+    parent = root.parent
+    walk = FolderWalk(parent, ())
+    try:
+        classes = {d.name for d in walk.dirs(root)}
+        same = [d.name for d in walk.dirs(parent) if SPLIT_DIRS.get(d.name.lower(), "train") != "train"
+                and {c.name for c in walk.dirs(d)} == classes]
+    except OSError:  # a parent we may not list (a shared drive's): nothing to compare with
+        return
+    if classes and same:
+        raise ValueError(
+            f"dataset.root={root} is the {root.name}/ folder of a split dataset ({parent} also holds "
+            f"{', '.join(f + '/' for f in same)} with the same class folders): its official test split would be "
+            f"ignored and one carved out of training images; point dataset.root at {parent} (or set "
+            f"dataset.layout=flat to use {root.name}/ alone)")
 
 
 _NEEDS_ROOT = ("dataset 'image_folder' needs dataset.root=/path/to/folder (holding <class name>/<image>.jpg, or "

@@ -80,10 +80,12 @@ class DataBundle:
     skipped_count: int = 0  # source files that could not be decoded (listed in split_info["skipped_files"])
 
 
-def read_options(cfg: Mapping[str, Any] | None, defaults: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+def read_options(cfg: Mapping[str, Any] | None, defaults: Mapping[str, Any], dataset: str, *,
+                 auto_size: bool = False) -> dict[str, Any]:
     """Merge the ``dataset`` config node over ``defaults`` (which include COMMON_DEFAULTS); check the common keys.
 
-    Unknown keys are errors (a typo such as ``dataset.val_fration`` must not be silently ignored).
+    Unknown keys are errors (a typo such as ``dataset.val_fration`` must not be silently ignored). With
+    ``auto_size``, ``image_size`` may be None (the loader picks it from the images).
     """
     given = _plain(cfg) if cfg is not None else {}
     given.pop("name", None)
@@ -108,8 +110,11 @@ def read_options(cfg: Mapping[str, Any] | None, defaults: Mapping[str, Any], dat
         raise ValueError(f"dataset.split_seed={opts['split_seed']!r}: must be an integer")
     if "download" in opts and not isinstance(opts["download"], bool):
         raise ValueError(f"dataset.download={opts['download']!r}: must be true or false")
-    if "image_size" in opts and (not isinstance(opts["image_size"], int) or opts["image_size"] < 8):
-        raise ValueError(f"dataset.image_size={opts['image_size']!r}: must be an integer >= 8")
+    size = opts.get("image_size")
+    if "image_size" in opts and not (auto_size and size is None) and (
+            not isinstance(size, int) or isinstance(size, bool) or size < 8):
+        raise ValueError(f"dataset.image_size={size!r}: must be an integer >= 8"
+                         + (" or null (the images' own size)" if auto_size else ""))
     return opts
 
 

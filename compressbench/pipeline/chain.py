@@ -45,6 +45,7 @@ def walk(cfg: DictConfig, plan: Plan, run_dir: Path, overrides: Any, memo: Measu
                 "train_threads": torch.get_num_threads(),
                 "world_size": pipeline.dist.world_size,
                 "num_classes": data.num_classes, "skipped_images": data.skipped_count,
+                "image_size": data.image_size, "source_image_size": data.split_info.get("source_image_size"),
                 "started": time.strftime("%Y-%m-%d %H:%M")}
     artifact: Deployable = pipeline.initial_model()
     rows: list[dict[str, Any]] = []
