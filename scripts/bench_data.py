@@ -37,7 +37,7 @@ from compressbench.data.decode import decode_files
 from compressbench.data.image_folder import find_root
 from compressbench.data.tensors import TensorLoader
 from compressbench.models import build_model
-from compressbench.pipeline.runner import machine
+from compressbench.pipeline.provenance import machine
 from compressbench.results import write_csv
 
 DATASETS = ("cifar10_jpeg", "sea_animals")  # registered folder datasets; any other name loads as image_folder

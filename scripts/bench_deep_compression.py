@@ -30,7 +30,7 @@ import torch
 from compressbench import run as run_experiment
 from compressbench.config import resolve_path
 from compressbench.data.mnist import RAW_FILES
-from compressbench.pipeline.runner import machine
+from compressbench.pipeline.provenance import machine
 from compressbench.results import read_csv, write_csv
 from compressbench.techniques.deepcompression.fileformat import decode_state, encode_state
 from compressbench.techniques.pruning.layers import prunable_layers

@@ -34,7 +34,7 @@ from compressbench.data.tensors import TensorLoader
 from compressbench.engine import Precision, cross_entropy, train_one_epoch
 from compressbench.measure.latency import quantile
 from compressbench.models import build_model
-from compressbench.pipeline.runner import machine
+from compressbench.pipeline.provenance import machine
 from compressbench.results import write_csv
 from compressbench.techniques.distillation import DistillLoss
 

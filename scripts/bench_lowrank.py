@@ -23,7 +23,7 @@ import torch
 from compressbench.measure.latency import num_threads, quantile, time_model
 from compressbench.models import build_model
 from compressbench.models.counting import count_macs
-from compressbench.pipeline.runner import machine
+from compressbench.pipeline.provenance import machine
 from compressbench.results import write_csv
 from compressbench.techniques.deepcompression.lowrank import factorize_
 from compressbench.techniques.pruning.layers import classifier_name, prunable_layers

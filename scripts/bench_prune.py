@@ -29,7 +29,7 @@ from torch import nn
 from compressbench.measure.latency import num_threads, time_model
 from compressbench.models import build_model
 from compressbench.models.counting import count_macs
-from compressbench.pipeline.runner import machine
+from compressbench.pipeline.provenance import machine
 from compressbench.results import write_csv
 from compressbench.techniques.pruning.encoding import encode_verified
 from compressbench.techniques.pruning.layers import Spec, classifier_name

@@ -29,7 +29,7 @@ from torch import nn
 
 from compressbench.measure.latency import num_threads, quantile, time_model
 from compressbench.models import build_model
-from compressbench.pipeline.runner import machine
+from compressbench.pipeline.provenance import machine
 from compressbench.results import write_csv
 from compressbench.runtimes import RUNTIMES, Arch, Deployable, Eager
 from compressbench.stages.quantize import QuantizeConfig

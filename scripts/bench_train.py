@@ -36,7 +36,7 @@ from compressbench.data.tensors import TensorLoader
 from compressbench.engine import Precision, cross_entropy, train_one_epoch
 from compressbench.measure.accuracy import evaluate
 from compressbench.models import build_model
-from compressbench.pipeline.runner import machine
+from compressbench.pipeline.provenance import machine
 from compressbench.results import write_csv
 
 ROUTES = {  # name → (autocast dtype, channels_last)
