@@ -51,23 +51,24 @@ class ClusterConfig(StageConfig):
               "mean (each shared value moves by its members' mean update: the finetune's lr keeps its meaning) "
               "or sum (Han et al.'s eq. 3: the true gradient of the shared value; use a much smaller lr)")
 
-    def encode_bits(self, plan: Plan, name: str) -> Callable[[str, nn.Module], int]:
-        """Relative-index bits for this stage's ``encoded_bytes``: those of the chain's next encode stage, so the
-        cluster row and the encode row describe one file format; else Han et al.'s 8 (conv) / 5 (linear)."""
-        later = [plan.stages[n] for n in plan.chain[plan.chain.index(name) + 1:] if n in plan.stages]
-        encode = next((s for s in later if s.stage == "encode"), None)
-        if encode is not None:
-            return encode.index_bits
-        from torch import nn
-
-        return lambda layer, m: 5 if isinstance(m, nn.Linear) else 8
-
     def bits_for(self, name: str, m: nn.Module) -> int | None:
         from compressbench.techniques.pruning.layers import by_layer, is_ignored
 
         if is_ignored([name], self.ignore):
             return None
         return by_layer(name, m, self.layer_bits, self.linear_bits, self.conv_bits)
+
+
+def encode_bits(plan: Plan, name: str) -> Callable[[str, nn.Module], int]:
+    """Relative-index bits for this stage's ``encoded_bytes``: those of the chain's next encode stage, so the
+    cluster row and the encode row describe one file format; else Han et al.'s 8 (conv) / 5 (linear)."""
+    later = [plan.stages[n] for n in plan.chain[plan.chain.index(name) + 1:] if n in plan.stages]
+    encode = next((s for s in later if s.stage == "encode"), None)
+    if encode is not None:
+        return encode.index_bits
+    from torch import nn
+
+    return lambda layer, m: 5 if isinstance(m, nn.Linear) else 8
 
 
 def check_layers(cfg: ClusterConfig, model: nn.Module, node: str = "cluster") -> None:
@@ -119,7 +120,7 @@ def cluster(artifact: Deployable, cfg: ClusterConfig, env: StageEnv) -> StageRes
                cluster_rel_error_max=max((r.rel_error for r in layers), default=None))
     if cfg.encode:
         state = model.state_dict()
-        index_bits = cfg.encode_bits(env.plan, env.name)
+        index_bits = encode_bits(env.plan, env.name)
         encoded = encode_state(state, {f"{n}.weight": index_bits(n, m) for n, m in prunable_layers(model).items()})
         back = decode_state(encoded.data)
         ok = same_state(back, state)
