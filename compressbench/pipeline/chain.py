@@ -29,7 +29,8 @@ class RunFailed(RuntimeError):
     """A stage failed or diverged; its row (status, error) is in results.csv and the chain stopped there."""
 
 
-def walk(cfg: DictConfig, plan: Plan, run_dir: Path, overrides: Any, memo: MeasureMemo | None = None) -> list[dict[str, Any]]:
+def walk(cfg: DictConfig, plan: Plan, run_dir: Path, overrides: Any,
+         memo: MeasureMemo | None = None) -> list[dict[str, Any]]:
     """The recipe: load the data, build the initial model, run each stage (and the analyses after it), one row
     each, written as it comes; the table on screen. Raises RunFailed after the row of a stage that failed."""
     apply_runtime(plan.runtime)

@@ -45,7 +45,7 @@ class Pipeline:
 
     def __init__(self, plan: Plan, run_dir: Path, data: DataBundle, memo: MeasureMemo | None = None) -> None:
         self.plan, self.run_dir, self.data = plan, run_dir, data
-        self.memo_measured = memo if memo is not None else MeasureMemo()
+        self.measured = memo if memo is not None else MeasureMemo()
         self.dist = distributed.from_env()
         self.device = distributed.device_for(self.dist, resolve_device(plan.runtime.device))
         self.route = route_for(self.device, plan.runtime, plan.model)
@@ -135,13 +135,13 @@ class Pipeline:
             routes = timing_routes(self.plan, index, name)
             memo_key = self.measure_key(key, routes)
             try:
-                reused = self.memo_measured.get(memo_key) if hit else None
+                reused = self.measured.get(memo_key) if hit else None
                 if reused is not None:
                     metrics = {**reused, "measure_reused": True}
                 else:
                     metrics = measure(artifact, env.measure_inputs(routes))
                     if status == "ok":
-                        self.memo_measured.put(memo_key, metrics)
+                        self.measured.put(memo_key, metrics)
                 hits = metrics.pop(PER_IMAGE_KEY, None)
                 if hits is not None:  # per-image test hits: the report's paired intervals read them
                     write_hits(stage_dir, hits)
