@@ -44,7 +44,7 @@ def run(experiment: str | None = None, overrides: list[str] | tuple[str, ...] = 
                              f"'hydra.mode=RUN']")
         cfg = compose("config", overrides=overrides)
     out = Path(output_dir) if output_dir else Path("outputs") / str(cfg.name) / time.strftime("%Y-%m-%d_%H-%M-%S")
-    rows: list[dict[str, Any]] = runner.run(cfg, out, overrides)
+    rows: list[dict[str, Any]] = runner.run(cfg, out, overrides, memo=runner.process_memo())
     return pd.DataFrame(rows)
 
 

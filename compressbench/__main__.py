@@ -51,11 +51,6 @@ def remove_if_untouched(run_dir: Path, log_name: str) -> None:
                 break
 
 
-# The measurements this process took of cache hits, shared by a sweep's jobs (``pipeline.measuring.MeasureMemo``);
-# made on the first job, once the runner is imported.
-MEASURED: dict[str, Any] = {}
-
-
 @hydra.main(version_base=None, config_path=str(conf_dir()), config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
@@ -66,7 +61,7 @@ def main(cfg: DictConfig) -> float | None:
 
         rows = runner.run(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), plan=plan,
                           figures=hc.mode != RunMode.MULTIRUN,  # a sweep draws its jobs' figures once, at its end
-                          memo=MEASURED.setdefault("memo", runner.MeasureMemo()))
+                          memo=runner.process_memo())  # a sweep's jobs share their measurements
     except (ConfigError, UnknownNameError, DataUnavailable) as e:  # a mistake to fix before anything can run
         if hc.mode == RunMode.MULTIRUN:  # a sweep's bad job is listed in its summary; the sweep goes on
             from compressbench.pipeline import runner

@@ -29,7 +29,7 @@ class TeacherConfig:
               "empty unless teacher.experiment is set")
         check(self.model is None or self.path is not None, "teacher.model", self.model,
               "null unless teacher.path is set (it names the file's architecture)")
-        # That it names a registered model is checked with the student (DistillConfig.check_plan).
+        # That it names a registered model is checked with the student (``stages.distill.check_distill``).
 
 
 @dataclass
@@ -69,7 +69,8 @@ class DistillConfig(TrainConfig):
         check("fitnets" not in self.loss or self.hint_epochs >= 1, "hint_epochs", self.hint_epochs,
               ">= 1 when 'fitnets' is in loss (phase 1 trains the student up to the guided layer)")
         check(self.hint_lr is None or self.hint_lr > 0, "hint_lr", self.hint_lr, "null or > 0")
-        # The student's name, options and layer names are checked against the model zoo in check_plan.
+        # The student's name, options and layer names are checked against the model zoo in
+        # ``stages.distill.check_distill`` (the kind's plan check).
 
     @property
     def method(self) -> str:

@@ -6,6 +6,7 @@ model zoo, the loaders and the stage kinds, stays in ``pipeline``.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,7 +16,8 @@ from compressbench.config.schema import MeasureConfig, RuntimeConfig, StageConfi
 
 @dataclass(frozen=True)
 class Plan:
-    """Everything ``validate`` checked, typed. Nothing downstream re-reads these from the composed config."""
+    """Everything ``validate`` checked, typed. Nothing downstream re-reads these from the composed config, and
+    nothing changes them: a stage reads the plan it is handed (``StageEnv.plan``), it never writes it."""
 
     name: str
     chain: list[str]
@@ -37,8 +39,10 @@ class Plan:
     logger: Any = None  # the experiment tracker's typed options (tracking: its ``parse``); None = no logger node
 
     def input_model(self, index: int) -> tuple[dict[str, Any], bool]:
-        """The model config of what enters ``chain[index]`` and whether its layer names are known exactly."""
-        return self.models[index] if self.models else (dict(self.model), True)
+        """The model config of what enters ``chain[index]`` (a copy) and whether its layer names are known
+        exactly."""
+        node, exact = self.models[index]
+        return copy.deepcopy(node), exact
 
 
 class Experiments(Protocol):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Pipeline", "RunFailed", "report_best_effort", "run", "stage_env"]
+__all__ = ["MeasureMemo", "Pipeline", "RunFailed", "process_memo", "report_best_effort", "run", "stage_env"]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from compressbench.config import Experiments, Plan, resolve_path, to_dict
+from compressbench.config import Experiments, Plan, resolve_path
 from compressbench.infra.hashing import file_sha256
 from compressbench.pipeline.cache import stage_key
 
@@ -40,7 +40,7 @@ def chain_keys(plan: Plan, fingerprint: str, experiments: Experiments) -> list[s
         scfg = plan.stages[name]
         kind = STAGES.get(scfg.stage)
         salt = kind.cache_salt(scfg, experiments, fingerprint)  # what it reads beyond its options (a teacher file)
-        keys.append(stage_key(keys[-1], stage=kind.key_fields(scfg, to_dict(scfg)), **({"salt": salt} if salt else {})))
+        keys.append(stage_key(keys[-1], stage=kind.key_fields(scfg), **({"salt": salt} if salt else {})))
     return keys
 
 

@@ -92,7 +92,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
         if isinstance(e, RunFailed):  # its rows are written: the report shows how far it got
             report_best_effort(run_dir, figures)
         if isinstance(e, Exception):  # a failed run is tracked too (its status a tag); an interrupted one is not
-            track_run(cfg, run_dir)
+            track_run(cfg, run_dir, plan.logger)
         log.info("%s; run dir: %s", status, run_dir.resolve())
         raise
     finally:
@@ -100,7 +100,7 @@ def run(cfg: DictConfig, run_dir: str | Path, overrides: list[str] | tuple[str, 
     # The status first: the report reads it, and must not list a finished run as still running.
     write_status(run_dir, "ok", overrides, name)
     report_best_effort(run_dir, figures)
-    track_run(cfg, run_dir)
+    track_run(cfg, run_dir, plan.logger)
     log.info("done; results, summary.md and plots in %s", run_dir.resolve())
     return rows
 

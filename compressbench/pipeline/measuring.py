@@ -19,13 +19,21 @@ def timing_routes(plan: Plan, index: int, name: str) -> list[str]:
     return routes
 
 
+def process_memo() -> MeasureMemo:
+    """The memo this process shares between the runs the CLI and ``compressbench.run`` make (a sweep's jobs, a
+    notebook's runs): made once, on first use. A call of ``pipeline.runner.run`` without a memo uses its own."""
+    if not hasattr(process_memo, "memo"):
+        process_memo.memo = MeasureMemo()  # type: ignore[attr-defined]
+    return process_memo.memo  # type: ignore[attr-defined]
+
+
 class MeasureMemo:
     """Measurements of cached stages taken earlier by this process (a sweep's jobs share their baseline, often
     more): a cache hit with the same measure key (``Pipeline.measure_key``: the artifact's key and cache entry
     with its time, the reference, routes, settings, device, threads) reuses the row's numbers (``measure_reused``)
     instead of timing the same model with the same settings again. Speedups in it were paired when taken;
-    nothing measured in another process is replayed. One per run unless the caller shares one (the CLI: one per
-    process, for a sweep's jobs)."""
+    nothing measured in another process is replayed. One per run unless the caller shares one (the CLI and the
+    Python API: ``process_memo``)."""
 
     def __init__(self) -> None:
         self._taken: dict[tuple[Any, ...], dict[str, Any]] = {}

@@ -64,10 +64,10 @@ def cap_epochs(node: Any, cap: int) -> Any:
             changes[f.name] = cap_epochs(value, cap)
         elif f.name in ("epochs", "hint_epochs") and isinstance(value, int) and value > cap:
             changes[f.name] = cap
-    capped = dataclasses.replace(node, **changes) if changes else node
-    if getattr(capped, "warmup_epochs", 0) > getattr(capped, "epochs", 0):  # still within the (capped) run
-        capped = dataclasses.replace(capped, warmup_epochs=float(capped.epochs))
-    return capped
+    epochs = changes.get("epochs", getattr(node, "epochs", 0))
+    if getattr(node, "warmup_epochs", 0) > epochs:  # still within the (capped) run: one replace, one check
+        changes["warmup_epochs"] = float(epochs)
+    return dataclasses.replace(node, **changes) if changes else node
 
 
 def same_debug_for_teachers(scfg: StageConfig, max_epochs: int | None, limit: int | None) -> StageConfig:
@@ -95,13 +95,13 @@ def validate(cfg: DictConfig) -> Plan:
     from compressbench.runtimes import RUNTIMES, fp32_routes
     from compressbench.stages import STAGES
 
-    check_model_config(cfg.model)
+    check_model_config(plan.model)
     try:  # its options only: a config is checked on machines that do not hold the data (the run checks files)
-        check_dataset(cfg.dataset, "", files=False)
+        check_dataset(plan.dataset, "", files=False)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if cfg.get("init_from"):  # read now (weights only); its shapes are checked on the built model, before training
-        check_weights_file("init_from", cfg.init_from)
+    if plan.init_from:  # read now (weights only); its shapes are checked on the built model, before training
+        check_weights_file("init_from", plan.init_from)
     measure = plan.measure
     routes = fp32_routes(installed=True) if measure.fp32_routes is None else list(measure.fp32_routes)
     for route in routes:
@@ -110,10 +110,11 @@ def validate(cfg: DictConfig) -> Plan:
         check(RUNTIMES.get(route).available(), "measure.fp32_routes", measure.fp32_routes,
               f"installed runtimes only: {route} needs {RUNTIMES.get(route).install_hint()}")
     plan = dataclasses.replace(plan, measure=dataclasses.replace(measure, fp32_routes=routes))
-    stages = dict(plan.stages)
     for name, scfg in plan.stages.items():  # e.g. a distill teacher's stage, quantize's timing routes
-        stages[name] = STAGES.get(scfg.stage).check_plan(scfg, name, plan, EXPERIMENTS)
-    return dataclasses.replace(plan, stages=stages)
+        resolved = STAGES.get(scfg.stage).check_plan(scfg, name, plan, EXPERIMENTS)
+        if resolved is not scfg:  # later checks see what this one resolved
+            plan = dataclasses.replace(plan, stages={**plan.stages, name: resolved})
+    return plan
 
 
 def precheck(cfg: DictConfig) -> Plan:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from compressbench.infra.version import __version__
 from compressbench.pipeline.chain import RunFailed
 from compressbench.pipeline.lifecycle import report_best_effort, run, write_status
-from compressbench.pipeline.measuring import MeasureMemo
+from compressbench.pipeline.measuring import MeasureMemo, process_memo
 from compressbench.pipeline.stage import Pipeline, stage_env
 
-__all__ = ["MeasureMemo", "Pipeline", "RunFailed", "__version__", "report_best_effort", "run", "stage_env",
-           "write_status"]
+__all__ = ["MeasureMemo", "Pipeline", "RunFailed", "__version__", "process_memo", "report_best_effort", "run",
+           "stage_env", "write_status"]

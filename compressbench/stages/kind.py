@@ -4,7 +4,10 @@ A kind is its function, its options dataclass (values only: ``config/`` and the 
 its flags and its hooks — the checks it adds to validation, what its cache key reads beyond its options, the
 model it hands on, the fp32 routes its output is timed against — and its place in a chain (what it needs from
 the model reaching it and what it hands on; NVIDIA Model-Optimizer's ``ModeDescriptor`` declares ordering the
-same way). The pipeline calls the methods below and never reads an options field by name.
+same way). The pipeline asks a kind through the methods below; the only option fields it reads by name are the
+ones shared by convention across kinds: ``epochs``/``hint_epochs``/``warmup_epochs`` (capped by
+``+debug=smoke``), ``teacher`` (given the smoke settings too), ``after`` (an analysis's stage) and ``method``
+(the results column).
 
 Hooks are plain functions of the options (``hook(opts, ...)``), given to ``register_stage`` as keywords; a kind
 leaves out what it does not need and gets the default: no checks, nothing read beyond its options, the
@@ -16,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from compressbench.config import StageConfig
+from compressbench.config import StageConfig, to_dict
 
 if TYPE_CHECKING:
     from compressbench.config import Experiments, Plan
@@ -75,9 +78,9 @@ class StageKind:
     output: Callable[..., tuple[dict[str, Any], bool]] | None = None  # (opts, incoming, exact) -> (node, exact)
     routes: Callable[..., list[str]] | None = None  # (opts): fp32 runtimes the output is also timed against
 
-    def key_fields(self, opts: StageConfig, node: dict[str, Any]) -> dict[str, Any]:
-        """``opts`` as its cache key sees it (``node`` = its fields as a dict, without the ``unkeyed`` ones)."""
-        return {k: v for k, v in node.items() if k not in self.unkeyed}
+    def key_fields(self, opts: StageConfig) -> dict[str, Any]:
+        """``opts`` as its cache key sees it: its fields, without the ``unkeyed`` ones."""
+        return {k: v for k, v in to_dict(opts).items() if k not in self.unkeyed}
 
     def check_model(self, opts: StageConfig, model: Any, node: str = "") -> None:
         """Check names ``opts`` gives against the built model (before any training); raise BadValue."""

@@ -45,8 +45,10 @@ def check_logger(node: Any) -> Any:
     return options
 
 
-def track_run(cfg: Any, run_dir: Path) -> None:
-    """Log the run in ``run_dir`` to the tracker ``cfg.logger`` names (nothing for ``none``).
+def track_run(cfg: Any, run_dir: Path, options: Any = None) -> None:
+    """Log the run in ``run_dir`` to the tracker ``cfg.logger`` names (nothing for ``none``), with ``options``:
+    its typed options as validation parsed them (``Plan.logger``; None parses ``cfg.logger``). ``cfg`` is the
+    composed config, whose values the record logs as the run's parameters.
 
     Called for a run that ended ok and for one that failed (its status is a tag). Never raises: a tracker
     problem is a warning, since results.csv and the report are complete without it.
@@ -56,7 +58,8 @@ def track_run(cfg: Any, run_dir: Path) -> None:
         return
     try:
         tracker = TRACKERS.get(name)
-        where = tracker.log(read_run(cfg, Path(run_dir), hydra_job()), tracker.parse(cfg.logger))
+        parsed = tracker.parse(cfg.logger) if options is None else options
+        where = tracker.log(read_run(cfg, Path(run_dir), hydra_job()), parsed)
         log.info("logged to %s", where)
     except Exception as e:  # noqa: BLE001
         log.warning("logger=%s could not log the run in %s (%s: %s); the run itself is unaffected and its "

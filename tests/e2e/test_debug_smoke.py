@@ -61,3 +61,15 @@ def test_a_teacher_from_another_experiment_is_smoke_trained_too(make_cfg):
         return chain_keys(validate(c), "fp", EXPERIMENTS)[1]
 
     assert key("+debug=smoke") != key("+debug=smoke", "kd.teacher.overrides=['++runtime.max_epochs=2']")
+
+
+@pytest.mark.parametrize("experiment", ["cifar10_resnet20_budget", "cifar10_resnet20_converged", "resnet56_qat"])
+def test_smoke_caps_a_warm_up_with_the_epochs(make_cfg, experiment: str):
+    """A warm-up longer than the capped run is cut to it (one check of the capped options, not two)."""
+    from compressbench.pipeline.plan import precheck
+
+    plan = precheck(make_cfg(f"+experiment={experiment}", "+debug=smoke", fast=False))
+    for scfg in plan.stages.values():
+        epochs = getattr(scfg, "epochs", None)
+        if epochs is not None:
+            assert epochs <= 1 and getattr(scfg, "warmup_epochs", 0) <= epochs

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from compressbench.config import conf_dir, to_dict
+from compressbench.config import conf_dir
 
 PIN = Path(__file__).resolve().parents[1] / "data" / "stage_keys.json"
 EXPERIMENTS = sorted(p.stem for p in (conf_dir() / "experiment").glob("*.yaml"))
@@ -36,7 +36,7 @@ def experiment_keys(cfg: DictConfig) -> dict[str, object]:
             kind = STAGES.get(node.stage)
             scfg = plan.stages.get(name) or typed(kind.config, node, name)
             salt = kind.cache_salt(scfg, OTHERS, "fp")
-            nodes[str(name)] = stage_key("", stage=kind.key_fields(scfg, to_dict(scfg)), **({"salt": salt} if salt else {}))
+            nodes[str(name)] = stage_key("", stage=kind.key_fields(scfg), **({"salt": salt} if salt else {}))
     return {"chain": keys_module.chain_keys(plan, "fp", OTHERS), "nodes": nodes}
 
 

@@ -66,7 +66,7 @@ def check_plan(dcfg: DistillConfig, name: str, plan: Plan, experiments: Experime
         if not path.is_file():
             raise BadValue(f"{name}.teacher.path", spec.path, f"an existing state_dict file ({path} is missing); "
                            f"save one with torch.save(model.state_dict(), path)")
-        check_weights_file(f"{name}.teacher.path", spec.path)  # its shapes: ``DistillConfig.check_files``
+        check_weights_file(f"{name}.teacher.path", spec.path)  # its shapes: the kind's files check
         teacher, exact = {"name": spec.model} if spec.model else dict(plan.model), True
     elif spec.experiment is not None:
         other_plan = experiments.compose(spec.experiment, spec.overrides)
