@@ -3,6 +3,7 @@ measurements of cache hits a process already took (``MeasureMemo``)."""
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 from compressbench.config import Plan
@@ -19,12 +20,11 @@ def timing_routes(plan: Plan, index: int, name: str) -> list[str]:
     return routes
 
 
+@functools.cache
 def process_memo() -> MeasureMemo:
     """The memo this process shares between the runs the CLI and ``compressbench.run`` make (a sweep's jobs, a
     notebook's runs): made once, on first use. A call of ``pipeline.runner.run`` without a memo uses its own."""
-    if not hasattr(process_memo, "memo"):
-        process_memo.memo = MeasureMemo()  # type: ignore[attr-defined]
-    return process_memo.memo  # type: ignore[attr-defined]
+    return MeasureMemo()
 
 
 class MeasureMemo:
