@@ -80,6 +80,9 @@ def against_fp32_routes(artifact: Deployable, fp32: Eager, routes: Sequence[str]
         ratios = per_round_ratios(got[name], got[MODEL + route] if own is None else got[MODEL + own.runtime])
         out[f"speedup_vs_{route}_fp32"] = statistics.median(ratios)
         out[f"speedup_vs_{route}_fp32_iqr"] = _iqr(ratios)
+        if FP32 + "eager" in got:  # where the eager baseline itself sits on this route's axis (figures' B)
+            out[f"baseline_eager_vs_{route}_fp32"] = statistics.median(per_round_ratios(got[name],
+                                                                                         got[FP32 + "eager"]))
     reference, fastest, ref_samples, model_samples = best_pair(got)
     ratios = per_round_ratios(ref_samples, model_samples)
     low, high = median_interval(ratios)

@@ -57,14 +57,21 @@ def _label(r: pd.Series, mixed: bool) -> str:
 
 def baseline_speedup(table: pd.DataFrame, against: str) -> float:
     """Where the baseline B (eager fp32) sits on a speedup axis against ``against`` (a ``speedup_baseline``
-    label): 1 against eager fp32, itself; against another fp32 route, that route's time over eager's, from the
-    rows timed against both (``speedup_vs_<route>_fp32 / speedup_vs_eager_fp32``: the row's own time cancels),
-    their median; NaN where no row was timed against both."""
+    label): 1 against eager fp32, itself; against another fp32 route, that route's time over eager's: the
+    measured ``baseline_eager_vs_<route>_fp32`` of the rows, else from rows of artifacts on their own runtime
+    timed against both (``speedup_vs_<route>_fp32 / speedup_vs_eager_fp32``: the row's own time cancels);
+    their median; NaN where neither exists."""
     route = against[len("best fp32 ("):-1] if against.startswith("best fp32 (") else against.split(" ")[0]
     if route == "eager":
         return 1.0
     ok = table[table["status"].astype(str) == "ok"] if "status" in table else table
-    on_route, on_eager = _num(ok, f"speedup_vs_{route}_fp32"), _num(ok, "speedup_vs_eager_fp32")
+    measured = _num(ok, f"baseline_eager_vs_{route}_fp32")  # B on eager against B on the route, interleaved
+    if (measured > 0).any():
+        return float(measured[measured > 0].median())
+    # Rows without it: an artifact on its own runtime (int8, ...) has one time in both speedups, so their ratio
+    # cancels it; an fp32 model runs on every route, so its two speedups have different numerators: left out.
+    own = ok[ok["runtime"].astype(str) != "eager"] if "runtime" in ok else ok
+    on_route, on_eager = _num(own, f"speedup_vs_{route}_fp32"), _num(own, "speedup_vs_eager_fp32")
     ratio = (on_route / on_eager)[(on_route > 0) & (on_eager > 0)]
     return float(ratio.median()) if len(ratio) else math.nan
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from compressbench.data import DATASETS, Augment, DataBundle, Split, decode, load_dataset
@@ -425,6 +426,28 @@ def test_crop_with_padding_shifts_content_and_flip_mirrors_about_half():
         flips += match[0][2]
     assert len(set(shifts)) == 25  # every offset in [-2, 2]^2 occurs
     assert 0.4 < flips / len(x) < 0.6
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_augmented_batches_equal_a_per_image_crop_flip_and_normalise(channels: int, channels_last: bool):
+    """The batch-wise gather gives exactly the per-image crop, mirror and normalisation, for any channel count."""
+    split = Split(rand_images(37, channels, 6, seed=4), torch.arange(37))
+    mean, std = tuple(0.1 * k for k in range(channels)), tuple(0.2 + 0.05 * k for k in range(channels))
+    loader = TensorLoader(split, 8, mean=mean, std=std, shuffle=True, augment=Augment(crop_padding=2, flip=True),
+                          seed=11, channels_last=channels_last)
+    loader.set_epoch(3)
+    order, (oy, ox, flip) = loader._plan()
+    x, y = collect(loader)
+    assert torch.equal(y, order)
+    scale = 1 / (255 * torch.tensor(std)).view(channels, 1, 1)
+    shift = (-torch.tensor(mean) / torch.tensor(std)).view(channels, 1, 1)
+    for k, i in enumerate(order.tolist()):
+        img = F.pad(split.images[i], (2, 2, 2, 2))[:, oy[k]:oy[k] + 6, ox[k]:ox[k] + 6]
+        ref = (img.flip(-1) if flip[k] else img).float().mul(scale).add(shift)
+        assert torch.equal(x[k], ref), f"sample {k}"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    assert next(iter(loader))[0].is_contiguous(memory_format=fmt)
 
 
 def test_synthetic_is_learnable_by_a_tiny_cnn():

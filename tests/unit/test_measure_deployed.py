@@ -121,6 +121,20 @@ def test_the_best_fp32_route_is_chosen_on_pooled_samples(monkeypatch):
     assert routes.best_pair(got)[:2] == ("a", "x")
 
 
+def test_the_eager_baseline_is_timed_against_each_fp32_route(monkeypatch):
+    """Where B (eager fp32) sits on each route's axis is measured in the same loop, not derived from rows."""
+    Clock(monkeypatch)
+    _routes(monkeypatch, {"eager": lambda: 2.0, "onnxruntime": lambda: 0.5})
+    out = routes.against_fp32_routes(Fake(lambda: 0.25), _tiny(), ["eager", "onnxruntime"],
+                                     torch.zeros(1, 1, 8, 8), _defaults(min_time_s=0))
+    assert out["baseline_eager_vs_onnxruntime_fp32"] == pytest.approx(0.25)
+    assert out["baseline_eager_vs_eager_fp32"] == pytest.approx(1.0)
+    _routes(monkeypatch, {"onnxruntime": lambda: 0.5})  # no eager route timed: nothing to say
+    out = routes.against_fp32_routes(Fake(lambda: 0.25), _tiny(), ["onnxruntime"], torch.zeros(1, 1, 8, 8),
+                                     _defaults(min_time_s=0))
+    assert not any(k.startswith("baseline_eager_vs") for k in out)
+
+
 def test_an_fp32_model_is_timed_on_every_fp32_route(monkeypatch):
     """A pruned fp32 model is compared with like: on each route against the dense model on that route, and
     ``speedup_vs_best_fp32`` takes it on its fastest route."""

@@ -145,6 +145,33 @@ def test_the_baseline_sits_at_its_own_speed_on_a_best_fp32_axis(tmp_path: Path):
         close(fig)
 
 
+def test_fp32_models_timed_on_every_route_do_not_move_the_baseline(tmp_path: Path):
+    # A pruned fp32 model is 2.35x on ONNX Runtime and 1.74x on eager, each against B on that route: the ratio
+    # of those is not B's speed. Only the int8 row (one model time in both) or a measured column places B.
+    rows = [baseline("a"),
+            row("a", 1, "int8", "quantize", 96.5, 3e4, runtime="onnxruntime-int8", speedup=2.0,
+                speedup_vs_best_fp32=2.0, speedup_vs_onnxruntime_fp32=2.0, speedup_vs_eager_fp32=10.0,
+                best_fp32_runtime="onnxruntime"),
+            row("a", 2, "pruned", "train", 90.0, 2e4, runtime="eager", speedup=1.74, speedup_vs_best_fp32=2.35,
+                speedup_vs_onnxruntime_fp32=2.35, speedup_vs_eager_fp32=1.74, best_fp32_runtime="onnxruntime")]
+    write_run(tmp_path / "derived", "0", rows)
+    table = build(collect(tmp_path / "derived")[0])
+    figures = _speedup_figures(table)
+    (_, y), = _star(figures["speedup_vs_compression"].axes[0])
+    assert y == pytest.approx(0.2)
+    for fig in figures.values():
+        close(fig)
+    for r in rows[1:]:
+        r["baseline_eager_vs_onnxruntime_fp32"] = 0.29
+    write_run(tmp_path / "measured", "0", rows)
+    table = build(collect(tmp_path / "measured")[0])
+    figures = _speedup_figures(table)
+    (_, y), = _star(figures["speedup_vs_compression"].axes[0])
+    assert y == pytest.approx(0.29)
+    for fig in figures.values():
+        close(fig)
+
+
 def test_the_baseline_is_not_drawn_where_its_speed_on_that_axis_is_unknown(tmp_path: Path):
     write_run(tmp_path, "0", [baseline("a"), row("a", 1, "int8", "quantize", 96.5, 3e4, runtime="fx-int8",
                                                  speedup_vs_best_fp32=0.5, best_fp32_runtime="openvino")])
