@@ -4,11 +4,12 @@ For each model (CIFAR-shaped data unless noted) and each training route — fp32
 bf16 + channels_last (and, with ``--compile``, torch.compile over the fastest of them) — two loops are timed:
   bare   forward+backward+step over pre-made, pre-normalised tensors in the route's memory format (no data work:
          the ceiling for that route)
+  loop   ``engine.train_one_epoch`` over the bare loop's own pre-made batches: the stage loop's overhead alone
   stage  compressbench's ``engine.train_one_epoch`` over ``data.tensors.TensorLoader`` (uint8 in memory,
          batch-wise crop + flip) with the route applied as the train stage applies it (``engine.TrainRoute``)
 Every variant starts from the same initial weights and sees the same batches; all of them are timed interleaved
 in one process (rounds of one epoch each), and every ratio is the median of the per-round ratios (DESIGN.md §6):
-``speedup_vs_bare_fp32`` (the route's gain) and ``stage_over_bare`` (the same route's stage against its bare
+``speedup_vs_bare_fp32`` (the route's gain) and ``stage_over_bare`` (the same route's loop or stage against its bare
 loop: < 1 means the stage adds overhead). ``loss_last`` (mean training loss of the last round) and
 ``val_acc`` (after the last round, fp32 evaluation) show whether a route learns like fp32 on the same batches.
 The machine's load average is recorded at start and end: ratios are paired, absolute images/s are not.
@@ -76,7 +77,8 @@ def bare_epoch(model, optimizer, batches, dtype) -> tuple[float, float]:
 
 
 def stage_epoch(model, optimizer, loader, epoch: int, dtype) -> tuple[float, float]:
-    loader.set_epoch(epoch)
+    if hasattr(loader, "set_epoch"):  # a TensorLoader; the "loop" variant passes the pre-made batches
+        loader.set_epoch(epoch)
     start = time.perf_counter()
     stats = train_one_epoch(model, loader, optimizer, cross_entropy(), precision=Precision("cpu", dtype))
     return time.perf_counter() - start, stats["train_loss"]
@@ -97,7 +99,7 @@ def bench(key: str, n: int | None, rounds: int, compile_: bool) -> list[dict]:
     routes = dict(ROUTES)
     variants = {}
     for route, (dtype, cl) in routes.items():
-        for loop in ("bare", "stage"):
+        for loop in ("bare", "loop", "stage"):
             model = copy.deepcopy(init)
             if cl:
                 model = model.to(memory_format=torch.channels_last)
@@ -119,7 +121,7 @@ def bench(key: str, n: int | None, rounds: int, compile_: bool) -> list[dict]:
         model, optimizer, batches, loader, dtype = variants[v]
         if v[1] == "bare":
             return bare_epoch(model, optimizer, batches, dtype)
-        return stage_epoch(model, optimizer, loader, epoch, dtype)
+        return stage_epoch(model, optimizer, batches if v[1] == "loop" else loader, epoch, dtype)
 
     seen = len(variants[("fp32", "bare")][2]) * spec.batch
     load_start = os.getloadavg()[0]

@@ -62,7 +62,8 @@ def test_bench_distill(tmp_path: Path):
 @pytest.mark.slow
 def test_bench_train(tmp_path: Path):
     rows = bench(tmp_path, "bench_train", "--models", "lenet5", "--samples", "256", "--rounds", "1")
-    assert len(rows) == 8 and (rows["images_per_s"] > 0).all()  # 4 routes x (bare, stage)
+    assert len(rows) == 12 and (rows["images_per_s"] > 0).all()  # 4 routes x (bare, loop, stage)
+    assert set(rows["loop"]) == {"bare", "loop", "stage"}
     assert set(rows["route"]) == {"fp32", "channels_last", "bf16", "bf16_channels_last"}
     assert rows.set_index(["route", "loop"]).loc[("fp32", "bare"), "speedup_vs_bare_fp32"] == 1.0
 
