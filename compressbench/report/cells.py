@@ -17,9 +17,11 @@ def noise_cell(r: Mapping[str, Any]) -> str:
     return {True: "within noise", False: "outside noise", None: "n unknown"}[r.get("within_noise")]
 
 
+FLAVOURS = {"encoded_bytes": "encoded", "deployable_bytes": "file that runs", "size_bytes": "artifact"}
+
+
 def size_cell(r: Mapping[str, Any]) -> str:
-    flavour = r.get("stored_flavour")
-    return f"{human(r.get('stored_bytes'), 'B')} ({'encoded' if flavour == 'encoded_bytes' else 'artifact'})"
+    return f"{human(r.get('stored_bytes'), 'B')} ({FLAVOURS.get(str(r.get('stored_flavour')), 'artifact')})"
 
 
 def acc_cell(r: Mapping[str, Any]) -> str:

@@ -139,8 +139,11 @@ def how_to_read(table: pd.DataFrame, baseline: str) -> list[str]:
             "int8 model against eager fp32), `speedup_vs_best_fp32` against the baseline on the fastest fp32 "
             "runtime timed for it (*vs onnxruntime fp32*). Figures and the fastest pick use the latter where it "
             "was timed, else the former, and never rank the two together. IQR: spread of the per-round ratios.",
-            "- size: the artifact that runs (size_bytes) or, where smaller, the verified encoded file "
-            "(encoded_bytes, decoded before running).", ""]
+            "- size: the stage's artifact (size_bytes; for FX and PT2E int8 the int8 weights, which need "
+            "compressbench to rebuild the module) or, where smaller, the verified encoded file (encoded_bytes, "
+            "decoded before running); *file that runs*: the file a user loads without compressbench "
+            "(deployable_bytes: the TorchScript / program file for FX / PT2E int8), what the *smallest that runs "
+            "as is* pick and the compression ratio use.", ""]
 
 
 def delta_method(table: pd.DataFrame) -> str:

@@ -9,6 +9,7 @@ import pytest
 from report_rows import baseline, compare_tree, row, write_run
 
 from compressbench.report import budget_table, build, collect, enrich, stats, write_report
+from compressbench.report.cells import size_cell
 from compressbench.report.summary import segments
 
 
@@ -62,6 +63,19 @@ def test_budget_table_picks_the_right_rows(tmp_path: Path):
     assert any("kd" in n and "1.44× vs eager fp32" in n for n in notes)
     # The chance-level model has the smallest encoding of all, and is never picked.
     assert "cluster" not in set(picks["stage"])
+
+
+def test_smallest_that_runs_as_is_means_the_file_that_runs(tmp_path: Path):
+    # PT2E int8 weights are 30 kB but need compressbench to rebuild the module; the file that runs alone is
+    # 62.8 kB. ONNX Runtime int8's 33.1 kB file runs as it is: it is the smallest that runs.
+    write_run(tmp_path, "0", [baseline("a"), row("a", 1, "int8_pt2e", "quantize", 96.9, 3.0e4,
+                                                 deployable_bytes=6.28e4, runtime="pt2e-int8-compiled")])
+    write_run(tmp_path, "1", [baseline("b"), row("b", 1, "int8_ort", "quantize", 96.9, 3.31e4,
+                                                 deployable_bytes=3.31e4, runtime="onnxruntime-int8")])
+    picks, _ = budget_table(build(collect(tmp_path)[0]))
+    small = picks[picks["pick"] == "smallest that runs as is"].iloc[0]
+    assert small["stage"] == "int8_ort" and small["stored_bytes"] == 3.31e4
+    assert size_cell(small.to_dict()) == "33.1kB (file that runs)"
 
 
 def test_a_finetune_is_credited_to_the_technique_before_it(tmp_path: Path):
