@@ -154,22 +154,19 @@ def test_fp32_models_timed_on_every_route_do_not_move_the_baseline(tmp_path: Pat
                 best_fp32_runtime="onnxruntime"),
             row("a", 2, "pruned", "train", 90.0, 2e4, runtime="eager", speedup=1.74, speedup_vs_best_fp32=2.35,
                 speedup_vs_onnxruntime_fp32=2.35, speedup_vs_eager_fp32=1.74, best_fp32_runtime="onnxruntime")]
-    write_run(tmp_path / "derived", "0", rows)
-    table = build(collect(tmp_path / "derived")[0])
-    figures = _speedup_figures(table)
-    (_, y), = _star(figures["speedup_vs_compression"].axes[0])
-    assert y == pytest.approx(0.2)
-    for fig in figures.values():
-        close(fig)
+
+    def star_height(folder: Path) -> float:
+        write_run(folder, "0", rows)
+        figures = _speedup_figures(build(collect(folder)[0]))
+        (_, y), = _star(figures["speedup_vs_compression"].axes[0])
+        for fig in figures.values():
+            close(fig)
+        return y
+
+    assert star_height(tmp_path / "derived") == pytest.approx(0.2)
     for r in rows[1:]:
         r["baseline_eager_vs_onnxruntime_fp32"] = 0.29
-    write_run(tmp_path / "measured", "0", rows)
-    table = build(collect(tmp_path / "measured")[0])
-    figures = _speedup_figures(table)
-    (_, y), = _star(figures["speedup_vs_compression"].axes[0])
-    assert y == pytest.approx(0.29)
-    for fig in figures.values():
-        close(fig)
+    assert star_height(tmp_path / "measured") == pytest.approx(0.29)
 
 
 def test_the_baseline_is_not_drawn_where_its_speed_on_that_axis_is_unknown(tmp_path: Path):
