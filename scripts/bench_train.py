@@ -1,7 +1,7 @@
 """Benchmark: the training routes this machine has, and whether the train stage keeps up with a bare loop.
 
 For each model (CIFAR-shaped data unless noted) and each training route — fp32, channels_last, bf16 autocast,
-bf16 + channels_last (and, with ``--compile``, torch.compile over the fastest of them) — two loops are timed:
+bf16 + channels_last (and, with ``--compile``, torch.compile over the fastest of them) — three loops are timed:
   bare   forward+backward+step over pre-made, pre-normalised tensors in the route's memory format (no data work:
          the ceiling for that route)
   loop   ``engine.train_one_epoch`` over the bare loop's own pre-made batches: the stage loop's overhead alone
