@@ -149,9 +149,14 @@ def stage_table(rows: pd.DataFrame, credit: Credit | None = None) -> pd.DataFram
     return table
 
 
+# Overrides that change where files go and what the terminal shows, never a number: left out of a row's command,
+# whose cache path would only name the machine that made it.
+MACHINE_LOCAL = ("paths.cache_dir=", "runtime.progress=")
+
+
 def command(row: pd.Series, chain: list[str]) -> str:
     """The command that makes this row's artifact: the run's overrides, the chain cut after this stage."""
-    overrides = _seedless(row.get("overrides")).split()
+    overrides = [t for t in _seedless(row.get("overrides")).split() if not t.startswith(MACHINE_LOCAL)]
     upto = chain[: chain.index(str(row["stage"])) + 1]
     if upto != chain or any(t.startswith("chain=") for t in overrides):
         overrides = [t for t in overrides if not t.startswith("chain=")] + [f"chain=[{','.join(upto)}]"]

@@ -143,7 +143,7 @@ def how_to_read(table: pd.DataFrame, baseline: str) -> list[str]:
             "compressbench to rebuild the module) or, where smaller, the verified encoded file (encoded_bytes, "
             "decoded before running); *file that runs*: the file a user loads without compressbench "
             "(deployable_bytes: the TorchScript / program file for FX / PT2E int8), what the *smallest that runs "
-            "as is* pick and the compression ratio use.", ""]
+            "as is* pick and the compression ratio use, shown after the first size where it is another file.", ""]
 
 
 def delta_method(table: pd.DataFrame) -> str:

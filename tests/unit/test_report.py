@@ -12,6 +12,7 @@ import pytest
 from report_rows import row
 
 from compressbench.report import collect, enrich, main, pareto_mask, print_table, write_findings, write_report
+from compressbench.report.points import command
 from compressbench.results import write_results
 
 
@@ -73,6 +74,13 @@ def test_chain_sweeps_are_labelled_by_their_stages():
     df = pd.DataFrame([row("a", 0, "train", "train", 97, 9e4, overrides="chain=[train,prune,finetune]"),
                        row("b", 0, "train", "train", 97, 9e4, overrides="chain=[train,quantize]")])
     assert enrich(df)["run_label"].tolist() == ["train→prune→finetune", "train→quantize"]
+
+
+def test_a_rows_command_leaves_out_where_this_machine_kept_its_files():
+    overrides = ("+experiment=x paths.data_dir=/data paths.cache_dir=/work/cache runtime.progress=False "
+                 "chain=[train,prune,finetune]")
+    line = command(pd.Series({"overrides": overrides, "stage": "prune", "seeds": "0"}), ["train", "prune", "finetune"])
+    assert line == "python -m compressbench +experiment=x paths.data_dir=/data 'chain=[train,prune]'"
 
 
 def test_findings_get_one_folder_per_experiment_and_no_lock_files(tmp_path: Path):

@@ -160,3 +160,20 @@ def test_a_shared_weights_row_without_any_file_before_it_has_no_stored_size():
     rows = [{"stage": "train", "stored_bytes": 9e4}, {"stage": "retrain", "stored_bytes": 9e4, "distinct_values_max": 32}]
     carried = _carry_shared_files(rows)
     assert carried[0]["stored_bytes"] == 9e4 and carried[1]["stored_bytes"] != carried[1]["stored_bytes"]  # NaN
+
+
+@pytest.mark.parametrize(("row", "expected"), [
+    # FX int8: the int8 weights are stored; the TorchScript file is what runs, and what the ratio divides.
+    ({"stored_bytes": 3.32e5, "stored_flavour": "size_bytes", "size_bytes": 3.32e5, "deployable_bytes": 4.18e5},
+     "332kB (artifact); 418kB file that runs"),
+    # Magnitude pruning: the encoding is smaller; the dense file runs.
+    ({"stored_bytes": 2.63e5, "stored_flavour": "encoded_bytes", "size_bytes": 1.14e6},
+     "263kB (encoded); 1.14MB file that runs"),
+    # One file: said once.
+    ({"stored_bytes": 3.31e5, "stored_flavour": "size_bytes", "size_bytes": 3.31e5, "deployable_bytes": 3.31e5},
+     "331kB (artifact)"),
+    ({"stored_bytes": 3.31e5, "stored_flavour": "deployable_bytes", "size_bytes": 3.0e5},
+     "331kB (file that runs)"),
+])
+def test_size_cell_names_the_file_that_runs_where_it_is_another(row: dict, expected: str):
+    assert size_cell(row) == expected
