@@ -93,3 +93,9 @@ def test_bench_sweep(tmp_path: Path):
     ratio = rows.set_index("command").loc["ratio_median", "wall_s"]
     assert ratio == pytest.approx(runs.loc["sweep", "wall_s"] / runs.loc["one_run", "wall_s"])
     assert (runs["stage_wall_s"] > 0).all() and (runs["other_s"] > 0).all()
+
+
+def test_bench_sharing(tmp_path: Path):
+    rows = bench(tmp_path, "bench_sharing", "--models", "lenet5", "--rounds", "1", "--steps", "1")
+    assert list(rows["model"]) == ["lenet5"] and rows.loc[0, "live_fraction"] == pytest.approx(0.2, abs=0.01)
+    assert rows.loc[0, "plain_ms_per_step"] > 0 and rows.loc[0, "shared_over_plain"] > 0

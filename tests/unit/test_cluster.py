@@ -117,6 +117,61 @@ def test_pruning_after_clustering_leaves_the_pruned_weights_at_zero():
         assert torch.equal(getattr(m, sharing.CODEBOOK), codebooks[name]), name
 
 
+@torch.no_grad()
+def masked_projection(w: torch.Tensor, clusters: torch.Tensor, codebook: torch.Tensor, update: str) -> None:
+    """The projection written plainly over the full-size map (what project_ did before it kept a compact one)."""
+    flat = w.detach().reshape(-1)
+    pruned = (clusters >= 0) & (flat == 0) & (codebook[clusters.clamp_min(0).long()] != 0)
+    clusters[pruned] = -1
+    live = clusters >= 0
+    index, members = clusters[live].long(), flat[live]
+    counts = torch.bincount(index, minlength=len(codebook)).clamp_min(1).to(codebook.dtype)
+    step = torch.zeros_like(codebook).index_add_(0, index, members - codebook[index])
+    codebook.add_(step if update == "sum" else step / counts)
+    new = torch.zeros_like(flat)
+    new[live] = codebook[index]
+    w.copy_(new.view(w.shape))
+
+
+@pytest.mark.parametrize("update", ["mean", "sum"])
+def test_the_cached_projection_equals_the_plain_one_through_training_and_a_later_prune(update: str):
+    """Bit for bit, over optimizer steps on a channels-last conv and a linear layer, with members pruned midway
+    (the compact map is derived again) and after a deepcopy (which must not reuse the original's map)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 5)).to(memory_format=torch.channels_last)
+    g = torch.Generator().manual_seed(1)
+    for m in (model[0], model[2]):
+        clusters = torch.randint(-1, 4, (m.weight.numel(),), generator=g, dtype=torch.int32)
+        sharing.share_(m, torch.linspace(-0.2, 0.2, 4), clusters, update)
+    plain = {i: (getattr(model[i], sharing.CLUSTERS).clone(), getattr(model[i], sharing.CODEBOOK).clone())
+             for i in (0, 2)}
+    dead = int((plain[2][0] == -1).sum())
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+    x = torch.randn(4, 3, 8, 8).to(memory_format=torch.channels_last)
+    views = []  # the linear layer's compact map after each projection
+    for step in range(6):
+        if step == 3:  # a prune after cluster: some members set to zero
+            with torch.no_grad():
+                model[2].weight.view(-1)[::7] = 0
+                model = copy.deepcopy(model) if update == "mean" else model
+            opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+        before = {i: model[i].weight.detach().clone() for i in (0, 2)}
+        model(x)  # the hooks project
+        for i in (0, 2):
+            w, (clusters, codebook) = before[i], plain[i]
+            masked_projection(w, clusters, codebook, update)
+            assert torch.equal(model[i].weight.detach(), w), (step, i)
+            assert torch.equal(getattr(model[i], sharing.CLUSTERS), clusters), (step, i)
+            assert torch.equal(getattr(model[i], sharing.CODEBOOK), codebook), (step, i)
+        views.append(next(h for h in model[2]._forward_pre_hooks.values() if isinstance(h, sharing.ProjectShared)).live)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), torch.randint(0, 5, (4,))).backward()
+        opt.step()
+    assert int((getattr(model[2], sharing.CLUSTERS) == -1).sum()) > dead  # the prune did take members out
+    # Kept while the map stands; derived again after the prune changed it (or the deepcopy dropped it), then kept.
+    assert views[1] is views[0] and views[2] is views[0] and views[4] is not views[0] and views[5] is views[4]
+
+
 def test_update_sum_is_refused_where_it_would_multiply_weight_decay(make_cfg, tmp_path: Path):
     cfg = with_cluster(make_cfg(*QUICK), update="sum")
     with pytest.raises(ConfigError, match="cluster.update='sum' is not allowed: mean here, since finetune trains "
