@@ -4,7 +4,7 @@ For each model, one pruned copy (magnitude, ``--sparsity`` of the weights, one g
 it is, and another is clustered first (k-means, ``--conv-bits`` / ``--linear-bits``, Han et al.'s 8 / 5 for
 AlexNet) so that every forward projects each layer onto its shared values (``sharing.ProjectShared``). Both
 start from the same weights and take the same batches (SGD, momentum 0.9, weight decay 5e-4, fp32, batch
-``--batch``); each round times ``--steps`` steps of one and then of the other, in one process, and
+``--batch``); each round times ``--steps`` steps of one and then of the other (in turn first), in one process, and
 ``shared_over_plain`` is the median of the per-round ratios (DESIGN.md §6): 1.0 means sharing is free, 2.0 that
 a retrain step takes twice a finetune step. The machine's load average is recorded at start and end.
 
@@ -68,8 +68,8 @@ def bench(name: str, args: argparse.Namespace) -> dict[str, object]:
     for k in models:  # warm-up: allocator, first projection
         steps_seconds(models[k], opts[k], batches[:1])
     times: dict[str, list[float]] = {k: [] for k in models}
-    for _ in range(args.rounds):
-        for k in models:
+    for r in range(args.rounds):
+        for k in (models if r % 2 == 0 else reversed(models)):  # ABBA: neither always runs first
             times[k].append(steps_seconds(models[k], opts[k], batches) / args.steps)
     ratios = sorted(s / p for s, p in zip(times["shared"], times["plain"], strict=True))
     weights = sum(m.weight.numel() for m in sharing.shared_layers(shared).values())

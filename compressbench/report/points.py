@@ -156,7 +156,7 @@ MACHINE_LOCAL = ("paths.cache_dir=", "runtime.progress=")
 
 def command(row: pd.Series, chain: list[str]) -> str:
     """The command that makes this row's artifact: the run's overrides, the chain cut after this stage."""
-    overrides = [t for t in _seedless(row.get("overrides")).split() if not t.startswith(MACHINE_LOCAL)]
+    overrides = [t for t in _seedless(row.get("overrides")).split() if not t.lstrip("+").startswith(MACHINE_LOCAL)]
     upto = chain[: chain.index(str(row["stage"])) + 1]
     if upto != chain or any(t.startswith("chain=") for t in overrides):
         overrides = [t for t in overrides if not t.startswith("chain=")] + [f"chain=[{','.join(upto)}]"]

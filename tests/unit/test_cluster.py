@@ -136,7 +136,8 @@ def masked_projection(w: torch.Tensor, clusters: torch.Tensor, codebook: torch.T
 @pytest.mark.parametrize("update", ["mean", "sum"])
 def test_the_cached_projection_equals_the_plain_one_through_training_and_a_later_prune(update: str):
     """Bit for bit, over optimizer steps on a channels-last conv and a linear layer, with members pruned midway
-    (the compact map is derived again) and after a deepcopy (which must not reuse the original's map)."""
+    (the compact map is derived again), after a deepcopy (which must not reuse the original's map) and after the
+    map is replaced by another tensor at the same address."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 5)).to(memory_format=torch.channels_last)
     g = torch.Generator().manual_seed(1)
@@ -155,6 +156,10 @@ def test_the_cached_projection_equals_the_plain_one_through_training_and_a_later
                 model[2].weight.view(-1)[::7] = 0
                 model = copy.deepcopy(model) if update == "mean" else model
             opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
+        if step == 4:  # the map replaced by another tensor object over the same memory (as a move to a device
+            # and back can give): nothing cached for the old object may be taken for it
+            model[2].register_buffer(sharing.CLUSTERS, torch.from_dlpack(getattr(model[2], sharing.CLUSTERS)),
+                                     persistent=False)
         before = {i: model[i].weight.detach().clone() for i in (0, 2)}
         model(x)  # the hooks project
         for i in (0, 2):
@@ -168,8 +173,10 @@ def test_the_cached_projection_equals_the_plain_one_through_training_and_a_later
         nn.functional.cross_entropy(model(x), torch.randint(0, 5, (4,))).backward()
         opt.step()
     assert int((getattr(model[2], sharing.CLUSTERS) == -1).sum()) > dead  # the prune did take members out
-    # Kept while the map stands; derived again after the prune changed it (or the deepcopy dropped it), then kept.
-    assert views[1] is views[0] and views[2] is views[0] and views[4] is not views[0] and views[5] is views[4]
+    # Kept while the map stands; described anew by the prune (or dropped by the deepcopy) and by the
+    # replacement, then kept.
+    assert views[1] is views[0] and views[2] is views[0]
+    assert views[3] is not views[0] and views[4] is not views[3] and views[5] is views[4]
 
 
 def test_update_sum_is_refused_where_it_would_multiply_weight_decay(make_cfg, tmp_path: Path):

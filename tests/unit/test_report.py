@@ -77,7 +77,7 @@ def test_chain_sweeps_are_labelled_by_their_stages():
 
 
 def test_a_rows_command_leaves_out_where_this_machine_kept_its_files():
-    overrides = ("+experiment=x paths.data_dir=/data paths.cache_dir=/work/cache runtime.progress=False "
+    overrides = ("+experiment=x paths.data_dir=/data ++paths.cache_dir=/work/cache runtime.progress=False "
                  "chain=[train,prune,finetune]")
     line = command(pd.Series({"overrides": overrides, "stage": "prune", "seeds": "0"}), ["train", "prune", "finetune"])
     assert line == "python -m compressbench +experiment=x paths.data_dir=/data 'chain=[train,prune]'"

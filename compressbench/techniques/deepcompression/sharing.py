@@ -19,6 +19,7 @@ So a clustered layer holds at most 2^bits distinct nonzero values before, during
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,21 +65,31 @@ def kind_of(m: nn.Module) -> str:
 class Live:
     """A layer's clustered weights in compact form: their flat positions (ascending) and clusters, both int64.
     ``project_`` works on these alone; deriving them from the full-size cluster map takes most of a projection
-    on a large layer (1.5 s per step on a 38 M-weight fc layer), so ``ProjectShared`` keeps them between steps,
-    keyed by the cluster map's storage and version: any change to the map derives them again."""
+    on a large layer (1.5 s per step on a 38 M-weight fc layer), so ``ProjectShared`` keeps them between steps
+    for as long as the map is the same tensor object, at the same address and version: a moved or replaced map
+    (``.to()``, a reload) or an in-place change (a prune after cluster) derives them again. The one write that
+    bypasses the version counter is DDP's per-forward buffer sync, which copies rank 0's map over the others':
+    a no-op here, since every rank derives the same map from the same synchronised weights."""
 
     positions: torch.Tensor
     index: torch.Tensor
-    key: tuple[int, int, str]
+    map: weakref.ref[torch.Tensor]
+    key: tuple[int, int]
+
+    def describes(self, clusters: torch.Tensor) -> bool:
+        return self.map() is clusters and self.key == _map_key(clusters)
 
 
-def _map_key(clusters: torch.Tensor) -> tuple[int, int, str]:
-    return clusters.data_ptr(), clusters._version, str(clusters.device)
+def _map_key(clusters: torch.Tensor) -> tuple[int, int]:
+    return clusters.data_ptr(), clusters._version
 
 
-def live_of(clusters: torch.Tensor) -> Live:
-    positions = (clusters >= 0).nonzero().squeeze(1)
-    return Live(positions, clusters.index_select(0, positions).long(), _map_key(clusters))
+def live_of(clusters: torch.Tensor, positions: torch.Tensor | None = None, index: torch.Tensor | None = None) -> Live:
+    """The compact view of ``clusters``: derived from it, or the given ``positions``/``index`` (already known)."""
+    if positions is None or index is None:
+        positions = (clusters >= 0).nonzero().squeeze(1)
+        index = clusters.index_select(0, positions).long()
+    return Live(positions, index, weakref.ref(clusters), _map_key(clusters))
 
 
 @torch.no_grad()
@@ -95,20 +106,22 @@ def project_(m: nn.Module, resync: bool = False, live: Live | None = None) -> Li
         raise RuntimeError(f"a clustered {type(m).__name__} now has {w.numel()} weights, but was clustered with "
                            f"{clusters.numel()}: its shape changed after the cluster stage (structured pruning or "
                            f"low-rank after clustering). Put those stages before cluster (Han et al.'s order).")
-    if live is None or live.key != _map_key(clusters):
+    if live is None or not live.describes(clusters):
         live = live_of(clusters)
     flat = w.detach().reshape(-1)  # a copy where the weight is channels-last: written back whole below
     positions, index = live.positions, live.index
-    members = flat.index_select(0, positions).to(codebook.dtype)
+    members = flat.index_select(0, positions)
     if not resync:
         shared = codebook[index]
         # A member set to exactly zero while its shared value is not was pruned (a prune stage or schedule after
         # cluster): it leaves its cluster and stays zero, instead of counting as an update of -value.
-        pruned = (members == 0) & (shared != 0)
+        pruned = (members == 0) & (shared != 0)  # in the weight's dtype, before any cast
         if bool(pruned.any()):
-            clusters.index_fill_(0, positions[pruned], -1)  # a new map version: the next call derives it again
             keep = ~pruned
+            clusters.index_fill_(0, positions[pruned], -1)
             positions, index, members, shared = positions[keep], index[keep], members[keep], shared[keep]
+            live = live_of(clusters, positions, index)  # the changed map, described at its new version
+    members = members.to(codebook.dtype)
     counts = torch.bincount(index, minlength=len(codebook)).clamp_min(1).to(codebook.dtype)
     if resync:  # in float64, so members that all hold one float32 value give exactly that value back
         sums = torch.zeros(len(codebook), dtype=torch.float64, device=codebook.device)
