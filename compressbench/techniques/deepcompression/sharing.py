@@ -64,9 +64,9 @@ def kind_of(m: nn.Module) -> str:
 @dataclass
 class Live:
     """A layer's clustered weights in compact form: their flat positions (ascending) and clusters, both int64.
-    ``project_`` works on these alone; deriving them from the full-size cluster map takes most of a projection
-    on a large layer (most of a clustered AlexNet step: scripts/bench_sharing.py), so ``ProjectShared`` keeps them between steps
-    for as long as the map is the same tensor object, at the same address and version: a moved or replaced map
+    ``project_`` works on these alone; deriving them from the full-size cluster map each step made a clustered
+    AlexNet step 3.3× a plain one (scripts/bench_sharing.py), so ``ProjectShared`` keeps them between steps for
+    as long as the map is the same tensor object, at the same address and version: a moved or replaced map
     (``.to()``, a reload) or an in-place change (a prune after cluster) derives them again. The one write that
     bypasses the version counter is DDP's per-forward buffer sync, which copies rank 0's map over the others':
     a no-op here, since every rank derives the same map from the same synchronised weights."""
